@@ -1,0 +1,32 @@
+# make test : create .venv if missing, install hcl_stats with its test extras, run the tests
+# make demo : create .venv if missing, install hcl_stats, run the small simulation study
+# make bench: benchmarks (not part of make test)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test test-slow demo bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install --quiet -e ".[test,dask]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow --runslow
+
+demo: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m simulations demo --out results
+
+bench: $(STAMP)
+	$(PY) -m simulations.bench
+
+clean:
+	rm -rf $(VENV) results *.egg-info .pytest_cache

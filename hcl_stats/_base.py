@@ -1,0 +1,171 @@
+"""Shared base for HCL and the baselines: block bookkeeping, scores, covariance, variance tables.
+
+Every estimator in the package ends its ``fit`` by calling :meth:`BlockFactorModel._set_fitted`
+with loadings laid out as a :class:`~hcl_stats.Structure` describes, so that ``transform``,
+``block_loadings``, ``get_covariance``, ``explained_variance`` and the metrics work on all of
+them unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from hcl_stats._validation import check_fitted_blocks
+
+__all__ = ["BlockFactorModel"]
+
+
+class BlockFactorModel(TransformerMixin, BaseEstimator):
+    """Base class of the multi-block factor models (not for direct use).
+
+    Fitted attributes common to all subclasses
+    ------------------------------------------
+    structure_ : Structure
+        Column blocks of ``loadings_``.
+    loadings_ : ndarray of shape (d, K)
+        Stacked loadings, exactly zero where a modality is outside a block's subset.
+    means_ : list of ndarray of shape (p_m,)
+        Per-modality means removed before fitting.
+    noise_variance_ : ndarray of shape (M,)
+        Per-modality noise variance used for scores.
+    n_features_per_modality_ : ndarray of shape (M,)
+        Modality widths.
+    total_variance_ : ndarray of shape (M,)
+        Trace of each modality's sample covariance.
+    modality_names_in_ : tuple of str or None
+        Names when fitted on a dict.
+    """
+
+    # -- bookkeeping shared by subclasses -----------------------------------------------------
+    def _set_fitted(self, *, structure, loadings, means, noise_variance, total_variance,
+                    names, n_samples):
+        self.structure_ = structure
+        self.loadings_ = np.asarray(loadings, dtype=np.float64)
+        self.n_features_per_modality_ = np.array([len(mu) for mu in means], dtype=int)
+        self.means_ = [np.asarray(mu, dtype=np.float64) for mu in means]
+        self.noise_variance_ = np.asarray(noise_variance, dtype=np.float64)
+        self.total_variance_ = np.asarray(total_variance, dtype=np.float64)
+        self.modality_names_in_ = names
+        self.n_modalities_ = len(means)
+        self.n_components_ = structure.n_components
+        self.n_samples_ = int(n_samples)
+
+    def _rows(self):
+        edges = np.concatenate([[0], np.cumsum(self.n_features_per_modality_)])
+        return [slice(edges[m], edges[m + 1]) for m in range(len(edges) - 1)]
+
+    def _modality_index(self, m):
+        names = self.structure_.modality_names
+        if isinstance(m, str):
+            if names is None or m not in names:
+                raise ValueError(f"unknown modality {m!r}; known: {names!r}")
+            return names.index(m)
+        if not 0 <= int(m) < self.n_modalities_:
+            raise ValueError(f"modality index {m} out of range for {self.n_modalities_}")
+        return int(m)
+
+    # -- public API --------------------------------------------------------------------------
+    def block_loadings(self, m, subset):
+        """Loadings ``B_{m,S}`` of modality ``m`` on block ``subset``.
+
+        Parameters
+        ----------
+        m : int or str
+            Modality index or name.
+        subset : tuple of int or str
+            A block of ``structure_``.
+
+        Returns
+        -------
+        ndarray of shape (p_m, r_S)
+        """
+        check_is_fitted(self, "loadings_")
+        m = self._modality_index(m)
+        try:
+            key = self.structure_.resolve(subset)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+        cols = self.structure_.columns(key)
+        if m not in key:
+            raise ValueError(
+                f"modality {self.structure_.modality_label(m)} is not in block "
+                f"{self.structure_.label(key)}: its loadings there are zero by construction"
+            )
+        return self.loadings_[self._rows()[m], cols].copy()
+
+    def get_covariance(self):
+        """Model covariance ``W W^T + Psi`` of shape (d, d)."""
+        check_is_fitted(self, "loadings_")
+        W = self.loadings_
+        return W @ W.T + np.diag(np.repeat(self.noise_variance_, self.n_features_per_modality_))
+
+    def transform(self, X):
+        """Posterior-mean scores ``E[z | x]`` of new samples.
+
+        ``E[z | x] = (I + W_o^T Psi_o^{-1} W_o)^{-1} W_o^T Psi_o^{-1} (x_o - mu_o)``, where
+        ``o`` are the observed modalities: a modality passed as ``None`` is treated as
+        missing and the scores use the others.
+
+        Parameters
+        ----------
+        X : list, tuple or dict of array-like of shape (n_samples, p_m)
+            Same modalities and widths as at fit; entries may be ``None``.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, K)
+            Scores, columns ordered as ``structure_.blocks``.
+        """
+        check_is_fitted(self, "loadings_")
+        blocks = check_fitted_blocks(self, X, allow_missing=True)
+        rows = self._rows()
+        K = self.n_components_
+        precision = np.eye(K)
+        rhs = 0.0
+        floor = 1e-12 * max(float(np.max(self.total_variance_ / self.n_features_per_modality_)),
+                            1e-300)
+        for m, block in enumerate(blocks):
+            if block is None:
+                continue
+            Wm = self.loadings_[rows[m]]
+            psi = max(float(self.noise_variance_[m]), floor)
+            precision = precision + (Wm.T @ Wm) / psi
+            rhs = rhs + ((np.asarray(block, dtype=np.float64) - self.means_[m]) @ Wm) / psi
+        return np.linalg.solve(precision, np.atleast_2d(rhs).T).T
+
+    def explained_variance(self, fraction=False):
+        """Per-modality x per-structure variance table that adds up to each total.
+
+        Columns: one per block (``||B_{m,S}||_F^2``), ``noise`` (``p_m sigma_m^2``),
+        ``residual`` (what the model leaves unexplained: total minus the rest, which can be
+        negative when the model over-fits a modality) and ``total`` (``trace(S_mm)``).
+        Signal columns add up exactly because ``trace(B_m B_m^T) = sum_S ||B_{m,S}||^2``.
+
+        Parameters
+        ----------
+        fraction : bool, default=False
+            Divide each row by its total.
+
+        Returns
+        -------
+        pandas.DataFrame of shape (M, n_blocks + 3)
+        """
+        import pandas as pd
+
+        check_is_fitted(self, "loadings_")
+        st = self.structure_
+        rows = self._rows()
+        data = {}
+        for s in st.subsets:
+            cols = st.columns(s)
+            data[st.label(s)] = [float(np.sum(self.loadings_[r, cols] ** 2)) for r in rows]
+        table = pd.DataFrame(data, index=[st.modality_label(m) for m in range(len(rows))])
+        table["noise"] = self.noise_variance_ * self.n_features_per_modality_
+        table["residual"] = self.total_variance_ - table.sum(axis=1)
+        table["total"] = self.total_variance_
+        table.index.name = "modality"
+        if fraction:
+            table = table.div(table["total"], axis=0)
+        return table

@@ -1,0 +1,440 @@
+"""Functional numerical core of HCL: covariance, denoising, initialisation and the solver.
+
+The estimator shell (:mod:`hcl_stats._hcl`) validates input and calls :func:`fit_hcl`; all
+the numerics live here as plain functions of arrays.
+
+Objective (METHOD.md section 2)::
+
+    f(W) = 1/2 || W W^T - S_W ||_F^2,     W[rows of m, columns of S] = 0 unless m in S,
+
+with ``S_W = S - Psi`` the denoised covariance. Only ``S_W W`` depends on the d x d matrix,
+which is what the subspace solver exploits (see :func:`solve_subspace`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+from sklearn.exceptions import ConvergenceWarning
+
+from hcl_stats._linalg import flip_signs, orthonormal_basis, top_eigh
+
+__all__ = [
+    "HCLResult",
+    "sample_covariance",
+    "estimate_noise",
+    "spectral_init",
+    "solve_subspace",
+    "solve_full",
+    "objective",
+    "canonical_rotation",
+    "fit_hcl",
+]
+
+
+class HCLResult(NamedTuple):
+    """What :func:`fit_hcl` returns."""
+
+    loadings: np.ndarray  #: (d, K), exact zeros outside the mask
+    noise_variance: np.ndarray  #: (M,)
+    objective: float  #: f(W) at the solution
+    n_iter: int  #: inner solver iterations in total
+    converged: bool
+    gradient_norm: float  #: ||grad f||_F / ||(S_W W) masked||_F at the solution
+    init_loadings: np.ndarray  #: (d, K) the initialiser's loadings
+
+
+def sample_covariance(blocks):
+    """Unbiased sample covariance of the column-stacked, centred blocks.
+
+    Returns ``(S, means, n_samples)``; the caller's arrays are not modified.
+    """
+    X = np.hstack([np.asarray(b, dtype=np.float64) for b in blocks])
+    n = X.shape[0]
+    means = X.mean(axis=0)
+    Xc = X - means
+    S = Xc.T @ Xc
+    S /= n - 1
+    return S, means, n
+
+
+def modality_rows(n_features):
+    """List of row slices, one per modality."""
+    edges = np.concatenate([[0], np.cumsum(n_features)]).astype(int)
+    return [slice(edges[m], edges[m + 1]) for m in range(len(n_features))]
+
+
+def estimate_noise(S, n_features, structure, denoise, eig=None, random_state=None):
+    """Noise variance per modality for the ``denoise`` rule.
+
+    ``"isotropic"`` (the paper): the mean of the ``d - K`` smallest eigenvalues of ``S``,
+    computed as ``(trace(S) - sum of the K largest) / (d - K)`` so only the top ``K``
+    eigenvalues are needed. ``"modality"``: the same rule inside each modality, with
+    ``K`` replaced by the number of factors loading on it. ``None``: no denoising
+    (``Psi = 0``). A number or one number per modality: taken as given.
+
+    Returns
+    -------
+    noise_variance : ndarray of shape (M,)
+    eig : tuple (values, vectors) of the top-K eigenpairs of S when computed here, else None
+    """
+    M = len(n_features)
+    d = S.shape[0]
+    K = structure.n_components
+    if denoise is None or (isinstance(denoise, str) and denoise == "none"):
+        return np.zeros(M), eig
+    if isinstance(denoise, str):
+        if denoise == "isotropic":
+            if d <= K:
+                raise ValueError(
+                    f"denoise='isotropic' needs more features than factors (d={d}, K={K})"
+                )
+            if eig is None:
+                eig = top_eigh(S, K, random_state=random_state)
+            sigma2 = (np.trace(S) - eig[0].sum()) / (d - K)
+            return np.full(M, max(sigma2, 0.0)), eig
+        if denoise == "modality":
+            out = np.empty(M)
+            for m, rows in enumerate(modality_rows(n_features)):
+                r = structure.modality_rank(m)
+                p = n_features[m]
+                if p <= r:
+                    raise ValueError(
+                        f"denoise='modality' needs modality {m} to have more features ({p}) "
+                        f"than factors ({r})"
+                    )
+                Smm = S[rows, rows]
+                vals = top_eigh(Smm, r, random_state=random_state)[0]
+                out[m] = max((np.trace(Smm) - vals.sum()) / (p - r), 0.0)
+            return out, eig
+        raise ValueError(
+            f"denoise must be 'isotropic', 'modality', None or noise variances, got {denoise!r}"
+        )
+    values = np.asarray(denoise, dtype=float).reshape(-1)
+    if values.size == 1:
+        values = np.full(M, values[0])
+    if values.size != M or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(
+            f"denoise given as noise variances needs {M} non-negative finite values, "
+            f"got {denoise!r}"
+        )
+    return values, eig
+
+
+def objective(S_W, W, *, sq_norm_S=None):
+    """``1/2 ||W W^T - S_W||_F^2`` without forming ``W W^T``."""
+    if sq_norm_S is None:
+        sq_norm_S = float(np.sum(S_W * S_W))
+    G = W.T @ W
+    return 0.5 * (sq_norm_S - 2.0 * float(np.sum(W * (S_W @ W))) + float(np.sum(G * G)))
+
+
+def spectral_init(values, vectors, structure, n_features):
+    """Structured initialiser for any structure: spectral solution, then block rotation.
+
+    Start from the unstructured minimiser ``W0 = V_K diag(sqrt(max(lambda, 0)))`` of the
+    objective without a mask (top-K eigenpairs of ``S_W``). In the population every
+    structured solution is ``W0 R`` for an orthogonal ``R``, and the columns of ``R`` for a
+    block ``S`` span the latent directions that load on no modality outside ``S``, minus
+    those of blocks on strict subsets of ``S``. So the blocks are peeled from the most
+    specific to the most global: for each subset, among the latent directions not yet
+    used, take the ``r_S`` whose energy lies most inside the rows of ``S`` (a generalised
+    eigenproblem ``A_in v = mu A_all v``; for the global block, the directions of largest
+    energy). Finally zero the entries outside the mask. This is exact in the population for
+    an identifiable structure and needs no random starts; the solver then fixes what the
+    noise perturbed.
+    """
+    K = structure.n_components
+    d = vectors.shape[0]
+    lam = np.clip(values[:K], 0.0, None)
+    W0 = vectors[:, :K] * np.sqrt(lam)
+    if W0.shape[1] < K:  # fewer eigenpairs than factors (tiny problems)
+        W0 = np.hstack([W0, np.zeros((d, K - W0.shape[1]))])
+    rows = modality_rows(n_features)
+    row_modality = np.repeat(np.arange(len(n_features)), n_features)
+    R = np.zeros((K, K))
+    free = np.eye(K)  # orthonormal basis of latent directions still unused
+    order = sorted(structure.subsets, key=lambda s: (len(s), s))
+    energy_all = W0.T @ W0
+    for subset in order:
+        r = structure.rank(subset)
+        inside = np.isin(row_modality, subset)
+        A_in = W0[inside].T @ W0[inside]
+        a_in = free.T @ A_in @ free
+        a_all = free.T @ energy_all @ free
+        if len(subset) == structure.n_modalities:
+            _, vecs = scipy.linalg.eigh(a_all)
+            pick = vecs[:, ::-1][:, :r]
+        else:
+            # Regularise the energy metric so directions with no energy do not win.
+            ridge = 1e-10 * max(np.trace(a_all), 1e-300) / max(a_all.shape[0], 1)
+            _, vecs = scipy.linalg.eigh(a_in + ridge * np.eye(len(a_in)),
+                                        a_all + ridge * np.eye(len(a_all)))
+            pick = vecs[:, ::-1][:, :r]
+        directions = orthonormal_basis(free @ pick)
+        if directions.shape[1] < r:  # degenerate: complete with any unused directions
+            extra = free - directions @ (directions.T @ free)
+            directions = np.hstack([directions, orthonormal_basis(extra)])[:, :r]
+        R[:, structure.columns(subset)] = directions
+        rest = free - directions @ (directions.T @ free)
+        free = orthonormal_basis(rest)[:, : free.shape[1] - r]
+    W = W0 @ R
+    W[~structure.mask(n_features)] = 0.0
+    del rows
+    return W
+
+
+def _relative_gradient(grad, SW_W, mask):
+    denom = np.linalg.norm(SW_W[mask])
+    return float(np.linalg.norm(grad[mask]) / denom) if denom > 0 else 0.0
+
+
+def _lbfgs(fun_grad, x0, *, max_iter, gtol_fn):
+    """Minimise with L-BFGS-B, stopping when ``gtol_fn(x, g)`` says the gradient is small."""
+    state = {"n": 0, "stop": False}
+
+    def callback(intermediate_result):
+        state["n"] += 1
+        x = intermediate_result.x
+        _, g = fun_grad(x)
+        if gtol_fn(x, g):
+            state["stop"] = True
+            raise StopIteration
+
+    res = scipy.optimize.minimize(
+        fun_grad, x0, jac=True, method="L-BFGS-B", callback=callback,
+        options={"maxiter": max_iter, "maxcor": 20, "ftol": 0.0, "gtol": 0.0,
+                 "maxfun": 4 * max_iter + 20},
+    )
+    return res.x, max(state["n"], int(res.nit))
+
+
+def _newton(fun_grad, hessp, x0, *, max_iter, gtol_fn):
+    state = {"n": 0}
+
+    def callback(intermediate_result):
+        state["n"] += 1
+        x = intermediate_result.x
+        _, g = fun_grad(x)
+        if gtol_fn(x, g):
+            raise StopIteration
+
+    res = scipy.optimize.minimize(fun_grad, x0, jac=True, hessp=hessp, method="trust-krylov",
+                                  callback=callback, options={"maxiter": max_iter, "gtol": 1e-300})
+    return res.x, max(state["n"], int(res.nit))
+
+
+def solve_subspace(S_W, W_init, mask, n_features, *, basis_init=None, max_iter=1000,
+                   tol=1e-6, max_outer=200):
+    """Minimise the masked objective by a growing per-modality subspace (Davidson style).
+
+    The objective depends on ``S_W`` only through ``S_W W``. Restricting each modality's
+    loadings to a subspace ``U_m`` gives an exact small problem on ``T = U^T S_W U``
+    (``U = blockdiag(U_m)``) that costs nothing per iteration. After solving it, the part of
+    the full gradient outside ``span(U_m)``, ``-2 (I - U_m U_m^T) (S_W W)_m``, is appended
+    to ``U_m`` and the small problem is solved again. The solution is a stationary point
+    of the full problem when that outside part vanishes, which is the stopping rule (the
+    relative gradient ``||grad||_F / ||(S_W W) masked||_F <= tol``). Each outer step costs
+    one product of ``S_W`` with the new basis columns; no iteration touches a d x d product.
+    """
+    d, K = W_init.shape
+    rows = modality_rows(n_features)
+    M = len(rows)
+    sq_norm_S = float(np.sum(S_W * S_W))
+    # per-modality bases
+    U = []
+    for m, sl in enumerate(rows):
+        cols = mask[sl.start]
+        parts = [W_init[sl][:, cols]]
+        if basis_init is not None:
+            parts.append(basis_init[sl])
+        U.append(orthonormal_basis(np.hstack(parts)))
+    SU = [S_W[:, sl] @ U[m] for m, sl in enumerate(rows)]  # d x q_m each
+    A = [U[m].T @ W_init[sl] for m, sl in enumerate(rows)]  # q_m x K each
+    scale = max(float(np.abs(np.diag(S_W)).max()), np.finfo(float).tiny)
+    n_iter = 0
+    converged = False
+    rel_grad = np.inf
+    target = None  # inner tolerance on the in-subspace gradient (full units)
+    for _ in range(max_outer):
+        # gradient at the current point, split into the parts inside / outside span(U)
+        W = np.vstack([U[m] @ A[m] for m in range(M)])
+        SW_W = sum(SU[m] @ A[m] for m in range(M))
+        grad = 2.0 * (W @ (W.T @ W) - SW_W)
+        grad[~mask] = 0.0
+        denom = max(float(np.linalg.norm(SW_W[mask])), np.finfo(float).tiny)
+        rel_grad = float(np.linalg.norm(grad[mask])) / denom
+        if rel_grad <= tol:
+            converged = True
+            break
+        if n_iter >= max_iter:
+            break
+        outside = []
+        for m, sl in enumerate(rows):
+            out = grad[sl][:, mask[sl.start]]
+            out = out - U[m] @ (U[m].T @ out)
+            outside.append(out - U[m] @ (U[m].T @ out))  # re-orthogonalised
+        g_out = float(np.sqrt(sum(np.sum(o * o) for o in outside)))
+        g_in = float(np.sqrt(max(np.sum(grad[mask] ** 2) - g_out ** 2, 0.0)))
+        if target is not None and g_out > g_in:
+            # the subspace, not the small solve, limits progress: grow it
+            grown = False
+            for m, sl in enumerate(rows):
+                if np.linalg.norm(outside[m]) <= 1e-12 * denom:
+                    continue
+                new = orthonormal_basis(outside[m])
+                if new.shape[1] == 0:
+                    continue
+                U[m] = np.hstack([U[m], new])
+                SU[m] = np.hstack([SU[m], S_W[:, sl] @ new])
+                A[m] = np.vstack([A[m], np.zeros((new.shape[1], K))])
+                grown = True
+            if not grown and g_in <= 0.1 * tol * denom:
+                break
+        # solve the small problem in span(U), inexactly while the subspace is still growing
+        target = max(0.5 * g_out, 0.3 * tol * denom)
+        q = [u.shape[1] for u in U]
+        offs = np.concatenate([[0], np.cumsum(q)]).astype(int)
+        SU_all = np.hstack(SU)  # d x q
+        T = np.vstack([U[m].T @ SU_all[rows[m]] for m in range(M)])  # q x q
+        T = 0.5 * (T + T.T) / scale
+        red_mask = np.vstack([np.broadcast_to(mask[rows[m].start], (q[m], K))
+                              for m in range(M)])
+        x0 = (np.vstack(A) / np.sqrt(scale))[red_mask]
+        sqT = float(np.sum(T * T))
+        red_target = target / scale ** 1.5
+
+        def unpack(x, red_mask=red_mask):
+            Am = np.zeros(red_mask.shape)
+            Am[red_mask] = x
+            return Am
+
+        def fun_grad(x, T=T, red_mask=red_mask, sqT=sqT):
+            Am = unpack(x)
+            TA = T @ Am
+            G = Am.T @ Am
+            f = 0.5 * (sqT - 2.0 * np.sum(Am * TA) + np.sum(G * G))
+            return f, (2.0 * (Am @ G - TA))[red_mask]
+
+        def hessp(x, v, T=T, red_mask=red_mask):
+            Am, V = unpack(x), unpack(v)
+            H = 2.0 * (V @ (Am.T @ Am) + Am @ (V.T @ Am) + Am @ (Am.T @ V) - T @ V)
+            return H[red_mask]
+
+        x, it = _newton(fun_grad, hessp, x0, max_iter=max_iter - n_iter,
+                        gtol_fn=lambda x, g, t=red_target: np.linalg.norm(g) <= t)
+        n_iter += it
+        A_full = unpack(x) * np.sqrt(scale)
+        A = [A_full[offs[m]:offs[m + 1]] for m in range(M)]
+    W = np.vstack([U[m] @ A[m] for m in range(M)])
+    W[~mask] = 0.0
+    return W, objective(S_W, W, sq_norm_S=sq_norm_S), n_iter, converged, rel_grad
+
+
+def solve_full(S_W, W_init, mask, *, max_iter=1000, tol=1e-6):
+    """Minimise the masked objective by L-BFGS on all free entries (d x d product per step).
+
+    The reference solver: simple, exact, and slower than :func:`solve_subspace` once ``d``
+    is in the hundreds. Same stopping rule.
+    """
+    scale = max(float(np.abs(np.diag(S_W)).max()), np.finfo(float).tiny)
+    Sn = S_W / scale
+    sqS = float(np.sum(Sn * Sn))
+
+    def fun_grad(x):
+        Wm = np.zeros(mask.shape)
+        Wm[mask] = x
+        SW = Sn @ Wm
+        G = Wm.T @ Wm
+        f = 0.5 * (sqS - 2.0 * np.sum(Wm * SW) + np.sum(G * G))
+        return f, (2.0 * (Wm @ G - SW))[mask]
+
+    def small_enough(x, g):
+        Wm = np.zeros(mask.shape)
+        Wm[mask] = x
+        return np.linalg.norm(g) <= tol * max(np.linalg.norm((Sn @ Wm)[mask]),
+                                              np.finfo(float).tiny)
+
+    x, n_iter = _lbfgs(fun_grad, W_init[mask] / np.sqrt(scale), max_iter=max_iter,
+                       gtol_fn=small_enough)
+    W = np.zeros(mask.shape)
+    W[mask] = x * np.sqrt(scale)
+    SW_W = S_W @ W
+    grad = 2.0 * (W @ (W.T @ W) - SW_W)
+    grad[~mask] = 0.0
+    rel_grad = _relative_gradient(grad, SW_W, mask)
+    return W, objective(S_W, W), n_iter, rel_grad <= tol, rel_grad
+
+
+def canonical_rotation(W, structure):
+    """Rotate each block to its principal axes (orthogonal columns, decreasing norms).
+
+    The objective is invariant to one orthogonal rotation per block; this picks the
+    rotation that makes ``W[:, S]^T W[:, S]`` diagonal with decreasing entries, and applies
+    the package sign convention, so fitted loadings are reproducible.
+    """
+    W = W.copy()
+    for subset in structure.subsets:
+        cols = structure.columns(subset)
+        block = W[:, cols]
+        if not np.any(block):
+            continue
+        _, _, Vt = scipy.linalg.svd(block, full_matrices=False)
+        W[:, cols] = flip_signs(block @ Vt.T)
+    return W
+
+
+def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="subspace",
+            max_iter=1000, tol=1e-6, random_state=None):
+    """Fit HCL to a covariance matrix: the functional core behind :class:`hcl_stats.HCL`.
+
+    Parameters
+    ----------
+    S : ndarray of shape (d, d)
+        Sample covariance of the stacked modalities.
+    n_features : sequence of int
+        Modality widths ``p_m`` (rows of ``S`` in modality order).
+    structure : Structure
+        Bound structure (``structure.n_modalities == len(n_features)``).
+    denoise, solver, max_iter, tol, random_state
+        See :class:`hcl_stats.HCL`.
+
+    Returns
+    -------
+    HCLResult
+    """
+    n_features = [int(p) for p in n_features]
+    K = structure.n_components
+    noise, eig = estimate_noise(S, n_features, structure, denoise, random_state=random_state)
+    row_noise = np.repeat(noise, n_features)
+    S_W = S.copy()
+    S_W[np.diag_indices_from(S_W)] -= row_noise
+    if eig is not None and np.ptp(noise) == 0:
+        values, vectors = eig[0] - noise[0], eig[1]
+    else:
+        values, vectors = top_eigh(S_W, K, random_state=random_state)
+    mask = structure.mask(n_features)
+    W_init = spectral_init(values, vectors, structure, n_features)
+    if solver == "subspace":
+        W, f, n_iter, converged, rel_grad = solve_subspace(
+            S_W, W_init, mask, n_features, basis_init=vectors, max_iter=max_iter, tol=tol)
+    elif solver == "full":
+        W, f, n_iter, converged, rel_grad = solve_full(
+            S_W, W_init, mask, max_iter=max_iter, tol=tol)
+    else:
+        raise ValueError(f"solver must be 'subspace' or 'full', got {solver!r}")
+    if not np.all(np.isfinite(W)):
+        raise FloatingPointError("the HCL solver produced non-finite loadings")
+    if not converged:
+        warnings.warn(
+            f"HCL did not converge in {n_iter} iterations (relative gradient {rel_grad:.2e} > "
+            f"tol={tol:g}); increase max_iter or loosen tol",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    W = canonical_rotation(W, structure)
+    return HCLResult(W, noise, f, n_iter, converged, rel_grad, W_init)

@@ -1,0 +1,396 @@
+"""The :class:`Structure` object: which modality subsets carry factors, and how many."""
+
+from __future__ import annotations
+
+from itertools import combinations
+from numbers import Integral
+
+import numpy as np
+
+__all__ = ["Structure", "LEVELS"]
+
+#: The three levels a block can have, from most to least shared.
+LEVELS = ("global", "partial", "specific")
+
+
+def _as_subset_key(key):
+    """Return ``key`` as a tuple (a bare int or name is a one-modality subset)."""
+    if isinstance(key, (str, Integral)):
+        return (key,)
+    try:
+        return tuple(key)
+    except TypeError:
+        raise ValueError(
+            f"structure key {key!r} is not a subset of modalities (expected a tuple of "
+            "modality indices or names)"
+        ) from None
+
+
+class Structure:
+    """Which subsets of modalities share latent factors, and with which rank.
+
+    A structure is a collection of *blocks* ``(subset, rank)``: ``subset`` is a non-empty set
+    of modalities (by index, or by name when the data come as a dict) and ``rank`` the number
+    of latent factors shared by exactly those modalities. A block's *level* is ``"global"``
+    when the subset holds every modality, ``"specific"`` when it holds one, ``"partial"``
+    otherwise. The stacked loading matrix ``W`` of shape ``(d, K)`` has one column group per
+    block, in the order of :attr:`blocks` (most shared first, then by modality index), and is
+    exactly zero in the rows of modalities outside a block's subset (:meth:`mask`).
+
+    Structures are immutable and hashable.
+
+    Parameters
+    ----------
+    blocks : dict or iterable of (subset, rank)
+        Mapping from subsets (tuples of modality indices, or of names) to positive ranks,
+        e.g. ``{(0, 1, 2): 3, (0, 1): 2, (2,): 1}``.
+    modalities : int or sequence of str, default=None
+        The number of modalities, or their names in data order. By default, the number is
+        one more than the largest index used (indices), or the names in order of first
+        appearance (names). Every modality must carry at least one factor: a modality without
+        loadings has no signal to estimate and leaves the denoising step unidentified.
+
+    Attributes
+    ----------
+    blocks : list of (tuple of int, int)
+        The blocks in column order.
+    n_modalities : int
+        Number of modalities ``M``.
+    modality_names : tuple of str or None
+        Modality names, when the structure was given by names or bound to named data.
+    n_components : int
+        Total rank ``K``, the number of columns of the loading matrix.
+
+    Examples
+    --------
+    >>> from hcl_stats import Structure
+    >>> s = Structure({(0, 1, 2): 3, (0, 1): 2, (2,): 1})
+    >>> s.n_components, s.columns((0, 1)), s.level((2,))
+    (6, slice(3, 5, None), 'specific')
+    >>> Structure.full(n_modalities=3, rank=2).n_components
+    14
+    """
+
+    __slots__ = ("_blocks", "_n_modalities", "_names", "_offsets")
+
+    def __init__(self, blocks, modalities=None):
+        items = list(blocks.items()) if isinstance(blocks, dict) else list(blocks)
+        if not items:
+            raise ValueError("a structure needs at least one block (subset, rank)")
+        keys = []
+        for item in items:
+            try:
+                key, rank = item
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"structure entry {item!r} is not a (subset, rank) pair"
+                ) from None
+            keys.append((_as_subset_key(key), rank))
+        uses_names = any(isinstance(m, str) for key, _ in keys for m in key)
+        names = None
+        if modalities is not None and not isinstance(modalities, Integral):
+            names = tuple(modalities)
+            if not all(isinstance(m, str) for m in names):
+                raise ValueError(f"modality names must be strings, got {names!r}")
+            if len(set(names)) != len(names):
+                raise ValueError(f"modality names must be unique, got {names!r}")
+        elif uses_names:
+            seen = {}
+            for key, _ in keys:
+                for m in key:
+                    seen.setdefault(m, None)
+            names = tuple(seen)
+        resolved = []
+        for key, rank in keys:
+            if len(key) == 0:
+                raise ValueError(f"structure entry {key!r}: the subset of modalities is empty")
+            subset = []
+            for m in key:
+                if uses_names:
+                    if not isinstance(m, str):
+                        raise ValueError(
+                            f"structure entry {key!r}: mixes modality names and indices"
+                        )
+                    if m not in names:
+                        raise ValueError(
+                            f"structure entry {key!r}: modality {m!r} is not one of {names!r}"
+                        )
+                    subset.append(names.index(m))
+                else:
+                    if isinstance(m, bool) or not isinstance(m, Integral):
+                        raise ValueError(
+                            f"structure entry {key!r}: modality {m!r} is not an integer index"
+                        )
+                    if m < 0:
+                        raise ValueError(
+                            f"structure entry {key!r}: modality index {m} is negative"
+                        )
+                    subset.append(int(m))
+            if len(set(subset)) != len(subset):
+                raise ValueError(f"structure entry {key!r}: a modality is repeated")
+            if isinstance(rank, bool) or not isinstance(rank, Integral) or rank < 1:
+                raise ValueError(
+                    f"structure entry {key!r}: rank must be a positive integer, got {rank!r}"
+                )
+            resolved.append((tuple(sorted(subset)), int(rank)))
+        if names is not None:
+            n_modalities = len(names)
+        elif modalities is not None:
+            if isinstance(modalities, bool) or int(modalities) < 1:
+                raise ValueError(f"modalities must be a positive integer, got {modalities!r}")
+            n_modalities = int(modalities)
+        else:
+            n_modalities = 1 + max(max(s) for s, _ in resolved)
+        seen = {}
+        for (subset, rank), (key, _) in zip(resolved, keys):
+            if max(subset) >= n_modalities:
+                raise ValueError(
+                    f"structure entry {key!r}: modality index {max(subset)} is out of range "
+                    f"for {n_modalities} modalities"
+                )
+            if subset in seen:
+                raise ValueError(
+                    f"structure entry {key!r}: the same subset is also given as {seen[subset]!r}"
+                )
+            seen[subset] = key
+        covered = {m for s, _ in resolved for m in s}
+        missing = [m for m in range(n_modalities) if m not in covered]
+        if missing:
+            label = [names[m] for m in missing] if names else missing
+            raise ValueError(
+                f"modality {label[0]!r} carries no factor: every modality needs at least one "
+                "block containing it (drop the modality or add a specific block for it)"
+            )
+        resolved.sort(key=lambda b: (-len(b[0]), b[0]))
+        self._blocks = tuple(resolved)
+        self._n_modalities = n_modalities
+        self._names = names
+        offsets = np.cumsum([0] + [r for _, r in resolved])
+        self._offsets = {s: (int(offsets[i]), int(offsets[i + 1])) for i, (s, _) in
+                         enumerate(resolved)}
+
+    # -- constructors ------------------------------------------------------------------------
+    @classmethod
+    def full(cls, n_modalities=None, rank=1, *, names=None):
+        """All ``2**M - 1`` subsets, each with the same ``rank``.
+
+        Parameters
+        ----------
+        n_modalities : int, default=None
+            Number of modalities ``M``; may be omitted when ``names`` is given.
+        rank : int, default=1
+            Rank of every block.
+        names : sequence of str, default=None
+            Modality names in data order.
+        """
+        if names is not None:
+            names = tuple(names)
+            if n_modalities is not None and n_modalities != len(names):
+                raise ValueError(
+                    f"n_modalities={n_modalities} but {len(names)} names were given"
+                )
+            n_modalities = len(names)
+        if n_modalities is None or isinstance(n_modalities, bool) or n_modalities < 1:
+            raise ValueError(f"n_modalities must be a positive integer, got {n_modalities!r}")
+        subsets = [c for k in range(1, n_modalities + 1)
+                   for c in combinations(range(n_modalities), k)]
+        return cls({s: rank for s in subsets}, modalities=names or n_modalities)
+
+    @classmethod
+    def joint_individual(cls, joint_rank, individual_ranks, *, names=None):
+        """The global + specific structure of JIVE and AJIVE.
+
+        Parameters
+        ----------
+        joint_rank : int
+            Rank of the block shared by all modalities (0 for none).
+        individual_ranks : sequence of int
+            Rank of each modality's specific block (0 for none).
+        names : sequence of str, default=None
+            Modality names in data order.
+        """
+        individual_ranks = list(individual_ranks)
+        n_modalities = len(individual_ranks)
+        blocks = {}
+        if joint_rank:
+            blocks[tuple(range(n_modalities))] = joint_rank
+        for m, r in enumerate(individual_ranks):
+            if r:
+                blocks[(m,)] = r
+        return cls(blocks, modalities=names or n_modalities)
+
+    # -- description ---------------------------------------------------------------------------
+    @property
+    def blocks(self):
+        return list(self._blocks)
+
+    @property
+    def subsets(self):
+        """The subsets in column order."""
+        return [s for s, _ in self._blocks]
+
+    @property
+    def ranks(self):
+        """The ranks in column order."""
+        return [r for _, r in self._blocks]
+
+    @property
+    def n_modalities(self):
+        return self._n_modalities
+
+    @property
+    def modality_names(self):
+        return self._names
+
+    @property
+    def n_components(self):
+        return sum(r for _, r in self._blocks)
+
+    K = n_components
+
+    def resolve(self, subset):
+        """Canonical form (sorted tuple of indices) of a block given by indices or names.
+
+        Raises ``KeyError`` when ``subset`` is not a block of this structure.
+        """
+        return self._key(subset)
+
+    def _key(self, subset):
+        key = _as_subset_key(subset)
+        if self._names is not None and any(isinstance(m, str) for m in key):
+            try:
+                key = tuple(self._names.index(m) for m in key)
+            except ValueError:
+                raise KeyError(f"{subset!r} names a modality not in {self._names!r}") from None
+        key = tuple(sorted(int(m) for m in key))
+        if key not in self._offsets:
+            raise KeyError(f"{subset!r} is not a block of this structure")
+        return key
+
+    def __contains__(self, subset):
+        try:
+            self._key(subset)
+        except (KeyError, ValueError, TypeError):
+            return False
+        return True
+
+    def rank(self, subset):
+        """Rank of the block for ``subset``."""
+        return dict(self._blocks)[self._key(subset)]
+
+    def columns(self, subset):
+        """Column slice of ``subset``'s block in the loading matrix."""
+        start, stop = self._offsets[self._key(subset)]
+        return slice(start, stop)
+
+    def level(self, subset):
+        """``"global"``, ``"partial"`` or ``"specific"``."""
+        size = len(self._key(subset))
+        if size == self._n_modalities:
+            return "global"
+        return "specific" if size == 1 else "partial"
+
+    def label(self, subset):
+        """A readable name such as ``"{0,2}"`` or ``"{ehr,labs}"``."""
+        key = self._key(subset)
+        parts = [self._names[m] if self._names else str(m) for m in key]
+        return "{" + ",".join(parts) + "}"
+
+    def modality_label(self, m):
+        """Name of modality ``m`` (its index as a string when unnamed)."""
+        return self._names[m] if self._names else str(m)
+
+    def subsets_of(self, m):
+        """The subsets (in column order) whose blocks load on modality ``m``."""
+        return [s for s, _ in self._blocks if m in s]
+
+    def modality_rank(self, m):
+        """Number of factors loading on modality ``m`` (columns of its loading rows)."""
+        return sum(r for s, r in self._blocks if m in s)
+
+    def modality_columns(self, m):
+        """Integer column indices of the blocks that load on modality ``m``."""
+        return np.concatenate(
+            [np.arange(*self._offsets[s]) for s in self.subsets_of(m)]
+        ).astype(int)
+
+    def mask(self, n_features):
+        """Boolean ``(d, K)`` zero pattern for modality widths ``n_features``.
+
+        ``mask[i, k]`` is True when the entry may be non-zero: row ``i`` belongs to a
+        modality in the subset of column ``k``'s block.
+        """
+        n_features = np.asarray(n_features, dtype=int).reshape(-1)
+        if n_features.size != self._n_modalities:
+            raise ValueError(
+                f"mask needs {self._n_modalities} modality widths, got {n_features.size}"
+            )
+        rows = np.repeat(np.arange(self._n_modalities), n_features)
+        member = np.zeros((self._n_modalities, self.n_components), dtype=bool)
+        for s, _ in self._blocks:
+            member[np.asarray(s)[:, None], np.arange(*self._offsets[s])[None, :]] = True
+        return member[rows]
+
+    def bind(self, names):
+        """Re-express this structure for data whose modalities are ``names`` (in order).
+
+        A structure given by names is re-indexed to the data's order; an index-based
+        structure gets the names attached (its number of modalities must match).
+        """
+        names = tuple(names)
+        if self._names is None:
+            if len(names) != self._n_modalities:
+                raise ValueError(
+                    f"the structure has {self._n_modalities} modalities, the data have "
+                    f"{len(names)} ({names!r})"
+                )
+            return Structure(self._blocks, modalities=names)
+        unknown = [m for m in self._names if m not in names]
+        if unknown:
+            raise ValueError(
+                f"the structure names modality {unknown[0]!r}, which is not in the data "
+                f"({names!r})"
+            )
+        blocks = {tuple(self._names[m] for m in s): r for s, r in self._blocks}
+        return Structure(blocks, modalities=names)
+
+    def to_frame(self):
+        """A pandas DataFrame with one row per block (subset, level, rank, columns)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "structure": [self.label(s) for s in self.subsets],
+                "level": [self.level(s) for s in self.subsets],
+                "rank": self.ranks,
+                "first_column": [self._offsets[s][0] for s in self.subsets],
+            }
+        )
+
+    # -- protocol ------------------------------------------------------------------------------
+    def __iter__(self):
+        return iter(self._blocks)
+
+    def __len__(self):
+        return len(self._blocks)
+
+    def __eq__(self, other):
+        if not isinstance(other, Structure):
+            return NotImplemented
+        return (self._blocks, self._n_modalities, self._names) == (
+            other._blocks, other._n_modalities, other._names)
+
+    def __hash__(self):
+        return hash((self._blocks, self._n_modalities, self._names))
+
+    def __setattr__(self, name, value):
+        if hasattr(self, "_offsets"):
+            raise AttributeError("Structure is immutable")
+        object.__setattr__(self, name, value)
+
+    def __reduce__(self):
+        return (Structure, (self._blocks, self._names or self._n_modalities))
+
+    def __repr__(self):
+        body = ", ".join(f"{self.label(s)}: {r}" for s, r in self._blocks)
+        return f"Structure({body}; M={self._n_modalities}, K={self.n_components})"

@@ -1,0 +1,229 @@
+"""The one door for multi-block input, and the parameter checks estimators share."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+
+from hcl_stats._structure import Structure
+
+__all__ = ["check_blocks", "check_structure", "check_fitted_blocks"]
+
+
+def _label(m, names):
+    return f"modality {names[m]!r}" if names is not None else f"modality {m}"
+
+
+def _to_array(block, where):
+    """Convert one block to a 2-D floating array without copying when it already is one."""
+    if hasattr(block, "iloc") and hasattr(block, "dtypes"):  # pandas DataFrame
+        bad = [c for c, t in block.dtypes.items()
+               if not (np.issubdtype(t, np.number) or np.issubdtype(t, np.bool_))]
+        if bad:
+            raise TypeError(
+                f"{where}: column {bad[0]!r} is not numeric (dtype {block.dtypes[bad[0]]}); "
+                "encode categorical data before fitting"
+            )
+        block = block.to_numpy()
+    elif not hasattr(block, "__array__") and not isinstance(block, (list, tuple)):
+        raise TypeError(
+            f"{where}: expected an array or DataFrame of shape (n_samples, n_features), "
+            f"got {type(block).__name__}"
+        )
+    try:
+        arr = np.asarray(block)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{where}: could not be read as a numeric array ({exc})") from None
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{where}: complex data are not supported (dtype {arr.dtype})")
+    if arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{where}: non-numeric data (dtype {arr.dtype}); expected numbers"
+            ) from None
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def check_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samples=2):
+    """Validate multi-block input and return it as a list of 2-D float arrays.
+
+    Parameters
+    ----------
+    X : list or tuple of array-like, or dict of str to array-like
+        One ``(n_samples, p_m)`` array or DataFrame per modality, all with the same samples.
+    n_features : sequence of int, default=None
+        Expected modality widths (set at ``transform`` time from the fitted model).
+    names : tuple of str or None, default=None
+        Expected modality names (dict input) from the fitted model.
+    allow_missing : bool, default=False
+        Whether a modality may be passed as ``None`` (treated as not observed).
+    min_samples : int, default=2
+        Smallest number of samples accepted.
+
+    Returns
+    -------
+    blocks : list of ndarray or None
+        The modalities as float32/float64 arrays, in order. Arrays are not copied when they
+        already are floating NumPy arrays, so callers must never write into them.
+    names : tuple of str or None
+        The modality names when ``X`` was a dict.
+
+    Raises
+    ------
+    TypeError
+        When ``X`` is not a list/tuple/dict, or a modality is not numeric.
+    ValueError
+        When a modality has the wrong shape, a different number of samples, non-finite
+        values, or does not match the fitted model. The message names the modality.
+    """
+    if isinstance(X, dict):
+        got_names = tuple(X.keys())
+        if not all(isinstance(k, str) for k in got_names):
+            raise TypeError(f"dict input needs string modality names, got {got_names!r}")
+        if names is not None and got_names != tuple(names):
+            if set(got_names) == set(names):
+                X = {k: X[k] for k in names}
+                got_names = tuple(names)
+            else:
+                raise ValueError(
+                    f"modality names {got_names!r} do not match those seen at fit "
+                    f"{tuple(names)!r}"
+                )
+        items = list(X.values())
+    elif isinstance(X, (list, tuple)):
+        got_names = None
+        if names is not None:
+            got_names = tuple(names)
+        items = list(X)
+    else:
+        kind = type(X).__name__
+        hint = " (wrap a single array in a list: [X])" if hasattr(X, "shape") else ""
+        raise TypeError(
+            f"expected a list, tuple or dict of modality arrays, got {kind}{hint}"
+        )
+    if not items:
+        raise ValueError("no modalities given: expected at least one array")
+    if n_features is not None and len(items) != len(n_features):
+        raise ValueError(
+            f"expected {len(n_features)} modalities (as at fit), got {len(items)}"
+        )
+    blocks = []
+    n_samples = None
+    first = None
+    for m, block in enumerate(items):
+        where = _label(m, got_names)
+        if block is None:
+            if not allow_missing:
+                raise ValueError(f"{where} is None; every modality must be observed here")
+            blocks.append(None)
+            continue
+        arr = _to_array(block, where)
+        if arr.ndim != 2:
+            hint = " (use reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
+            raise ValueError(
+                f"{where} must be 2-D (n_samples, n_features), got shape {arr.shape}{hint}"
+            )
+        if arr.shape[1] == 0:
+            raise ValueError(f"{where} is empty: it has 0 features")
+        if n_features is not None and arr.shape[1] != n_features[m]:
+            raise ValueError(
+                f"{where} has {arr.shape[1]} features, expected {n_features[m]} as at fit"
+            )
+        if n_samples is None:
+            n_samples, first = arr.shape[0], where
+            if n_samples < min_samples:
+                raise ValueError(
+                    f"{where} has {n_samples} sample(s); at least {min_samples} are needed"
+                )
+        elif arr.shape[0] != n_samples:
+            raise ValueError(
+                f"{where} has {arr.shape[0]} samples but {first} has {n_samples}; all "
+                "modalities must be measured on the same samples"
+            )
+        if not np.isfinite(arr).all():
+            bad = "NaN" if np.isnan(arr).any() else "infinite values"
+            raise ValueError(f"{where} contains {bad}; impute or drop them before fitting")
+        blocks.append(arr)
+    if all(b is None for b in blocks):
+        raise ValueError("every modality is None: at least one must be observed")
+    return blocks, got_names
+
+
+def check_structure(structure, n_features, names=None):
+    """Return ``structure`` as a :class:`Structure` bound to the data, or raise.
+
+    Checks that the structure covers exactly the data's modalities and that no modality is
+    asked to carry more factors than it has features.
+    """
+    if isinstance(structure, dict):
+        structure = Structure(structure, modalities=names if names else None)
+    elif not isinstance(structure, Structure):
+        raise TypeError(
+            f"structure must be a Structure or a dict of subset -> rank, got "
+            f"{type(structure).__name__}"
+        )
+    n_mod = len(n_features)
+    if names is not None:
+        structure = structure.bind(names)
+    elif structure.modality_names is not None:
+        raise ValueError(
+            f"the structure names its modalities {structure.modality_names!r}; pass the data "
+            "as a dict with those keys"
+        )
+    if structure.n_modalities != n_mod:
+        if structure.n_modalities > n_mod:
+            raise ValueError(
+                f"the structure refers to modality {structure.n_modalities - 1}, but only "
+                f"{n_mod} modalities were given"
+            )
+        raise ValueError(
+            f"modality {structure.n_modalities} carries no factor in the structure "
+            f"(it covers {structure.n_modalities} of the {n_mod} modalities given)"
+        )
+    for m, p in enumerate(n_features):
+        r = structure.modality_rank(m)
+        if r > p:
+            raise ValueError(
+                f"{_label(m, names)} has {p} features but the structure asks it to carry "
+                f"{r} factors ({', '.join(structure.label(s) for s in structure.subsets_of(m))})"
+            )
+    return structure
+
+
+def check_fitted_blocks(estimator, X, *, allow_missing=False):
+    """Validate ``X`` against what ``estimator`` saw at fit."""
+    blocks, _ = check_blocks(
+        X,
+        n_features=estimator.n_features_per_modality_,
+        names=estimator.structure_.modality_names if estimator.modality_names_in_ else None,
+        allow_missing=allow_missing,
+        min_samples=1,
+    )
+    if isinstance(X, dict) != bool(estimator.modality_names_in_):
+        kind = "a dict" if estimator.modality_names_in_ else "a list"
+        raise TypeError(f"the model was fitted on {kind} of modalities; pass the same here")
+    return blocks
+
+
+def check_positive_int(value, name, *, minimum=1):
+    """Raise a ValueError unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive_float(value, name, *, strict=True):
+    """Raise a ValueError unless ``value`` is a finite positive (or non-negative) number."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v < 0 or (strict and v == 0):
+        raise ValueError(f"{name} must be a {'positive' if strict else 'non-negative'} "
+                         f"finite number, got {value!r}")
+    return v
