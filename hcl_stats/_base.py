@@ -12,7 +12,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from hcl_stats._validation import check_fitted_blocks
+from hcl_stats._core import sample_covariance
+from hcl_stats._validation import (check_blocks, check_covariance, check_fitted_blocks,
+                                   check_positive_int)
 
 __all__ = ["BlockFactorModel"]
 
@@ -37,6 +39,67 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
     modality_names_in_ : tuple of str or None
         Names when fitted on a dict.
     """
+
+    # -- fitting: covariance-based models implement _fit_covariance ----------------------------
+    def fit(self, X, y=None):
+        """Fit the model.
+
+        Parameters
+        ----------
+        X : list, tuple or dict of array-like of shape (n_samples, p_m)
+            The modalities, measured on the same samples (a dict maps names to arrays).
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        blocks, names = check_blocks(X)
+        n_features = [b.shape[1] for b in blocks]
+        S, means, n = sample_covariance(blocks)
+        return self._fit_covariance(S, means, n, n_features, names)
+
+    def fit_from_covariance(self, S, n_samples, n_features, *, names=None):
+        """Fit from a sample covariance instead of data (summary statistics only).
+
+        Parameters
+        ----------
+        S : array-like of shape (d, d)
+            Unbiased sample covariance of the stacked modalities (divisor ``n - 1``).
+        n_samples : int
+            Number of samples behind ``S``.
+        n_features : sequence of int
+            Modality widths, in the order of the rows of ``S``.
+        names : sequence of str, default=None
+            Modality names.
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        ``means_`` are set to zero, so ``transform`` expects centred data. Covariances
+        from several sites can be pooled first (sum of the sites' ``(n_k - 1) S_k`` plus
+        the between-site term of their means, divided by ``n - 1``).
+        """
+        n_features = [check_positive_int(p, "n_features entries") for p in n_features]
+        n_samples = check_positive_int(n_samples, "n_samples", minimum=2)
+        S = check_covariance(S, sum(n_features))
+        names = tuple(names) if names is not None else None
+        return self._fit_covariance(S, np.zeros(S.shape[0]), n_samples, n_features, names)
+
+    def _set_fitted_from_covariance(self, S, means, n, n_features, names, structure, loadings,
+                                    noise_variance):
+        edges = np.concatenate([[0], np.cumsum(n_features)])
+        diag = np.diag(S)
+        M = len(n_features)
+        self._set_fitted(
+            structure=structure, loadings=loadings,
+            means=[means[edges[m]:edges[m + 1]] for m in range(M)],
+            noise_variance=noise_variance,
+            total_variance=[diag[edges[m]:edges[m + 1]].sum() for m in range(M)],
+            names=names, n_samples=n)
 
     # -- bookkeeping shared by subclasses -----------------------------------------------------
     def _set_fitted(self, *, structure, loadings, means, noise_variance, total_variance,

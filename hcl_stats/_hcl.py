@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from hcl_stats._base import BlockFactorModel
-from hcl_stats._core import fit_hcl, sample_covariance
-from hcl_stats._validation import (check_blocks, check_positive_float, check_positive_int,
-                                   check_structure)
+from hcl_stats._core import fit_hcl
+from hcl_stats._validation import check_positive_float, check_positive_int, check_structure
 
 __all__ = ["HCL"]
 
@@ -43,9 +42,11 @@ class HCL(BlockFactorModel):
 
     Parameters
     ----------
-    structure : Structure or dict
+    structure : Structure, dict or "auto"
         Which modality subsets carry factors and their ranks, e.g.
         ``{(0, 1, 2): 3, (0, 1): 2, (2,): 1}``. With dict data, subsets may use names.
+        ``"auto"`` selects the structure from the data (:mod:`hcl_stats.selection`); the
+        evidence is stored in ``selection_``.
     denoise : {"isotropic", "modality"}, None, float or array-like, default="isotropic"
         Noise rule: one variance for all features (the paper), one per modality (each
         modality's own eigenvalues), none, or given variance(s).
@@ -55,6 +56,8 @@ class HCL(BlockFactorModel):
         Maximum number of inner solver iterations.
     tol : float, default=1e-6
         Stop when ``||grad f||_F <= tol * ||(S_W W) masked||_F``.
+    max_rank : int or None, default=None
+        With ``structure="auto"``: the largest rank considered for any block.
     random_state : int or None, default=None
         Seed of the Lanczos start vector (results do not otherwise depend on it).
 
@@ -101,8 +104,9 @@ class HCL(BlockFactorModel):
     """
 
     def __init__(self, structure, *, denoise="isotropic", solver="subspace", max_iter=2000,
-                 tol=1e-6, random_state=None):
+                 tol=1e-6, max_rank=None, random_state=None):
         self.structure = structure
+        self.max_rank = max_rank
         self.denoise = denoise
         self.solver = solver
         self.max_iter = max_iter
@@ -115,37 +119,20 @@ class HCL(BlockFactorModel):
         if self.solver not in ("subspace", "full"):
             raise ValueError(f"solver must be 'subspace' or 'full', got {self.solver!r}")
 
-    def fit(self, X, y=None):
-        """Fit the model.
-
-        Parameters
-        ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
-            The modalities, measured on the same samples.
-        y : ignored
-
-        Returns
-        -------
-        self : HCL
-        """
+    def _fit_covariance(self, S, means, n, n_features, names):
         self._check_params()
-        blocks, names = check_blocks(X)
-        n_features = [b.shape[1] for b in blocks]
-        structure = check_structure(self.structure, n_features, names)
-        S, means, n = sample_covariance(blocks)
-        return self._fit_covariance(S, means, n, n_features, structure, names)
+        if isinstance(self.structure, str) and self.structure == "auto":
+            from hcl_stats.selection import select_structure
 
-    def _fit_covariance(self, S, means, n, n_features, structure, names):
+            structure, self.selection_ = select_structure(
+                S, n_features, n_samples=n, max_rank=self.max_rank, names=names,
+                random_state=self.random_state)
+        else:
+            structure = check_structure(self.structure, n_features, names)
         result = fit_hcl(S, n_features, structure, denoise=self.denoise, solver=self.solver,
                          max_iter=self.max_iter, tol=self.tol, random_state=self.random_state)
-        edges = np.concatenate([[0], np.cumsum(n_features)])
-        diag = np.diag(S)
-        self._set_fitted(
-            structure=structure, loadings=result.loadings,
-            means=[means[edges[m]:edges[m + 1]] for m in range(len(n_features))],
-            noise_variance=result.noise_variance,
-            total_variance=[diag[edges[m]:edges[m + 1]].sum() for m in range(len(n_features))],
-            names=names, n_samples=n)
+        self._set_fitted_from_covariance(S, means, n, n_features, names, structure,
+                                         result.loadings, result.noise_variance)
         self.objective_ = float(result.objective)
         self.n_iter_ = int(result.n_iter)
         self.converged_ = bool(result.converged)

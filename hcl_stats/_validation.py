@@ -195,6 +195,19 @@ def check_structure(structure, n_features, names=None):
     return structure
 
 
+def check_covariance(S, d):
+    """Return ``S`` as a symmetric finite (d, d) float64 array, or raise ValueError."""
+    S = np.asarray(S, dtype=np.float64)
+    if S.shape != (d, d):
+        raise ValueError(f"covariance must have shape ({d}, {d}) for the given modality "
+                         f"widths, got {S.shape}")
+    if not np.isfinite(S).all():
+        raise ValueError("covariance contains NaN or infinite values")
+    if not np.allclose(S, S.T, rtol=1e-8, atol=1e-12 * max(np.abs(S).max(), 1e-300)):
+        raise ValueError("covariance is not symmetric")
+    return 0.5 * (S + S.T)
+
+
 def check_fitted_blocks(estimator, X, *, allow_missing=False):
     """Validate ``X`` against what ``estimator`` saw at fit."""
     blocks, _ = check_blocks(

@@ -7,10 +7,8 @@ from numbers import Integral
 import numpy as np
 
 from hcl_stats._base import BlockFactorModel
-from hcl_stats._core import estimate_noise, sample_covariance
-from hcl_stats._linalg import top_eigh
+from hcl_stats._core import estimate_noise
 from hcl_stats._structure import Structure
-from hcl_stats._validation import check_blocks
 
 __all__ = ["ConcatSVD"]
 
@@ -50,10 +48,7 @@ class ConcatSVD(BlockFactorModel):
         self.denoise = denoise
         self.random_state = random_state
 
-    def fit(self, X, y=None):
-        """Fit the model to a list, tuple or dict of ``(n_samples, p_m)`` arrays."""
-        blocks, names = check_blocks(X)
-        n_features = [b.shape[1] for b in blocks]
+    def _fit_covariance(self, S, means, n, n_features, names):
         K = self.n_components
         if isinstance(K, Structure):
             K = K.n_components
@@ -66,19 +61,12 @@ class ConcatSVD(BlockFactorModel):
                              f"features d={d}")
         if self.denoise not in (None, "isotropic"):
             raise ValueError(f"denoise must be None or 'isotropic', got {self.denoise!r}")
-        S, means, n = sample_covariance(blocks)
-        structure = Structure({tuple(range(len(blocks))): int(K)}, modalities=names or len(blocks))
+        M = len(n_features)
+        structure = Structure({tuple(range(M)): int(K)}, modalities=names or M)
         noise, (values, vectors) = estimate_noise(S, n_features, structure, "isotropic",
                                                   random_state=self.random_state)
         shift = noise[0] if self.denoise == "isotropic" else 0.0
         W = vectors * np.sqrt(np.clip(values - shift, 0.0, None))
-        edges = np.concatenate([[0], np.cumsum(n_features)])
-        diag = np.diag(S)
-        self._set_fitted(
-            structure=structure, loadings=W,
-            means=[means[edges[m]:edges[m + 1]] for m in range(len(blocks))],
-            noise_variance=noise,
-            total_variance=[diag[edges[m]:edges[m + 1]].sum() for m in range(len(blocks))],
-            names=names, n_samples=n)
+        self._set_fitted_from_covariance(S, means, n, n_features, names, structure, W, noise)
         self.explained_eigenvalues_ = values
         return self

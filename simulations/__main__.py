@@ -1,0 +1,32 @@
+"""Command line of the simulation studies: ``python -m simulations COMMAND [options]``.
+
+Each command lives in its own module with a ``main(argv)`` function; this file only
+dispatches, so studies can be added without touching the others.
+"""
+
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("simulations.demo", "small HCL vs baselines study: table, CSV and PNG"),
+    "bench": ("simulations.bench", "fit time over covariance time on the reference design"),
+    "run": ("simulations.runner", "run a named scenario (resumable, parallel)"),
+    "figures": ("simulations.figures", "standard figures from a results file"),
+    "compare": ("simulations.compare_methods", "HCL vs ConcatSVD, JIVE, AJIVE, SLIDE"),
+    "downstream": ("simulations.downstream", "downstream prediction / selection study"),
+}
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: python -m simulations COMMAND [options]\n\ncommands:")
+        for name, (_, text) in COMMANDS.items():
+            print(f"  {name:<11} {text}")
+        return 0 if (not argv or argv[0] in ("-h", "--help")) else 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
