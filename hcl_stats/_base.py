@@ -232,3 +232,16 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
         if fraction:
             table = table.div(table["total"], axis=0)
         return table
+
+    def summary(self):
+        """Statsmodels-style summary: structure, ranks, variance table, noise, convergence.
+
+        Returns
+        -------
+        Summary
+            ``print(model.summary())`` shows text; in Jupyter it renders as HTML
+            (``.as_html()``); ``.tables`` holds the exact numbers as DataFrames.
+        """
+        from hcl_stats._summary import model_summary
+
+        return model_summary(self)

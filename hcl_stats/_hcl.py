@@ -32,11 +32,15 @@ class HCL(BlockFactorModel):
        columns span the latent directions that load least outside its subset, peeling
        from specific to global blocks (exact in the population; see
        :func:`hcl_stats._core.spectral_init`).
-    3. Solver (``solver="subspace"``): trust-region Newton on the exact restriction of the
-       objective to per-modality subspaces that grow by the part of the gradient outside
-       them, so no iteration multiplies a ``d x d`` matrix; it stops when the gradient of
-       the full problem is small. ``solver="full"`` runs L-BFGS on all free entries
-       (the reference; slower for large ``d``).
+    3. Solver (``solver="lbfgs"``, default): L-BFGS on the free entries only, with the
+       ScaledGD preconditioner ``V_m (G_{C_m C_m})^{-1}`` (which evens out the curvature of
+       strong and weak factors), products with ``S`` restricted to the non-zero blocks, and
+       a float32 phase before the float64 finish. ``solver="subspace"``: trust-region Newton
+       on the exact restriction of the objective to per-modality subspaces that grow by the
+       part of the gradient outside them (fewer, costlier iterations; faster when the
+       signal is strong, slower at the authors' noise level, see ``simulations/bench.py``).
+       Both stop when the relative gradient of the full problem is below ``tol`` and warn
+       with ``ConvergenceWarning`` otherwise.
     4. Each block is rotated to its principal axes (orthogonal columns of decreasing norm),
        which leaves the objective unchanged and makes the output reproducible.
 
@@ -50,11 +54,11 @@ class HCL(BlockFactorModel):
     denoise : {"isotropic", "modality"}, None, float or array-like, default="isotropic"
         Noise rule: one variance for all features (the paper), one per modality (each
         modality's own eigenvalues), none, or given variance(s).
-    solver : {"subspace", "full"}, default="subspace"
+    solver : {"lbfgs", "subspace"}, default="lbfgs"
         Optimiser of the objective (see Algorithm).
     max_iter : int, default=2000
-        Maximum number of inner solver iterations.
-    tol : float, default=1e-6
+        Maximum number of solver iterations.
+    tol : float, default=1e-5
         Stop when ``||grad f||_F <= tol * ||(S_W W) masked||_F``.
     max_rank : int or None, default=None
         With ``structure="auto"``: the largest rank considered for any block.
@@ -103,8 +107,8 @@ class HCL(BlockFactorModel):
     (500, 4)
     """
 
-    def __init__(self, structure, *, denoise="isotropic", solver="subspace", max_iter=2000,
-                 tol=1e-6, max_rank=None, random_state=None):
+    def __init__(self, structure, *, denoise="isotropic", solver="lbfgs", max_iter=2000,
+                 tol=1e-5, max_rank=None, random_state=None):
         self.structure = structure
         self.max_rank = max_rank
         self.denoise = denoise
@@ -116,8 +120,8 @@ class HCL(BlockFactorModel):
     def _check_params(self):
         check_positive_int(self.max_iter, "max_iter")
         check_positive_float(self.tol, "tol")
-        if self.solver not in ("subspace", "full"):
-            raise ValueError(f"solver must be 'subspace' or 'full', got {self.solver!r}")
+        if self.solver not in ("lbfgs", "subspace"):
+            raise ValueError(f"solver must be 'lbfgs' or 'subspace', got {self.solver!r}")
 
     def _fit_covariance(self, S, means, n, n_features, names):
         self._check_params()

@@ -18,8 +18,10 @@ def _label(m, names):
 def _to_array(block, where):
     """Convert one block to a 2-D floating array without copying when it already is one."""
     if hasattr(block, "iloc") and hasattr(block, "dtypes"):  # pandas DataFrame
+        from pandas.api.types import is_bool_dtype, is_complex_dtype, is_numeric_dtype
+
         bad = [c for c, t in block.dtypes.items()
-               if not (np.issubdtype(t, np.number) or np.issubdtype(t, np.bool_))]
+               if not (is_numeric_dtype(t) or is_bool_dtype(t)) or is_complex_dtype(t)]
         if bad:
             raise TypeError(
                 f"{where}: column {bad[0]!r} is not numeric (dtype {block.dtypes[bad[0]]}); "

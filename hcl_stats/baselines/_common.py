@@ -1,0 +1,260 @@
+"""Numerics shared by the data-based baselines (JIVE, AJIVE, SLIDE).
+
+Conventions shared by all of them:
+
+* Scores are orthonormal ``n x r`` matrices ``U`` of the (centred) training samples and a
+  fitted low-rank part is ``U U^T X``. The reported loadings are ``X^T U / sqrt(n - 1)``, so
+  that the scores ``sqrt(n - 1) U`` have unit variance and ``loadings_ @ loadings_.T`` is the
+  covariance of the fitted signal: the same scale as HCL's ``W W^T`` (an estimate of
+  ``Sigma - Psi``), which makes Gram errors comparable across methods.
+* Noise variances are the residual variance of each modality with the degrees of freedom of
+  a rank-``r`` fit removed (see :func:`residual_noise_variance`).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse.linalg
+
+from hcl_stats._linalg import flip_signs
+from hcl_stats._structure import Structure
+from hcl_stats._validation import check_blocks
+
+__all__ = [
+    "centre_blocks",
+    "truncated_svd",
+    "singular_values",
+    "gavish_donoho_rank",
+    "residual_noise_variance",
+    "RowCompression",
+    "joint_individual_structure",
+]
+
+# Below this size, or when a large share of the spectrum is wanted, LAPACK beats ARPACK.
+_DENSE_BELOW = 200
+_DENSE_FRACTION = 0.2
+
+
+def centre_blocks(X):
+    """Validate with the package's block validator and return centred float64 copies.
+
+    Returns
+    -------
+    blocks : list of ndarray of shape (n, p_m)
+        Centred copies (the caller's arrays are never modified).
+    means : list of ndarray of shape (p_m,)
+    names : tuple of str or None
+    total_variance : ndarray of shape (M,)
+        ``trace`` of each modality's unbiased sample covariance.
+    """
+    raw, names = check_blocks(X)
+    means = [np.asarray(b, dtype=np.float64).mean(axis=0) for b in raw]
+    blocks = [np.asarray(b, dtype=np.float64) - mu for b, mu in zip(raw, means)]
+    n = blocks[0].shape[0]
+    total = np.array([float(np.sum(b * b)) / (n - 1) for b in blocks])
+    return blocks, means, names, total
+
+
+def _flip(U, s, Vt):
+    """Sign convention: the largest-magnitude entry of each right singular vector is positive."""
+    if Vt.shape[0] == 0:
+        return U, s, Vt
+    flipped = flip_signs(Vt.T)
+    signs = np.where(np.sum(flipped * Vt.T, axis=0) < 0, -1.0, 1.0)
+    return U * signs, s, Vt * signs[:, None]
+
+
+def truncated_svd(Y, k, *, random_state=0):
+    """Top ``k`` singular triplets of ``Y`` in decreasing order (package sign convention).
+
+    Very tall or wide matrices go through the eigendecomposition of their small Gram
+    matrix (one fast matrix product instead of a Householder SVD); the leading triplets,
+    the only ones used, are accurate to about ``eps * s_1^2 / (gap * s_k)``.
+
+    Returns
+    -------
+    U : ndarray of shape (n, k)
+    s : ndarray of shape (k,)
+    Vt : ndarray of shape (k, p)
+    """
+    n, p = Y.shape
+    k = int(min(k, n, p))
+    if k <= 0:
+        return np.zeros((n, 0)), np.zeros(0), np.zeros((0, p))
+    if n > 3 * p or p > 3 * n:
+        tall = n > p
+        G = Y.T @ Y if tall else Y @ Y.T
+        m = G.shape[0]
+        values, vectors = scipy.linalg.eigh(G, subset_by_index=[m - k, m - 1],
+                                            check_finite=False)
+        values, vectors = values[::-1], vectors[:, ::-1]
+        s = np.sqrt(np.clip(values, 0.0, None))
+        keep = s > 1e-13 * max(s[0], 1e-300)
+        other = (Y @ vectors) if tall else (Y.T @ vectors)
+        other[:, keep] /= s[keep]
+        other[:, ~keep] = 0.0
+        if tall:
+            return _flip(other, s, vectors.T)
+        return _flip(vectors, s, other.T)
+    small = min(n, p)
+    if small <= _DENSE_BELOW or k > _DENSE_FRACTION * small:
+        try:
+            U, s, Vt = scipy.linalg.svd(Y, full_matrices=False, check_finite=False)
+        except np.linalg.LinAlgError:  # gesdd can fail to converge; gesvd is the fallback
+            U, s, Vt = scipy.linalg.svd(Y, full_matrices=False, lapack_driver="gesvd",
+                                        check_finite=False)
+        return _flip(U[:, :k], s[:k], Vt[:k])
+    rng = np.random.default_rng(random_state)
+    v0 = rng.standard_normal(small)
+    U, s, Vt = scipy.sparse.linalg.svds(Y, k=k, v0=v0, tol=1e-12)
+    order = np.argsort(s)[::-1]
+    return _flip(U[:, order], s[order], Vt[order])
+
+
+def singular_values(Y):
+    """All ``min(n, p)`` singular values of ``Y`` in decreasing order.
+
+    For a very tall or wide matrix they come from the eigenvalues of the small Gram matrix
+    (accurate for the leading values, which is what rank tests compare).
+    """
+    n, p = Y.shape
+    if n > 4 * p or p > 4 * n:
+        G = Y.T @ Y if n > p else Y @ Y.T
+        values = scipy.linalg.eigvalsh(G, check_finite=False)[::-1]
+        return np.sqrt(np.clip(values, 0.0, None))
+    try:
+        return scipy.linalg.svd(Y, compute_uv=False, check_finite=False)
+    except np.linalg.LinAlgError:
+        return scipy.linalg.svd(Y, compute_uv=False, lapack_driver="gesvd",
+                                check_finite=False)
+
+
+def gavish_donoho_rank(s, shape):
+    """Rank by the optimal hard threshold of Gavish and Donoho (2014) for unknown noise.
+
+    Keeps the singular values above ``omega(beta) * median(s)`` with ``beta`` the aspect
+    ratio ``min(n, p) / max(n, p)`` and the approximation
+    ``omega(beta) = 0.56 beta^3 - 0.95 beta^2 + 1.82 beta + 1.43``.
+
+    Parameters
+    ----------
+    s : ndarray of shape (min(n, p),)
+        All singular values, decreasing.
+    shape : (int, int)
+        Shape of the matrix.
+
+    Returns
+    -------
+    int
+    """
+    n, p = shape
+    beta = min(n, p) / max(n, p)
+    omega = 0.56 * beta ** 3 - 0.95 * beta ** 2 + 1.82 * beta + 1.43
+    threshold = omega * float(np.median(s))
+    return int(np.sum(s > threshold))
+
+
+def residual_noise_variance(rss, n, p, rank):
+    """Noise variance from a residual sum of squares of a rank-``rank`` fit.
+
+    ``rss / ((n - 1) p - r (n - 1 + p - r))``: the centred data have ``(n - 1) p`` degrees
+    of freedom and a rank-``r`` matrix uses ``r (n - 1 + p - r)`` of them. Falls back to
+    ``rss / ((n - 1) p)`` when the count is not positive, and is floored at a tiny positive
+    number so that scores stay finite.
+    """
+    dof = (n - 1) * p - rank * (n - 1 + p - rank)
+    if dof <= 0:
+        dof = (n - 1) * p
+    value = float(rss) / dof
+    return max(value, 1e-12 * max(float(rss) / ((n - 1) * p), 1e-300))
+
+
+class RowCompression:
+    """Replace the ``n`` samples by at most ``d`` rows with the same column geometry.
+
+    With ``X^T X = V diag(lambda) V^T`` (stacked centred modalities, ``d`` columns) and
+    ``R = diag(sqrt(lambda)) V^T``, ``R^T R = X^T X`` and ``X = Q R`` with
+    ``Q = X V diag(lambda)^{-1/2}`` having orthonormal columns. Every score basis a JIVE or
+    SLIDE iteration builds lies in the column space of ``X``, so the iterations can run on
+    ``R`` (``d x d`` instead of ``n x d``) exactly and scores map back with ``Q``. Only
+    used when ``n > 2 d``; otherwise :attr:`reduced` is the data itself.
+
+    Attributes
+    ----------
+    reduced : list of ndarray of shape (k, p_m)
+    active : bool
+    """
+
+    def __init__(self, blocks):
+        n = blocks[0].shape[0]
+        d = sum(b.shape[1] for b in blocks)
+        self.active = n > 2 * d
+        if not self.active:
+            self.reduced = blocks
+            return
+        X = np.hstack(blocks)
+        values, vectors = scipy.linalg.eigh(X.T @ X, check_finite=False)
+        keep = values > 1e-12 * max(values[-1], 1e-300)
+        values, vectors = values[keep][::-1], vectors[:, keep][:, ::-1]
+        root = np.sqrt(values)
+        R = root[:, None] * vectors.T
+        edges = np.concatenate([[0], np.cumsum([b.shape[1] for b in blocks])])
+        self.reduced = [R[:, edges[m]:edges[m + 1]] for m in range(len(blocks))]
+        self._X = X
+        self._map = vectors / root  # Q = X @ _map
+
+    def lift(self, Y):
+        """Map reduced-row quantities (``k x r``) back to the samples (``n x r``)."""
+        if not self.active:
+            return Y
+        return self._X @ (self._map @ Y)
+
+
+def joint_individual_structure(joint_rank, individual_ranks, names, *, selected):
+    """``Structure.joint_individual`` with a clear error for a modality without factors.
+
+    When the ranks were *selected* from the data and a modality got none, it is given one
+    individual factor with a warning (a Structure needs every modality to carry one).
+    """
+    individual_ranks = [int(r) for r in individual_ranks]
+    if joint_rank == 0:
+        empty = [m for m, r in enumerate(individual_ranks) if r == 0]
+        if empty:
+            label = [names[m] if names else m for m in empty]
+            if not selected:
+                raise ValueError(
+                    f"modality {label[0]!r} carries no factor (joint rank 0 and individual "
+                    "rank 0): give it a positive individual rank"
+                )
+            warnings.warn(
+                f"no signal was detected in modality {label[0]!r}; it is given one "
+                "individual factor so that the structure covers every modality",
+                UserWarning, stacklevel=3)
+            for m in empty:
+                individual_ranks[m] = 1
+    return Structure.joint_individual(int(joint_rank), individual_ranks, names=names), \
+        individual_ranks
+
+
+def check_rank_list(ranks, M, name, *, n_features=None, allow_zero=True):
+    """Expand an int or validate a sequence of per-modality non-negative ranks."""
+    minimum = 0 if allow_zero else 1
+    if np.ndim(ranks) == 0:
+        ranks = [ranks] * M
+    ranks = list(ranks)
+    if len(ranks) != M:
+        raise ValueError(f"{name} needs one rank per modality ({M}), got {len(ranks)}")
+    out = []
+    for m, r in enumerate(ranks):
+        if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, np.integer)) \
+                or r < minimum:
+            raise ValueError(f"{name}: rank of modality {m} must be an integer >= {minimum}, "
+                             f"got {r!r}")
+        if n_features is not None and r > n_features[m]:
+            raise ValueError(f"{name}: modality {m} has {n_features[m]} features but rank "
+                             f"{r} was asked")
+        out.append(int(r))
+    return out

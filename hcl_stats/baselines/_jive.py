@@ -1,0 +1,437 @@
+"""JIVE: Joint and Individual Variation Explained (Lock, Hoadley, Marron and Nobel, 2013)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+
+from hcl_stats._base import BlockFactorModel
+from hcl_stats._validation import check_positive_float, check_positive_int
+from hcl_stats.baselines._common import (centre_blocks, check_rank_list, RowCompression,
+                                         joint_individual_structure, residual_noise_variance,
+                                         singular_values, truncated_svd)
+
+__all__ = ["JIVE", "fit_jive", "JIVEResult"]
+
+_RANK_RULES = ("given", "permutation", "bic")
+
+
+class JIVEResult(NamedTuple):
+    """What :func:`fit_jive` returns (all in the coordinates of the data it was given)."""
+
+    joint_scores: np.ndarray  #: (n, r_J) orthonormal joint scores
+    joint: list  #: per modality (n, p_m) joint part J_m
+    individual_scores: list  #: per modality (n, r_m) orthonormal individual scores
+    individual: list  #: per modality (n, p_m) individual part A_m
+    n_iter: int
+    converged: bool
+
+
+def fit_jive(blocks, joint_rank, individual_ranks, *, max_iter=1000, tol=1e-6, init=None,
+             random_state=0):
+    """Alternating JIVE updates for fixed ranks.
+
+    Repeats, until the fitted signal ``J + A`` changes by less than ``tol`` relative to its
+    norm:
+
+    1. joint: ``J`` = best rank-``r_J`` approximation of the stacked ``[X_m - A_m]_m``;
+    2. individual: ``A_m`` = best rank-``r_m`` approximation of
+       ``(I - U_J U_J^T)(X_m - J_m)``, so that each individual score space is orthogonal
+       to the joint one (``U_J^T A_m = 0``).
+
+    Each step minimises ``sum_m ||X_m - J_m - A_m||_F^2`` over its own part, so the
+    objective never increases.
+
+    Parameters
+    ----------
+    blocks : list of ndarray of shape (n, p_m)
+        Centred (and possibly scaled) modalities.
+    joint_rank : int
+    individual_ranks : list of int
+    max_iter : int, default=1000
+    tol : float, default=1e-6
+    init : list of ndarray of shape (n, p_m), default=None
+        Starting individual parts (zeros by default).
+    random_state : int, default=0
+        Seed of the Lanczos start vectors.
+
+    Returns
+    -------
+    JIVEResult
+    """
+    M = len(blocks)
+    n = blocks[0].shape[0]
+    edges = np.concatenate([[0], np.cumsum([b.shape[1] for b in blocks])])
+    A = [np.zeros_like(b) for b in blocks] if init is None else [a.copy() for a in init]
+    fit_old = None
+    converged = False
+    scale = np.sqrt(sum(float(np.sum(b * b)) for b in blocks)) or 1.0
+    U_J = np.zeros((n, 0))
+    J = [np.zeros_like(b) for b in blocks]
+    U_I = [np.zeros((n, 0)) for _ in blocks]
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        if joint_rank > 0:
+            stacked = np.hstack([b - a for b, a in zip(blocks, A)])
+            U_J, s_J, Vt_J = truncated_svd(stacked, joint_rank, random_state=random_state)
+            J_all = (U_J * s_J) @ Vt_J
+            J = [J_all[:, edges[m]:edges[m + 1]] for m in range(M)]
+        for m in range(M):
+            r = individual_ranks[m]
+            if r == 0:
+                A[m] = np.zeros_like(blocks[m])
+                U_I[m] = np.zeros((n, 0))
+                continue
+            resid = blocks[m] - J[m]
+            if U_J.shape[1]:
+                resid = resid - U_J @ (U_J.T @ resid)
+            U, s, Vt = truncated_svd(resid, r, random_state=random_state)
+            A[m] = (U * s) @ Vt
+            U_I[m] = U
+        fit = [j + a for j, a in zip(J, A)]
+        if fit_old is not None:
+            change = np.sqrt(sum(float(np.sum((f - g) ** 2)) for f, g in zip(fit, fit_old)))
+            size = np.sqrt(sum(float(np.sum(f * f)) for f in fit))
+            if change <= tol * max(size, 1e-300 * scale):
+                converged = True
+                break
+        if joint_rank == 0:  # one pass is exact: the individual fits do not interact
+            converged = True
+            break
+        fit_old = fit
+    return JIVEResult(U_J, J, U_I, A, n_iter, converged)
+
+
+def _permutation_joint_rank(data, n_permutations, alpha, rng, max_rank):
+    """Leading singular values of ``data`` above the ``1 - alpha`` quantile of those of
+    copies in which each modality's samples are permuted independently (r.jive)."""
+    stacked = np.hstack(data)
+    actual = singular_values(stacked)[:max_rank]
+    null = np.empty((n_permutations, actual.size))
+    n = stacked.shape[0]
+    for b in range(n_permutations):
+        perm = np.hstack([x[rng.permutation(n)] for x in data])
+        null[b] = singular_values(perm)[:actual.size]
+    return _count_exceeding(actual, null, alpha)
+
+
+def _permutation_individual_rank(resid, U_J, n_permutations, alpha, rng, max_rank):
+    """Leading singular values of ``(I - P_J) resid`` above those of copies whose features
+    are permuted independently across samples, then projected the same way (r.jive)."""
+
+    def project(Y):
+        return Y - U_J @ (U_J.T @ Y) if U_J.shape[1] else Y
+
+    actual = singular_values(project(resid))[:max_rank]
+    null = np.empty((n_permutations, actual.size))
+    n, p = resid.shape
+    for b in range(n_permutations):
+        idx = np.argsort(rng.random((n, p)), axis=0)
+        perm = np.take_along_axis(resid, idx, axis=0)
+        null[b] = singular_values(project(perm))[:actual.size]
+    return _count_exceeding(actual, null, alpha)
+
+
+def _count_exceeding(actual, null, alpha):
+    thresholds = np.quantile(null, 1.0 - alpha, axis=0)
+    rank = 0
+    for value, threshold in zip(actual, thresholds):
+        if value <= threshold:
+            break
+        rank += 1
+    return rank
+
+
+class JIVE(BlockFactorModel):
+    """Joint and Individual Variation Explained (Lock et al. 2013).
+
+    Each centred modality is decomposed as ``X_m = J_m + A_m + E_m``: a joint part of rank
+    ``r_J`` shared by all modalities (``[J_1, ..., J_M]`` has rank ``r_J``), an individual
+    part of rank ``r_m`` whose sample scores are orthogonal to the joint ones, and noise.
+    The least-squares fit alternates an SVD of the stacked residual (joint) with one SVD per
+    modality (individual) until convergence (:func:`fit_jive`). JIVE represents only global
+    and specific structure: ``structure_`` is
+    ``Structure.joint_individual(joint_rank_, individual_ranks_)``.
+
+    Parameters
+    ----------
+    joint_rank : int or None, default=None
+        Joint rank (with ``rank_selection="given"``).
+    individual_ranks : int or sequence of int or None, default=None
+        Individual rank of each modality (an int: the same for all).
+    rank_selection : {"given", "permutation", "bic"}, default="given"
+        ``"permutation"``: r.jive's permutation test, iterated until the ranks stop
+        changing. The joint rank is the number of leading singular values of the stacked
+        data minus the current individual parts that exceed the ``1 - alpha`` quantile of
+        those obtained when each modality's samples are permuted independently (which
+        breaks the association between modalities); an individual rank is the number of
+        leading singular values of ``(I - P_J)(X_m - J_m)`` that exceed those obtained after
+        permuting each feature across samples independently. ``"bic"``: r.jive's greedy
+        BIC search, starting from all ranks zero and adding the one rank (joint or an
+        individual one) that lowers
+        ``sum_m n p_m log(RSS_m / (n p_m)) + r_J (n + d) log(n d)
+        + sum_m r_m (n + p_m) log(n p_m)`` the most, until none does.
+    scale : bool, default=True
+        Divide each centred modality by its Frobenius norm before fitting (r.jive's
+        default), so that modalities weigh equally in the joint SVD. Loadings are reported
+        in the original units either way.
+    n_permutations : int, default=100
+        Permutations per test (``rank_selection="permutation"``).
+    alpha : float, default=0.05
+        Level of the permutation tests.
+    max_rank : int or None, default=None
+        Largest rank examined by the selection rules (default: ``min(n, p_m) // 2``,
+        capped at 50).
+    max_iter : int, default=1000
+        Maximum number of alternating iterations.
+    tol : float, default=1e-6
+        Stop when ``||(J + A)_new - (J + A)_old||_F <= tol ||J + A||_F``.
+    random_state : int, RandomState or None, default=None
+        Seed of the permutations and of the Lanczos start vectors.
+
+    Attributes
+    ----------
+    structure_ : Structure
+        Global block of rank ``joint_rank_`` then one specific block per modality.
+    loadings_ : ndarray of shape (d, K)
+        ``[J_m^T U_J, A_m^T U_m] / sqrt(n - 1)`` in original units: ``loadings_ @
+        loadings_.T`` is the covariance of the fitted signal (HCL's scale). Exact zeros
+        outside each block's modalities.
+    means_ : list of ndarray of shape (p_m,)
+    noise_variance_ : ndarray of shape (M,)
+        Residual variance per modality, degrees of freedom of the rank-``(r_J + r_m)`` fit
+        removed.
+    joint_rank_ : int
+    individual_ranks_ : list of int
+    joint_scores_ : ndarray of shape (n, r_J)
+        Orthonormal joint scores of the training samples.
+    individual_scores_ : list of ndarray of shape (n, r_m)
+        Orthonormal individual scores of the training samples.
+    scales_ : ndarray of shape (M,)
+        Frobenius norms the modalities were divided by (ones when ``scale=False``).
+    n_iter_ : int
+        Iterations of the final fit.
+    converged_ : bool
+    n_features_per_modality_, total_variance_, modality_names_in_, n_modalities_,
+    n_components_, n_samples_
+        As in :class:`hcl_stats.HCL`.
+
+    Examples
+    --------
+    >>> from hcl_stats import Structure
+    >>> from hcl_stats.baselines import JIVE
+    >>> from hcl_stats.datasets import make_hierarchical
+    >>> X = make_hierarchical(300, [20, 30], Structure.joint_individual(2, [1, 1]),
+    ...                       noise_variance=0.1, random_state=0)
+    >>> model = JIVE(2, [1, 1]).fit(X)
+    >>> model.loadings_.shape, model.structure_.ranks
+    ((50, 4), [2, 1, 1])
+    >>> model.transform(X).shape
+    (300, 4)
+    """
+
+    def __init__(self, joint_rank=None, individual_ranks=None, *, rank_selection="given",
+                 scale=True, n_permutations=100, alpha=0.05, max_rank=None, max_iter=1000,
+                 tol=1e-6, random_state=None):
+        self.joint_rank = joint_rank
+        self.individual_ranks = individual_ranks
+        self.rank_selection = rank_selection
+        self.scale = scale
+        self.n_permutations = n_permutations
+        self.alpha = alpha
+        self.max_rank = max_rank
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+    def _check_params(self, n, n_features):
+        if self.rank_selection not in _RANK_RULES:
+            raise ValueError(f"rank_selection must be one of {_RANK_RULES}, "
+                             f"got {self.rank_selection!r}")
+        check_positive_int(self.max_iter, "max_iter")
+        check_positive_float(self.tol, "tol")
+        M = len(n_features)
+        if self.rank_selection == "given":
+            if self.joint_rank is None or self.individual_ranks is None:
+                raise ValueError("rank_selection='given' needs joint_rank and "
+                                 "individual_ranks (or choose 'permutation' or 'bic')")
+            joint = check_positive_int(self.joint_rank, "joint_rank", minimum=0)
+            ind = check_rank_list(self.individual_ranks, M, "individual_ranks",
+                                  n_features=n_features)
+            for m, p in enumerate(n_features):
+                if joint + ind[m] > min(p, n - 1):
+                    raise ValueError(
+                        f"modality {m}: joint rank {joint} + individual rank {ind[m]} exceeds "
+                        f"min(n_features={p}, n_samples - 1={n - 1})")
+            return joint, ind
+        if self.joint_rank is not None or self.individual_ranks is not None:
+            raise ValueError(f"rank_selection={self.rank_selection!r} selects the ranks: "
+                             "leave joint_rank and individual_ranks as None")
+        check_positive_int(self.n_permutations, "n_permutations")
+        alpha = check_positive_float(self.alpha, "alpha")
+        if alpha >= 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
+        if self.max_rank is not None:
+            check_positive_int(self.max_rank, "max_rank")
+        return None, None
+
+    def fit(self, X, y=None):
+        """Fit JIVE to the modalities ``X``.
+
+        Parameters
+        ----------
+        X : list, tuple or dict of array-like of shape (n_samples, p_m)
+            The modalities, measured on the same samples.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        blocks, means, names, total = centre_blocks(X)
+        n = blocks[0].shape[0]
+        n_features = [b.shape[1] for b in blocks]
+        M = len(blocks)
+        joint, ind = self._check_params(n, n_features)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(2 ** 31 - 1))
+        if self.scale:
+            scales = np.array([np.linalg.norm(b) for b in blocks])
+            scales[scales == 0] = 1.0
+        else:
+            scales = np.ones(M)
+        data = [b / s for b, s in zip(blocks, scales)]
+        comp = RowCompression(data)
+        reduced = comp.reduced
+
+        def run(joint_rank, ranks, init=None, **kw):
+            return fit_jive(reduced, joint_rank, ranks, init=init, random_state=seed,
+                            **{"max_iter": self.max_iter, "tol": self.tol, **kw})
+
+        selected = self.rank_selection != "given"
+        if self.rank_selection == "permutation":
+            joint, ind = self._select_permutation(data, comp, rng, seed)
+        elif self.rank_selection == "bic":
+            joint, ind = self._select_bic(reduced, n, seed)
+        structure, ind = joint_individual_structure(joint, ind, names, selected=selected)
+        result = run(joint, ind)
+        if not result.converged:
+            warnings.warn(
+                f"JIVE did not converge in max_iter={self.max_iter} iterations (tol="
+                f"{self.tol}); increase max_iter or tol", ConvergenceWarning, stacklevel=2)
+        self._store(result, structure, joint, ind, scales, comp, blocks, means, names, total, n)
+        return self
+
+    # -- rank selection -----------------------------------------------------------------------
+    def _max_rank(self, n, p):
+        if self.max_rank is not None:
+            return int(min(self.max_rank, n - 1, p))
+        return int(max(1, min(50, min(n - 1, p) // 2)))
+
+    def _select_permutation(self, data, comp, rng, seed):
+        reduced = comp.reduced
+        n = data[0].shape[0]
+        M = len(data)
+        d = sum(x.shape[1] for x in data)
+        ind = [0] * M
+        joint = None
+        A_full = [np.zeros_like(x) for x in data]
+        A_red = None
+        for _ in range(20):  # r.jive iterates until the ranks are stable
+            new_joint = _permutation_joint_rank(
+                [x - a for x, a in zip(data, A_full)], self.n_permutations, self.alpha, rng,
+                self._max_rank(n, d))
+            res = fit_jive(reduced, new_joint, ind, init=A_red, max_iter=self.max_iter,
+                           tol=self.tol, random_state=seed)
+            U_J = comp.lift(res.joint_scores)
+            J_full = [comp.lift(j) for j in res.joint]
+            new_ind = [
+                _permutation_individual_rank(x - j, U_J, self.n_permutations, self.alpha, rng,
+                                             self._max_rank(n, x.shape[1]))
+                for x, j in zip(data, J_full)]
+            stable = new_joint == joint and new_ind == ind
+            joint, ind = new_joint, new_ind
+            if stable:
+                break
+            res = fit_jive(reduced, joint, ind, init=res.individual, max_iter=self.max_iter,
+                           tol=self.tol, random_state=seed)
+            A_red = res.individual
+            A_full = [comp.lift(a) for a in A_red]
+        return joint, ind
+
+    def _select_bic(self, reduced, n, seed):
+        M = len(reduced)
+        p = np.array([x.shape[1] for x in reduced])
+        d = int(p.sum())
+
+        def bic(joint, ind):
+            res = fit_jive(reduced, joint, ind, max_iter=min(self.max_iter, 200),
+                           tol=max(self.tol, 1e-5), random_state=seed)
+            value = 0.0
+            for m in range(M):
+                rss = float(np.sum((reduced[m] - res.joint[m] - res.individual[m]) ** 2))
+                value += n * p[m] * np.log(max(rss, 1e-300) / (n * p[m]))
+            value += joint * (n + d) * np.log(n * d)
+            value += sum(r * (n + pm) * np.log(n * pm) for r, pm in zip(ind, p))
+            return value
+
+        joint, ind = 0, [0] * M
+        current = bic(joint, ind)
+        path = [(joint, tuple(ind), current)]
+        while True:
+            candidates = []
+            if joint + max(ind) < self._max_rank(n, int(p.min())):
+                candidates.append((joint + 1, list(ind)))
+            for m in range(M):
+                if joint + ind[m] < self._max_rank(n, int(p[m])):
+                    trial = list(ind)
+                    trial[m] += 1
+                    candidates.append((joint, trial))
+            if not candidates:
+                break
+            scored = [(bic(j, r), j, r) for j, r in candidates]
+            best = min(scored, key=lambda t: t[0])
+            if best[0] >= current:
+                break
+            current, joint, ind = best
+            path.append((joint, tuple(ind), current))
+        self.selection_path_ = path
+        return joint, ind
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def _store(self, result, structure, joint, ind, scales, comp, blocks, means, names, total,
+               n):
+        M = len(blocks)
+        n_features = [b.shape[1] for b in blocks]
+        edges = np.concatenate([[0], np.cumsum(n_features)])
+        W = np.zeros((edges[-1], structure.n_components))
+        root = np.sqrt(n - 1)
+
+        lift = comp.lift
+        U_J = lift(result.joint_scores)
+        noise = np.empty(M)
+        if joint:
+            cols = structure.columns(tuple(range(M)))
+        for m in range(M):
+            rows = slice(edges[m], edges[m + 1])
+            if joint:
+                W[rows, cols] = scales[m] * (result.joint[m].T @ result.joint_scores) / root
+            if ind[m]:
+                W[rows, structure.columns((m,))] = \
+                    scales[m] * (result.individual[m].T @ result.individual_scores[m]) / root
+            fitted = scales[m] * lift(result.joint[m] + result.individual[m])
+            rss = float(np.sum((blocks[m] - fitted) ** 2))
+            noise[m] = residual_noise_variance(rss, n, n_features[m], joint + ind[m])
+        self._set_fitted(structure=structure, loadings=W, means=means, noise_variance=noise,
+                         total_variance=total, names=names, n_samples=n)
+        self.joint_rank_ = int(joint)
+        self.individual_ranks_ = [int(r) for r in ind]
+        self.joint_scores_ = U_J
+        self.individual_scores_ = [lift(u) for u in result.individual_scores]
+        self.scales_ = scales
+        self.n_iter_ = int(result.n_iter)
+        self.converged_ = bool(result.converged)

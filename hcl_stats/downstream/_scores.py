@@ -1,0 +1,42 @@
+"""Scores with a known measurement-error covariance (for the errors-in-variables correction)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from hcl_stats._validation import check_fitted_blocks
+
+__all__ = ["pseudo_inverse_scores"]
+
+
+def pseudo_inverse_scores(model, X):
+    """Least-squares scores ``C (x - mu)`` with ``C = (W^T W)^{-1} W^T``, and their noise.
+
+    These are the scores of the paper's reference code (METHOD.md section 3). Since
+    ``C W = I``, ``C (x - mu) = z + C e``: the true factors plus a measurement error with
+    covariance ``C Psi C^T``, which :class:`StructuredGroupLasso` can correct for through
+    ``score_noise_cov``. (The posterior-mean scores of ``model.transform`` are the better
+    default: regressing on them needs no correction.)
+
+    Parameters
+    ----------
+    model : fitted BlockFactorModel
+        E.g. a fitted :class:`hcl_stats.HCL`.
+    X : list, tuple or dict of array-like of shape (n_samples, p_m)
+        All modalities observed.
+
+    Returns
+    -------
+    Z : ndarray of shape (n_samples, K)
+        Scores, columns ordered as ``model.structure_.blocks``.
+    noise_cov : ndarray of shape (K, K)
+        ``C Psi C^T`` with ``Psi`` the model's per-modality noise variances.
+    """
+    check_is_fitted(model, "loadings_")
+    blocks = check_fitted_blocks(model, X)
+    W = model.loadings_
+    C = np.linalg.solve(W.T @ W, W.T)
+    x = np.hstack([np.asarray(b, dtype=np.float64) - mu for b, mu in zip(blocks, model.means_)])
+    psi = np.repeat(model.noise_variance_, model.n_features_per_modality_)
+    return x @ C.T, (C * psi) @ C.T

@@ -1,0 +1,272 @@
+"""Downstream study: which structures predict y, against labelled size m and unlabelled size n.
+
+``python -m simulations downstream [--reps R] [--quick] [--out DIR]``
+
+Design (METHOD.md sections 3-4, with a group-sparse coefficient vector):
+
+- M = 3 modalities, widths ``--widths`` (default 30 40 50), every one of the 7 structures with
+  rank ``--rank`` (default 2, K = 14), block singular values U(0.5, 1.5), isotropic noise
+  ``--noise`` (default 0.1, the paper's downstream design).
+- Outcome ``y = z^T beta + N(0, --y-noise)``, with ``beta`` non-zero only on the global block
+  {0,1,2}, the partial block {0,1} and the specific block {2} (entries U(0.5, 1) with random
+  signs, ``||beta|| = 1``); the other four structures are truly null.
+- Per replication: the factor model is fitted on n unlabelled samples; the group lasso on the
+  scores of m fresh labelled samples; excess risk on 2000 test samples.
+- Grids (the paper's two downstream grids): m in ``--m-grid`` at n = ``--n-fixed``, and n in
+  ``--n-grid`` at m = ``--m-fixed``.
+
+Metrics per method (HCL, ConcatSVD at the same K, baselines of ``hcl_stats.baselines`` when
+they exist, and the oracle with the true factors) and penalty rule (BIC with an unpenalised refit on the selected structures, CV-min, CV-1se):
+
+- ``tpr`` / ``fpr``: structure selection rates (methods with the true structure only);
+- ``coef_error``: ``||beta_hat - O^T beta||``, ``O`` the Procrustes rotation aligning the
+  fitted loadings to the true ones (per block for structured methods, one global rotation
+  otherwise);
+- ``excess_risk``: ``mean (y_hat(x) - f*(x))^2`` over test samples, ``f*(x) = beta^T E[z | x]``
+  the Bayes predictor under the true model.
+
+Inference check: at (m, n) = (--m-fixed, --n-fixed), on HCL scores, the Wald p-values of truly
+null structures (a) under sample splitting (selection by CV-min on one half, Wald tests on the
+other), (b) naive (selected by CV-min and tested on the same samples), and (c) all structures tested on
+half the samples without selection; a Kolmogorov-Smirnov test against U(0, 1) for each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+SIGNAL = ((0, 1, 2), (0, 1), (2,))
+RULES = {"bic": {"alpha": "bic", "refit": True}, "cv": {"alpha": "cv", "cv_rule": "min"},
+         "cv1se": {"alpha": "cv", "cv_rule": "1se"}}
+
+
+def make_design(widths, rank, noise, rng):
+    """True structure, loadings and group-sparse beta."""
+    from hcl_stats import Structure
+    from hcl_stats.datasets import make_loadings
+
+    structure = Structure.full(len(widths), rank=rank)
+    W = make_loadings(widths, structure, random_state=int(rng.integers(2**31 - 1)))
+    beta = np.zeros(structure.n_components)
+    for s in SIGNAL:
+        cols = structure.columns(s)
+        beta[cols] = rng.uniform(0.5, 1.0, rank) * rng.choice([-1.0, 1.0], rank)
+    beta /= np.linalg.norm(beta)
+    return structure, W, beta
+
+
+def draw(W, widths, noise, n, rng):
+    """``n`` samples of the factor model: blocks and true factors."""
+    Z = rng.standard_normal((n, W.shape[1]))
+    X = Z @ W.T + np.sqrt(noise) * rng.standard_normal((n, W.shape[0]))
+    edges = np.concatenate([[0], np.cumsum(widths)])
+    return [X[:, edges[m]:edges[m + 1]] for m in range(len(widths))], Z
+
+
+def bayes_predictor(W, noise, beta, X):
+    """``beta^T E[z | x]`` under the true model."""
+    x = np.hstack(X)
+    K = W.shape[1]
+    post = np.linalg.solve(np.eye(K) + W.T @ W / noise, W.T / noise)
+    return x @ post.T @ beta
+
+
+def aligned_beta(W, W_hat, structure, structure_hat, beta):
+    """``O^T beta`` with ``O`` aligning the true loadings to the fitted ones."""
+    def procrustes(A, B):
+        U, _, Vt = np.linalg.svd(A.T @ B)
+        return U @ Vt
+
+    if structure_hat == structure:
+        target = np.zeros_like(beta)
+        for s in structure.subsets:
+            c = structure.columns(s)
+            target[c] = procrustes(W[:, c], W_hat[:, c]).T @ beta[c]
+        return target
+    if W_hat.shape[1] != W.shape[1]:
+        return None
+    return procrustes(W, W_hat).T @ beta
+
+
+def factor_models(structure, random_state):
+    """(name, unfitted model) pairs: HCL, ConcatSVD and any available baselines."""
+    from hcl_stats import HCL
+    from hcl_stats.baselines import ConcatSVD
+    import hcl_stats.baselines as baselines
+
+    models = [("HCL", HCL(structure, random_state=random_state)),
+              ("ConcatSVD", ConcatSVD(structure, random_state=random_state))]
+    M = structure.n_modalities
+    glob = tuple(range(M))
+    joint = structure.rank(glob) if glob in structure else 0
+    indiv = [structure.modality_rank(m) - joint for m in range(M)]
+    for name, attempts in (("JIVE", [lambda c: c(joint, indiv)]),
+                           ("AJIVE", [lambda c: c(joint, indiv)]),
+                           ("SLIDE", [lambda c: c(structure)])):
+        cls = getattr(baselines, name, None)
+        if cls is None:
+            continue
+        for make in attempts:
+            try:
+                model = make(cls)
+            except Exception:  # the baseline's signature differs: skip it
+                continue
+            if "random_state" in model.get_params():
+                model.set_params(random_state=random_state)
+            models.append((name, model))
+            break
+    return models
+
+
+def replication(m, n, seed, *, widths=(30, 40, 50), rank=2, noise=0.1, y_noise=0.1,
+                n_test=2000, rules=("bic", "cv", "cv1se"), with_inference=False):
+    """One replication: rows of metrics (and null p-values when ``with_inference``)."""
+    from hcl_stats.downstream import StructuredGroupLasso, sample_split_inference
+    from hcl_stats.downstream import structure_inference
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(seed)
+    structure, W, beta = make_design(widths, rank, noise, rng)
+    X_unl, _ = draw(W, widths, noise, n, rng)
+    X_lab, Z_lab = draw(W, widths, noise, m, rng)  # y depends on the true factors
+    y = Z_lab @ beta + np.sqrt(y_noise) * rng.standard_normal(m)
+    X_test, _ = draw(W, widths, noise, n_test, rng)
+    f_star = bayes_predictor(W, noise, beta, X_test)
+    truth = {structure.label(s) for s in SIGNAL}
+    null = [structure.label(s) for s in structure.subsets if structure.label(s) not in truth]
+    rows, pvals = [], {"split": [], "naive": [], "all": []}
+    # the oracle knows the true factor model: posterior-mean scores under W and noise
+    post = np.linalg.solve(np.eye(W.shape[1]) + W.T @ W / noise, W.T / noise)
+    fits = [("oracle", 0.0, np.hstack(X_lab) @ post.T, np.hstack(X_test) @ post.T, structure,
+             beta)]
+    for name, model in factor_models(structure, seed):
+        try:
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(X_unl)
+            fit_time = time.perf_counter() - start
+        except Exception as exc:  # a baseline in progress must not stop the study
+            print(f"  {name} failed: {exc}")
+            continue
+        target = aligned_beta(W, model.loadings_, structure, model.structure_, beta)
+        fits.append((name, fit_time, model.transform(X_lab), model.transform(X_test),
+                     model.structure_, target))
+    for name, fit_time, Z, Zt, st, target in fits:
+        same = st == structure
+        for rule in rules:
+            est = StructuredGroupLasso(st, random_state=seed, **RULES[rule]).fit(Z, y)
+            chosen = set(est.selected_labels_)
+            row = {"m": m, "n": n, "seed": seed, "method": name, "rule": rule,
+                   "tpr": len(chosen & truth) / len(truth) if same else np.nan,
+                   "fpr": len(chosen - truth) / len(null) if same else np.nan,
+                   "n_selected": len(chosen),
+                   "coef_error": (float(np.linalg.norm(est.coef_ - target))
+                                  if target is not None else np.nan),
+                   "excess_risk": float(np.mean((est.predict(Zt) - f_star) ** 2)),
+                   "fit_time": fit_time}
+            rows.append(row)
+        if with_inference and name == "HCL":
+            selector = StructuredGroupLasso(st, alpha="cv", cv_rule="min", random_state=seed)
+            split = sample_split_inference(Z, y, st, selector=selector, random_state=seed)
+            table = split.wald_table
+            pvals["split"] += [float(table.loc[g, "p_value"]) for g in table.index if g in null]
+            naive = clone(selector).fit(Z, y)
+            if naive.selected_:
+                res = structure_inference(Z, y, st, subsets=naive.selected_)
+                pvals["naive"] += [float(res.wald_table.loc[g, "p_value"])
+                                   for g in res.wald_table.index if g in null]
+            half = split.inference_index
+            res = structure_inference(Z[half], y[half], st)
+            pvals["all"] += [float(res.wald_table.loc[g, "p_value"]) for g in null]
+    return rows, pvals
+
+
+def run(m_grid, n_grid, m_fixed, n_fixed, reps, seed=0, rules=("bic", "cv", "cv1se"),
+        verbose=True, n_jobs=1, **design):
+    """The whole study: (results DataFrame, KS DataFrame)."""
+    import pandas as pd
+    from scipy.stats import kstest
+
+    rows = []
+    pvals = {"split": [], "naive": [], "all": []}
+    cells = [("m", mm, n_fixed) for mm in m_grid] + [("n", m_fixed, nn) for nn in n_grid]
+    for grid, mm, nn in cells:
+        from joblib import Parallel, delayed
+
+        start = time.perf_counter()
+        inference = grid == "m" and mm == m_fixed
+        done = Parallel(n_jobs=n_jobs)(
+            delayed(replication)(mm, nn, seed + 1000 * r + 7 * mm + nn, rules=rules,
+                                 with_inference=inference, **design) for r in range(reps))
+        for out, p in done:
+            for row in out:
+                row["grid"] = grid
+            rows += out
+            for k in pvals:
+                pvals[k] += p[k]
+        if verbose:
+            print(f"  grid {grid}: m={mm} n={nn} ({reps} reps, "
+                  f"{time.perf_counter() - start:.1f} s)", flush=True)
+    results = pd.DataFrame(rows)
+    ks = []
+    for k, v in pvals.items():
+        if len(v) >= 5:
+            test = kstest(v, "uniform")
+            ks.append({"p_values": k, "count": len(v), "ks_statistic": test.statistic,
+                       "ks_p_value": test.pvalue, "frac_below_0.05": float(np.mean(
+                           np.asarray(v) < 0.05))})
+        else:
+            ks.append({"p_values": k, "count": len(v), "ks_statistic": np.nan,
+                       "ks_p_value": np.nan, "frac_below_0.05": np.nan})
+    return results, pd.DataFrame(ks)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m simulations downstream",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=50)
+    parser.add_argument("--m-grid", type=int, nargs="+", default=[140, 200, 300, 400])
+    parser.add_argument("--n-grid", type=int, nargs="+", default=[500, 1000, 2000, 4000, 8000])
+    parser.add_argument("--m-fixed", type=int, default=400)
+    parser.add_argument("--n-fixed", type=int, default=2000)
+    parser.add_argument("--widths", type=int, nargs="+", default=[30, 40, 50])
+    parser.add_argument("--rank", type=int, default=2)
+    parser.add_argument("--noise", type=float, default=0.1)
+    parser.add_argument("--y-noise", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-jobs", type=int, default=1, help="parallel replications")
+    parser.add_argument("--quick", action="store_true",
+                        help="5 replications, grids m in (140, 400), n in (500, 4000)")
+    parser.add_argument("--out", default=None, help="directory for the CSV files")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.reps, args.m_grid, args.n_grid = 5, [140, 400], [500, 4000]
+    print(f"downstream study: {args.reps} replications per cell")
+    results, ks = run(args.m_grid, args.n_grid, args.m_fixed, args.n_fixed, args.reps,
+                      seed=args.seed, widths=tuple(args.widths), rank=args.rank,
+                      noise=args.noise, y_noise=args.y_noise, n_jobs=args.n_jobs)
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_rows", 200):
+        for grid in ("m", "n"):
+            sub = results[results.grid == grid]
+            table = sub.groupby([grid, "method", "rule"])[
+                ["tpr", "fpr", "coef_error", "excess_risk"]].mean().unstack(grid)
+            print(f"\nmean over replications, varying {grid}:")
+            print(table.round(4).to_string())
+        print("\nKS test of Wald p-values of truly null structures against U(0,1) "
+              f"(m={args.m_fixed}, n={args.n_fixed}, HCL scores):")
+        print(ks.round(4).to_string(index=False))
+    if args.out:
+        import os
+
+        os.makedirs(args.out, exist_ok=True)
+        results.to_csv(os.path.join(args.out, "downstream.csv"), index=False)
+        ks.to_csv(os.path.join(args.out, "downstream_ks.csv"), index=False)
+        print(f"\nwrote {args.out}/downstream.csv and downstream_ks.csv")
+    return 0

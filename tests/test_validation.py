@@ -1,0 +1,120 @@
+"""Malformed input gets a clear ValueError / TypeError naming the modality, for every estimator."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hcl_stats import Structure
+from hcl_stats.datasets import make_hierarchical
+
+from _estimators import all_estimator_classes, build
+
+STRUCTURE = Structure({(0, 1, 2): 1, (0,): 1, (1,): 1, (2,): 1})
+WIDTHS = [6, 7, 8]
+ESTIMATORS = all_estimator_classes()
+
+
+@pytest.fixture
+def data():
+    return make_hierarchical(60, WIDTHS, STRUCTURE, noise_variance=0.1, random_state=0)
+
+
+def _bad_inputs(X):
+    out = {}
+    out["different sample counts"] = ([X[0], X[1][:50], X[2]], ValueError, "modality 1.*50 samples")
+    nan = X[2].copy()
+    nan[3, 2] = np.nan
+    out["NaN"] = ([X[0], X[1], nan], ValueError, "modality 2 contains NaN")
+    inf = X[1].copy()
+    inf[0, 0] = np.inf
+    out["inf"] = ([X[0], inf, X[2]], ValueError, "modality 1 contains infinite")
+    text = X[0].astype(str).astype(object)
+    text[0, 0] = "high"
+    out["non-numeric"] = ([text, X[1], X[2]], TypeError, "modality 0.*non-numeric")
+    df = pd.DataFrame(X[1])
+    df[0] = "x"
+    out["non-numeric DataFrame"] = ([X[0], df, X[2]], TypeError, "modality 1.*column 0")
+    out["one sample"] = ([x[:1] for x in X], ValueError, "at least 2 are needed")
+    out["1-D"] = ([X[0], X[1][:, 0], X[2]], ValueError, "modality 1 must be 2-D")
+    out["empty modality"] = ([X[0], X[1][:, :0], X[2]], ValueError, "modality 1 is empty")
+    out["single array"] = (np.hstack(X), TypeError, "wrap a single array")
+    out["no modalities"] = ([], ValueError, "no modalities")
+    out["complex"] = ([X[0].astype(complex), X[1], X[2]], TypeError, "complex")
+    return out
+
+
+CASES = list(_bad_inputs(make_hierarchical(60, WIDTHS, STRUCTURE, random_state=0)).keys())
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("case", CASES)
+def test_fit_rejects_malformed_input(cls, case, data):
+    X, exc, match = _bad_inputs(data)[case]
+    with pytest.raises(exc, match=match):
+        build(cls, STRUCTURE).fit(X)
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_transform_checks_against_fit(cls, data):
+    model = build(cls, STRUCTURE).fit(data)
+    with pytest.raises(ValueError, match="expected 3 modalities"):
+        model.transform(data[:2])
+    with pytest.raises(ValueError, match="modality 2 has 5 features, expected 8"):
+        model.transform([data[0], data[1], data[2][:, :5]])
+    with pytest.raises(ValueError, match="modality 0 contains NaN"):
+        bad = data[0].copy()
+        bad[0, 0] = np.nan
+        model.transform([bad, data[1], data[2]])
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_user_arrays_are_not_modified(cls, data):
+    frames = [data[0], pd.DataFrame(data[1]), data[2].astype(np.float32)]
+    before = [np.array(f, copy=True) for f in frames]
+    model = build(cls, STRUCTURE).fit(frames)
+    model.transform(frames)
+    for f, b in zip(frames, before):
+        assert np.array_equal(np.asarray(f), b)
+
+
+def test_structure_must_match_data(data):
+    from hcl_stats import HCL
+
+    with pytest.raises(ValueError, match="refers to modality 3.*only 3"):
+        HCL({(0, 1, 2, 3): 1, (0,): 1, (1,): 1, (2,): 1}).fit(data)
+    with pytest.raises(ValueError, match="modality 2 carries no factor"):
+        HCL({(0, 1): 1}).fit(data)
+    with pytest.raises(ValueError, match="modality 0 has 6 features but the structure asks "
+                                         "it to carry 7"):
+        HCL({(0, 1, 2): 3, (0,): 4, (1,): 1, (2,): 1}).fit(data)
+    with pytest.raises(TypeError, match="structure must be a Structure"):
+        HCL("global").fit(data)
+
+
+def test_dict_input_and_names(data):
+    from hcl_stats import HCL
+
+    X = {"ehr": data[0], "notes": data[1], "labs": data[2]}
+    st = Structure({("ehr", "notes", "labs"): 1, ("ehr",): 1, ("notes",): 1, ("labs",): 1})
+    model = HCL(st).fit(X)
+    assert model.structure_.modality_names == ("ehr", "notes", "labs")
+    assert model.block_loadings("labs", ("labs",)).shape == (8, 1)
+    with pytest.raises(ValueError, match="do not match"):
+        model.transform({"ehr": data[0], "notes": data[1], "imaging": data[2]})
+    with pytest.raises(TypeError, match="fitted on a dict"):
+        model.transform(list(X.values()))
+    # the same model fitted on a list with an index-based structure
+    with pytest.raises(ValueError, match="pass the data as a dict"):
+        HCL(st).fit(data)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [({"max_iter": 0}, "max_iter"), ({"tol": -1}, "tol"), ({"solver": "adam"}, "solver"),
+     ({"denoise": "median"}, "denoise"), ({"denoise": [1.0, -1.0, 1.0]}, "non-negative")],
+)
+def test_hcl_parameter_validation(params, match, data):
+    from hcl_stats import HCL
+
+    with pytest.raises(ValueError, match=match):
+        HCL(STRUCTURE, **params).fit(data)
