@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from hcl_stats._base import BlockFactorModel
 from hcl_stats._core import fit_hcl

@@ -21,6 +21,13 @@ __all__ = ["lbfgs"]
 _FLUSH = 1e-150
 
 
+def _dot(a, b):
+    # Element-wise product and a pairwise sum, not BLAS ddot: OpenBLAS threads ddot for long
+    # vectors, and on a loaded machine each call then waits for a descheduled thread
+    # (measured: 0.3 ms per 17k-element dot under load against ~10 us here).
+    return float(np.add.reduce(a * b))
+
+
 def _flush(v):
     v[np.abs(v) < _FLUSH] = 0.0
     return v
@@ -65,29 +72,29 @@ def lbfgs(fun_grad, x0, *, precondition=None, max_iter=1000, stop=None, memory=1
         q = g.copy()
         alphas = []
         for s, y, rho in zip(reversed(s_hist), reversed(y_hist), reversed(rho_hist)):
-            a = rho * np.dot(s, q)
+            a = rho * _dot(s, q)
             alphas.append(a)
             q -= a * y
         r = apply_h0(q)
         if y_hist:
             y, s = y_hist[-1], s_hist[-1]
             hy = apply_h0(y)
-            r *= np.dot(s, y) / np.dot(y, hy)
+            r *= _dot(s, y) / _dot(y, hy)
         for (s, y, rho), a in zip(zip(s_hist, y_hist, rho_hist), reversed(alphas)):
-            b = rho * np.dot(y, r)
+            b = rho * _dot(y, r)
             r += (a - b) * s
         direction = -r
-        slope = float(np.dot(g, direction))
+        slope = float(_dot(g, direction))
         if slope >= 0:  # not a descent direction: restart from the preconditioned gradient
             s_hist.clear(), y_hist.clear(), rho_hist.clear()
             direction = -apply_h0(g)
-            slope = float(np.dot(g, direction))
+            slope = float(_dot(g, direction))
             if slope >= 0:
                 return x, f, g, it - 1, False
         step = 1.0
         if not y_hist:  # first step: keep it modest relative to x
-            dn = np.linalg.norm(direction)
-            xn = np.linalg.norm(x)
+            dn = np.sqrt(_dot(direction, direction))
+            xn = np.sqrt(_dot(x, x))
             if dn > 0 and xn > 0:
                 step = min(1.0, 0.1 * xn / dn)
         for _ in range(40):
@@ -101,10 +108,10 @@ def lbfgs(fun_grad, x0, *, precondition=None, max_iter=1000, stop=None, memory=1
         x_new, g_new = _flush(x_new), _flush(g_new)
         s = x_new - x
         y = g_new - g
-        sy = float(np.dot(s, y))
+        sy = float(_dot(s, y))
         f_old = f
         x, f, g = x_new, f_new, g_new
-        if sy > 1e-12 * np.linalg.norm(s) * np.linalg.norm(y):
+        if sy > 1e-12 * np.sqrt(_dot(s, s) * _dot(y, y)):
             s_hist.append(s)
             y_hist.append(y)
             rho_hist.append(1.0 / sy)

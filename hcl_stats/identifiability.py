@@ -203,7 +203,6 @@ def check_rank_conditions(structure, n_features, *, random_state=None):
     # separation: solve for the coupling blocks A_{T,S} (T before S) left free
     rng = check_random_state(random_state)
     subsets = structure.subsets
-    K = structure.n_components
     pairs = [(T, S) for i, T in enumerate(subsets) for S in subsets[i + 1:]]
     offsets, n_unknown = {}, 0
     for T, S in pairs:

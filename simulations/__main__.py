@@ -14,6 +14,7 @@ COMMANDS = {
     "figures": ("simulations.figures", "standard figures from a results file"),
     "compare": ("simulations.compare_methods", "HCL vs ConcatSVD, JIVE, AJIVE, SLIDE"),
     "downstream": ("simulations.downstream", "downstream prediction / selection study"),
+    "selection": ("simulations.selection_study", "structure selection accuracy (M = 3..6)"),
     "identifiability": ("simulations.identifiability_study",
                         "rank conditions vs Jacobian rank vs multi-start fits"),
     "rates": ("simulations.rates", "log-log slope of the block error against n"),

@@ -54,7 +54,7 @@ def draw_design(rng, *, max_modalities=4, p_narrow=0.5):
     return structure, widths
 
 
-def minimise_objective(S_W, W_init, mask, *, max_iter=20000):
+def minimise_objective(S_W, W_init, mask, *, max_iter=500):
     """Minimise ``1/2 ||W W^T - S_W||_F^2`` over ``W`` with zeros outside ``mask``.
 
     Returns ``(W, f)``. Plain L-BFGS on the free entries (the problems here are tiny).
@@ -92,10 +92,13 @@ def minimise_objective(S_W, W_init, mask, *, max_iter=20000):
         W = unpack(x)
         return (W @ W.T - Sn)[iu]
 
-    lsq = scipy.optimize.least_squares(resid, res.x, jac=lambda x: _jacobian(unpack(x), mask),
-                                       method="trf", xtol=1e-15, ftol=1e-15, gtol=1e-15,
-                                       max_nfev=200)
-    x = lsq.x if fun_grad(lsq.x)[0] <= res.fun else res.x
+    x = res.x
+    if np.sqrt(2.0 * max(res.fun, 0.0)) > 1e-10 * np.sqrt(sq):
+        lsq = scipy.optimize.least_squares(
+            resid, res.x, jac=lambda x: _jacobian(unpack(x), mask), method="lm" if len(iu[0]) >= int(mask.sum()) else "trf",
+            xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=100)
+        if fun_grad(lsq.x)[0] <= res.fun:
+            x = lsq.x
     W = unpack(x) * np.sqrt(scale)
     return W, float(fun_grad(x)[0]) * scale ** 2
 

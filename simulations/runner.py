@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
-import math
 import os
 import sys
 import time
@@ -259,8 +258,6 @@ def read_results(path):
 def _repair_csv(path):
     """Make an interrupted CSV consistent: drop a torn last line and the rows of fits that
     were not completely written (no ``converged`` row). Returns the completed keys."""
-    import pandas as pd
-
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return set()

@@ -34,15 +34,18 @@ from hcl_stats.selection._select import _modality_rank
 __all__ = ["random_structure", "singular_value_range", "run_replication", "run_study", "main"]
 
 
-def random_structure(n_modalities, rng, *, max_rank=3, p_shared=None):
-    """A random structure with unequal ranks: each subset of size >= 2 is present with
-    probability ``p_shared`` (default ``min(0.5, 4 / (2^M - M - 1))``, about four shared
-    blocks), each modality has a specific block with probability 0.7 (always when it would
-    otherwise carry nothing), ranks uniform on ``1..max_rank``."""
+def random_structure(n_modalities, rng, *, max_rank=3, p_shared=None, n_shared=4.0):
+    """A random structure with unequal ranks.
+
+    Each subset of size >= 2 is present with probability ``p_shared`` (default
+    ``min(0.5, n_shared / (2^M - M - 1))``, about ``n_shared`` shared blocks); each modality
+    has a specific block with probability 0.7 (always when it would otherwise carry
+    nothing); ranks are uniform on ``1..max_rank``.
+    """
     M = n_modalities
     subsets = [c for size in range(2, M + 1) for c in itertools.combinations(range(M), size)]
     if p_shared is None:
-        p_shared = min(0.5, 4.0 / max(len(subsets), 1))
+        p_shared = min(0.5, n_shared / max(len(subsets), 1))
     blocks = {s: int(rng.integers(1, max_rank + 1)) for s in subsets if rng.random() < p_shared}
     for m in range(M):
         covered = any(m in s for s in blocks)
@@ -89,10 +92,10 @@ def _ajive_rank(X, truth):
 
 
 def run_replication(M, kappa, *, n=2000, p=200, noise_variance=1.0, seed=0, max_rank=3,
-                    compare=True):
+                    compare=True, alpha=0.01, n_shared=4.0):
     """One draw: returns a dict of outcomes (structure found, timings, comparisons)."""
     rng = np.random.default_rng(seed)
-    truth = random_structure(M, rng, max_rank=max_rank)
+    truth = random_structure(M, rng, max_rank=max_rank, n_shared=n_shared)
     low, high = singular_value_range(kappa, p, n, noise_variance)
     X = make_hierarchical(n, [p] * M, truth, noise_variance=noise_variance,
                           singular_values=(low, high), random_state=int(rng.integers(2**31 - 1)))
@@ -103,9 +106,10 @@ def run_replication(M, kappa, *, n=2000, p=200, noise_variance=1.0, seed=0, max_
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        found, evidence = select_structure(S, [p] * M, n_samples=n_s)
+        found, evidence = select_structure(S, [p] * M, n_samples=n_s, alpha=alpha)
     t_sel = time.perf_counter() - t0
     true_blocks = dict(truth.blocks)
+    forced = evidence.attrs["info"]["forced"]
     found_blocks = dict(found.blocks)
     candidates = [c for size in range(1, M + 1) for c in itertools.combinations(range(M), size)]
     out = {
@@ -118,6 +122,10 @@ def run_replication(M, kappa, *, n=2000, p=200, noise_variance=1.0, seed=0, max_
         "false_neg": sum(1 for s in true_blocks if s not in found_blocks),
         "rank_exact_found": sum(1 for s in true_blocks if found_blocks.get(s) == true_blocks[s]),
         "forced": len(evidence.attrs["info"]["forced"]),
+        "false_pos_unforced": sum(1 for s in found_blocks if s not in true_blocks
+                                  and not (len(s) == 1 and s[0] in forced)),
+        "n_absent_shared": sum(1 for c in candidates if len(c) > 1 and c not in true_blocks),
+        "false_pos_shared": sum(1 for s in found_blocks if len(s) > 1 and s not in true_blocks),
         "time_cov_s": t_cov, "time_select_s": t_sel,
         "K_true": truth.n_components, "K_found": found.n_components,
     }
@@ -131,7 +139,7 @@ def run_replication(M, kappa, *, n=2000, p=200, noise_variance=1.0, seed=0, max_
 
 
 def run_study(Ms=(3, 4, 5, 6), kappas=(0.5, 2.0, 4.0), reps=20, n=2000, p=200, seed=0,
-              compare=True, progress=False):
+              compare=True, progress=False, alpha=0.01, max_rank=3, n_shared=4.0):
     """All replications as a tidy DataFrame, one row per draw."""
     import pandas as pd
 
@@ -140,7 +148,9 @@ def run_study(Ms=(3, 4, 5, 6), kappas=(0.5, 2.0, 4.0), reps=20, n=2000, p=200, s
         for kappa in kappas:
             for r in range(reps):
                 s = int(seed) * 1_000_003 + 10_007 * M + 101 * r + int(round(1000 * kappa))
-                rows.append(run_replication(M, kappa, n=n, p=p, seed=s, compare=compare))
+                rows.append(run_replication(M, kappa, n=n, p=p, seed=s, compare=compare,
+                                            alpha=alpha, max_rank=max_rank,
+                                            n_shared=n_shared))
             if progress:
                 print(f"  M={M} kappa={kappa}: done", flush=True)
     return pd.DataFrame(rows)
@@ -160,6 +170,8 @@ def _summary_row(t):
         "reps": len(t),
         "exact_structure": t["exact"].mean(),
         "fp_rate_per_absent_subset": t["false_pos"].sum() / max(t["n_absent"].sum(), 1),
+        "fp_rate_excl_forced": t["false_pos_unforced"].sum() / max(t["n_absent"].sum(), 1),
+        "fp_rate_shared": t["false_pos_shared"].sum() / max(t["n_absent_shared"].sum(), 1),
         "fn_rate_per_true_subset": t["false_neg"].sum() / max(t["n_true"].sum(), 1),
         "fdp": t["false_pos"].sum() / max((t["false_pos"] + t["n_true"] - t["false_neg"]).sum(), 1),
         "rank_exact_true": t["rank_exact_found"].sum() / max(t["n_true"].sum(), 1),
@@ -187,6 +199,10 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--p", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-rank", type=int, default=3, help="largest true block rank")
+    parser.add_argument("--n-shared", type=float, default=4.0,
+                        help="expected number of shared blocks per random structure")
+    parser.add_argument("--alpha", type=float, default=0.01, help="level of each test")
     parser.add_argument("--no-compare", action="store_true")
     parser.add_argument("--out", default=None, help="CSV of all replications")
     args = parser.parse_args(argv)
@@ -194,7 +210,8 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     df = run_study(args.M, args.snr, args.reps, args.n, args.p, args.seed,
-                   compare=not args.no_compare, progress=True)
+                   compare=not args.no_compare, progress=True, alpha=args.alpha,
+                   max_rank=args.max_rank, n_shared=args.n_shared)
     summary = summarise(df)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))

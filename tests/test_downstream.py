@@ -226,6 +226,27 @@ def test_selects_true_structures_at_m400():
     assert tpr >= 0.95 and fpr <= 0.05
 
 
+def test_logistic_selects_true_structures_at_m400():
+    truth = set(SIGNAL)
+    tp = fp = 0
+    for r in range(5):
+        rng = np.random.default_rng(300 + r)
+        n = 4000
+        X, t = make_hierarchical(n + 400, [12, 15, 18], GROUPS, noise_variance=0.3,
+                                 singular_values=(1.0, 2.0), random_state=300 + r,
+                                 return_truth=True)
+        beta = _beta(rng)
+        beta *= 2.0 / np.linalg.norm(beta)
+        y = (rng.uniform(size=400) < expit(t.Z[n:] @ beta)).astype(int)
+        model = HCL(GROUPS, random_state=0).fit([x[:n] for x in X])
+        est = StructuredGroupLasso(model.structure_, loss="logistic").fit(
+            model.transform([x[n:] for x in X]), y)
+        tp += len(set(est.selected_) & truth)
+        fp += len(set(est.selected_) - truth)
+    assert tp == 5 * len(truth)  # every signal structure, every time
+    assert fp <= 1  # at most one of 15 null structures
+
+
 @pytest.mark.slow
 def test_selects_true_structures_at_m400_replicated():
     tpr, fpr = _selection_rates(1000, 50)
@@ -358,8 +379,8 @@ def _null_split_pvalues(seed, n_reps, m=200):
         rng = np.random.default_rng(seed + r)
         Z = _scores(rng, m, scales=np.ones(K))
         y = _outcome(rng, Z, 0.5 * _beta(rng), "squared", noise=1.0)
-        selector = StructuredGroupLasso(GROUPS, alpha="cv", cv_rule="min", n_alphas=15,
-                                        random_state=r)
+        selector = StructuredGroupLasso(GROUPS, alpha="cv", cv_rule="min", n_alphas=12,
+                                        cv=3, random_state=r)
         split = sample_split_inference(Z, y, GROUPS, selector=selector, random_state=r)
         assert set(split.selection_index).isdisjoint(split.inference_index)
         table = split.wald_table

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from hcl_stats import Structure
-from simulations import figures, runner
+from simulations import figures, rates, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 REDUCED = "authors_recovery_reduced"
@@ -234,3 +234,25 @@ def test_figures_from_results_file(tmp_path):
     curves = figures.level_curves(runner.read_results(tmp_path / "tiny.csv"))
     assert set(curves["level"]) == {"global", "partial", "specific"}
     assert (curves["count"] == 2).all()
+
+
+# -- rates ----------------------------------------------------------------------------------
+def test_fit_slope_recovers_a_known_power_law(rng):
+    n = np.repeat([1000, 2000, 4000, 8000], 20)
+    error = 3.0 * n ** -0.5 * np.exp(0.05 * rng.standard_normal(n.size))
+    fit = rates.fit_slope(n, error)
+    assert fit["ci_low"] < -0.5 < fit["ci_high"]
+    assert fit["ci_high"] - fit["ci_low"] < 0.05
+
+
+def test_rate_slope_fast(tmp_path):
+    table, _ = rates.run_rates("rates_small", out=tmp_path, replications=4)
+    overall = table.iloc[0]
+    assert rates.ACCEPT[0] <= overall["slope"] <= rates.ACCEPT[1]
+    assert overall["ci_low"] < overall["slope"] < overall["ci_high"]
+
+
+@pytest.mark.slow
+def test_rate_slope_full(tmp_path):
+    table, _ = rates.run_rates("rates_moderate", out=tmp_path, jobs=2)
+    assert table["within"].all()

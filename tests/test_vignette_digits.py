@@ -13,6 +13,7 @@ VIGNETTE = Path(__file__).resolve().parents[1] / "vignettes" / "digits.py"
 def test_digits_vignette(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HCL_VIGNETTE_OUT", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("HCL_VIGNETTE_SMALL", "1")  # 3 probe folds instead of 5
     start = time.perf_counter()
     g = runpy.run_path(str(VIGNETTE), run_name="__main__")
     elapsed = time.perf_counter() - start

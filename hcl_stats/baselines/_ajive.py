@@ -8,14 +8,32 @@ import scipy.linalg
 from sklearn.utils import check_random_state
 
 from hcl_stats._base import BlockFactorModel
+from hcl_stats._structure import Structure
 from hcl_stats._validation import check_positive_int
-from hcl_stats.baselines._common import (centre_blocks, check_rank_list, gavish_donoho_rank,
-                                         joint_individual_structure, residual_noise_variance)
+from hcl_stats.baselines._common import (centre_blocks, check_rank_list, denoise_loadings,
+                                         gavish_donoho_rank, joint_individual_structure,
+                                         ranks_from_structure, residual_noise_variance)
 
 __all__ = ["AJIVE"]
 
 
 def _svd(Y):
+    """Thin SVD ``(U, s, Vt)``; for a tall matrix through its small Gram matrix.
+
+    For ``n > 3 p`` the right singular vectors and all singular values come from
+    ``eigh(Y^T Y)`` and ``U = Y V / s`` (columns with ``s`` at round-off level are set to
+    zero): one matrix product instead of a Householder SVD of the ``n x p`` matrix.
+    """
+    n, p = Y.shape
+    if n > 3 * p:
+        values, V = scipy.linalg.eigh(Y.T @ Y, check_finite=False)
+        values, V = values[::-1], V[:, ::-1]
+        s = np.sqrt(np.clip(values, 0.0, None))
+        U = Y @ V
+        keep = s > 1e-13 * max(s[0], 1e-300) if s.size else s > 0
+        U[:, keep] /= s[keep]
+        U[:, ~keep] = 0.0
+        return U, s, V.T
     try:
         return scipy.linalg.svd(Y, full_matrices=False, check_finite=False)
     except np.linalg.LinAlgError:
@@ -81,9 +99,10 @@ class AJIVE(BlockFactorModel):
 
     Parameters
     ----------
-    init_signal_ranks : int or sequence of int or None, default=None
-        Signal rank ``r_m`` of each modality (an int: the same for all); ``None`` uses the
-        Gavish-Donoho rule.
+    init_signal_ranks : int, sequence of int, Structure or None, default=None
+        Signal rank ``r_m`` of each modality (an int: the same for all; a global + specific
+        Structure: each modality's total rank); ``None`` uses the Gavish-Donoho rule. The
+        joint and individual ranks are still estimated unless given.
     joint_rank : int or None, default=None
         Fix the joint rank instead of estimating it (no bounds are computed then).
     individual_ranks : int or sequence of int or None, default=None
@@ -105,8 +124,10 @@ class AJIVE(BlockFactorModel):
         ``Structure.joint_individual(joint_rank_, individual_ranks_)``.
     loadings_ : ndarray of shape (d, K)
         Joint block ``X_m^T U_J / sqrt(n - 1)`` and individual blocks ``V D / sqrt(n - 1)``
-        in original units: ``loadings_ @ loadings_.T`` is the covariance of the fitted
-        signal (HCL's scale). Exact zeros outside each block's modalities.
+        in original units, with the noise its in-sample scores picked up removed
+        (:func:`hcl_stats.baselines._common.denoise_loadings`): ``loadings_ @
+        loadings_.T`` estimates the signal covariance ``Sigma - Psi`` (HCL's scale).
+        Exact zeros outside each block's modalities.
     means_ : list of ndarray of shape (p_m,)
     noise_variance_ : ndarray of shape (M,)
         Residual variance per modality with the degrees of freedom of the rank
@@ -177,9 +198,12 @@ class AJIVE(BlockFactorModel):
         n_wedin = check_positive_int(self.n_wedin_samples, "n_wedin_samples")
         n_randdir = check_positive_int(self.n_randdir_samples, "n_randdir_samples")
         caps = [min(n - 1, p) for p in n_features]
-        if self.init_signal_ranks is not None:
-            init = check_rank_list(self.init_signal_ranks, M, "init_signal_ranks",
-                                   allow_zero=False)
+        init_ranks = self.init_signal_ranks
+        if isinstance(init_ranks, Structure):
+            ranks_from_structure(init_ranks, M)  # global + specific only
+            init_ranks = [init_ranks.modality_rank(m) for m in range(M)]
+        if init_ranks is not None:
+            init = check_rank_list(init_ranks, M, "init_signal_ranks", allow_zero=False)
             for m, (r, cap) in enumerate(zip(init, caps)):
                 if r > cap:
                     raise ValueError(f"init_signal_ranks: modality {m} has rank {r} above "
@@ -195,7 +219,7 @@ class AJIVE(BlockFactorModel):
 
         # 1. signal extraction
         svds = [_svd(b) for b in blocks]
-        if self.init_signal_ranks is None:
+        if init_ranks is None:
             init = [max(1, min(gavish_donoho_rank(s, b.shape), cap))
                     for (_, s, _), b, cap in zip(svds, blocks, caps)]
         sv_thresholds = np.empty(M)
@@ -261,6 +285,7 @@ class AJIVE(BlockFactorModel):
             if ind_final[m]:
                 W[rows, structure.columns((m,))] = ind_load[m]
             noise[m] = residual_noise_variance(rss[m], n, n_features[m], joint + ind_final[m])
+        W = denoise_loadings(W, n_features, noise)
         self._set_fitted(structure=structure, loadings=W, means=means, noise_variance=noise,
                          total_variance=total, names=names, n_samples=n)
         self.init_signal_ranks_ = [int(r) for r in init]
@@ -304,5 +329,5 @@ class AJIVE(BlockFactorModel):
         out = np.empty(n_samples)
         for b in range(n_samples):
             frames = np.hstack([_haar_frame(rng, n, r) for r in init])
-            out[b] = scipy.linalg.svdvals(frames)[0] ** 2
+            out[b] = scipy.linalg.eigvalsh(frames.T @ frames, check_finite=False)[-1]
         return out

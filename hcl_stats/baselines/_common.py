@@ -7,6 +7,12 @@ Conventions shared by all of them:
   that the scores ``sqrt(n - 1) U`` have unit variance and ``loadings_ @ loadings_.T`` is the
   covariance of the fitted signal: the same scale as HCL's ``W W^T`` (an estimate of
   ``Sigma - Psi``), which makes Gram errors comparable across methods.
+* Scores fitted in-sample also pick up noise: for a singular vector the column
+  ``X^T u / sqrt(n - 1)`` has squared norm ``lambda = signal + noise``.
+  :func:`denoise_loadings` removes that part column by column (probabilistic PCA's
+  ``sqrt(lambda - sigma^2)`` in the one-modality case), so that ``loadings_ @ loadings_.T``
+  estimates ``Sigma - Psi`` as HCL's does, and ``loadings_ @ loadings_.T + Psi`` the data
+  covariance that ``transform`` assumes.
 * Noise variances are the residual variance of each modality with the degrees of freedom of
   a rank-``r`` fit removed (see :func:`residual_noise_variance`).
 """
@@ -31,10 +37,11 @@ __all__ = [
     "residual_noise_variance",
     "RowCompression",
     "joint_individual_structure",
+    "denoise_loadings",
 ]
 
 # Below this size, or when a large share of the spectrum is wanted, LAPACK beats ARPACK.
-_DENSE_BELOW = 200
+_DENSE_BELOW = 100
 _DENSE_FRACTION = 0.2
 
 
@@ -70,9 +77,10 @@ def _flip(U, s, Vt):
 def truncated_svd(Y, k, *, random_state=0):
     """Top ``k`` singular triplets of ``Y`` in decreasing order (package sign convention).
 
-    Very tall or wide matrices go through the eigendecomposition of their small Gram
-    matrix (one fast matrix product instead of a Householder SVD); the leading triplets,
-    the only ones used, are accurate to about ``eps * s_1^2 / (gap * s_k)``.
+    A few triplets of a large matrix come from ARPACK (``svds``, seeded start vector);
+    otherwise very tall or wide matrices go through the eigendecomposition of their small
+    Gram matrix (accurate to about ``eps * s_1^2 / (gap * s_k)`` for the leading
+    triplets, the only ones used) and the rest through LAPACK's SVD.
 
     Returns
     -------
@@ -84,13 +92,18 @@ def truncated_svd(Y, k, *, random_state=0):
     k = int(min(k, n, p))
     if k <= 0:
         return np.zeros((n, 0)), np.zeros(0), np.zeros((0, p))
+    small = min(n, p)
+    if small > _DENSE_BELOW and k <= _DENSE_FRACTION * small:
+        rng = np.random.default_rng(random_state)
+        v0 = rng.standard_normal(small)
+        U, s, Vt = scipy.sparse.linalg.svds(Y, k=k, v0=v0, tol=1e-12)
+        order = np.argsort(s)[::-1]
+        return _flip(U[:, order], s[order], Vt[order])
     if n > 3 * p or p > 3 * n:
         tall = n > p
         G = Y.T @ Y if tall else Y @ Y.T
-        m = G.shape[0]
-        values, vectors = scipy.linalg.eigh(G, subset_by_index=[m - k, m - 1],
-                                            check_finite=False)
-        values, vectors = values[::-1], vectors[:, ::-1]
+        values, vectors = scipy.linalg.eigh(G, check_finite=False)
+        values, vectors = values[::-1][:k], vectors[:, ::-1][:, :k]
         s = np.sqrt(np.clip(values, 0.0, None))
         keep = s > 1e-13 * max(s[0], 1e-300)
         other = (Y @ vectors) if tall else (Y.T @ vectors)
@@ -99,19 +112,12 @@ def truncated_svd(Y, k, *, random_state=0):
         if tall:
             return _flip(other, s, vectors.T)
         return _flip(vectors, s, other.T)
-    small = min(n, p)
-    if small <= _DENSE_BELOW or k > _DENSE_FRACTION * small:
-        try:
-            U, s, Vt = scipy.linalg.svd(Y, full_matrices=False, check_finite=False)
-        except np.linalg.LinAlgError:  # gesdd can fail to converge; gesvd is the fallback
-            U, s, Vt = scipy.linalg.svd(Y, full_matrices=False, lapack_driver="gesvd",
-                                        check_finite=False)
-        return _flip(U[:, :k], s[:k], Vt[:k])
-    rng = np.random.default_rng(random_state)
-    v0 = rng.standard_normal(small)
-    U, s, Vt = scipy.sparse.linalg.svds(Y, k=k, v0=v0, tol=1e-12)
-    order = np.argsort(s)[::-1]
-    return _flip(U[:, order], s[order], Vt[order])
+    try:
+        U, s, Vt = scipy.linalg.svd(Y, full_matrices=False, check_finite=False)
+    except np.linalg.LinAlgError:  # gesdd can fail to converge; gesvd is the fallback
+        U, s, Vt = scipy.linalg.svd(Y, full_matrices=False, lapack_driver="gesvd",
+                                    check_finite=False)
+    return _flip(U[:, :k], s[:k], Vt[:k])
 
 
 def singular_values(Y):
@@ -258,3 +264,69 @@ def check_rank_list(ranks, M, name, *, n_features=None, allow_zero=True):
                              f"{r} was asked")
         out.append(int(r))
     return out
+
+
+def denoise_loadings(W, n_features, noise_variance, scales=None):
+    """Remove from each fitted column the noise its in-sample score picked up.
+
+    A column ``L_k = X^T u_k / sqrt(n - 1)`` built from a score ``u_k = X v_k / s_k`` that
+    is a singular vector of the (scaled) data satisfies ``L_k = sqrt(lambda_k) v_k`` with
+    ``lambda_k = s_k^2 / (n - 1)`` an eigenvalue of ``S = C + Psi`` (signal plus noise). The
+    signal part then is ``C v_k = (lambda_k - Psi) v_k``, and the rank-one signal loading
+    with that image is ``w_k = (lambda_k - Psi) v_k / sqrt(lambda_k - v_k^T Psi v_k)``:
+    in the rows of modality ``m``,
+    ``w_{m,k} = L_{m,k} (lambda_k - sigma_m^2) / sqrt(lambda_k (lambda_k - sum_m sigma_m^2
+    ||v_{m,k}||^2))`` (clipped at zero). For one modality and isotropic noise this is
+    probabilistic PCA's ``sqrt(lambda_k - sigma^2) v_k``. It is applied column by column
+    (exact for singular vectors, a first-order correction otherwise), in the scaled units
+    the method worked in (``scales``), and keeps every structural zero.
+
+    Parameters
+    ----------
+    W : ndarray of shape (d, K)
+        Loadings ``X^T U / sqrt(n - 1)`` in original units.
+    n_features : sequence of int
+    noise_variance : ndarray of shape (M,)
+        Noise variances in original units.
+    scales : ndarray of shape (M,), default=None
+        What each modality was divided by before fitting (ones by default).
+
+    Returns
+    -------
+    ndarray of shape (d, K)
+    """
+    n_features = np.asarray(n_features, dtype=int)
+    M = n_features.size
+    scales = np.ones(M) if scales is None else np.asarray(scales, dtype=float)
+    row_scale = np.repeat(scales, n_features)
+    L = W / row_scale[:, None]
+    psi = np.asarray(noise_variance, dtype=float) / scales ** 2  # (M,)
+    edges = np.concatenate([[0], np.cumsum(n_features)])
+    out = np.zeros_like(L)
+    for k in range(L.shape[1]):
+        col = L[:, k]
+        lam = float(col @ col)
+        if lam <= 0:
+            continue
+        share = np.array([float(col[edges[m]:edges[m + 1]] @ col[edges[m]:edges[m + 1]])
+                          for m in range(M)]) / lam
+        denom = lam * (lam - float(np.sum(psi * share)))
+        if denom <= 0:
+            continue
+        factor = np.clip(lam - psi, 0.0, None) / np.sqrt(denom)
+        out[:, k] = col * np.repeat(factor, n_features)
+    return out * row_scale[:, None]
+
+
+def ranks_from_structure(structure, M):
+    """``(joint_rank, individual_ranks)`` of a global + specific Structure, or ValueError."""
+    if structure.n_modalities != M:
+        raise ValueError(f"the structure has {structure.n_modalities} modalities, the data {M}")
+    partial = [s for s in structure.subsets if 1 < len(s) < M]
+    if partial:
+        raise ValueError(f"JIVE/AJIVE represent only global and specific blocks; the "
+                         f"structure has partial block {structure.label(partial[0])}")
+    glob = tuple(range(M))
+    joint = structure.rank(glob) if glob in structure else 0
+    ind = [structure.rank((m,)) if (m,) in structure else 0 for m in range(M)]
+    return joint, ind

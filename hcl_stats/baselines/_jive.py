@@ -10,10 +10,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from hcl_stats._base import BlockFactorModel
+from hcl_stats._structure import Structure
 from hcl_stats._validation import check_positive_float, check_positive_int
-from hcl_stats.baselines._common import (centre_blocks, check_rank_list, RowCompression,
-                                         joint_individual_structure, residual_noise_variance,
-                                         singular_values, truncated_svd)
+from hcl_stats.baselines._common import (RowCompression, centre_blocks, check_rank_list,
+                                         denoise_loadings, joint_individual_structure,
+                                         ranks_from_structure,
+                                         residual_noise_variance, singular_values,
+                                         truncated_svd)
 
 __all__ = ["JIVE", "fit_jive", "JIVEResult"]
 
@@ -159,8 +162,9 @@ class JIVE(BlockFactorModel):
 
     Parameters
     ----------
-    joint_rank : int or None, default=None
-        Joint rank (with ``rank_selection="given"``).
+    joint_rank : int, Structure or None, default=None
+        Joint rank (with ``rank_selection="given"``). A global + specific
+        :class:`~hcl_stats.Structure` gives both the joint and the individual ranks.
     individual_ranks : int or sequence of int or None, default=None
         Individual rank of each modality (an int: the same for all).
     rank_selection : {"given", "permutation", "bic"}, default="given"
@@ -170,11 +174,16 @@ class JIVE(BlockFactorModel):
         those obtained when each modality's samples are permuted independently (which
         breaks the association between modalities); an individual rank is the number of
         leading singular values of ``(I - P_J)(X_m - J_m)`` that exceed those obtained after
-        permuting each feature across samples independently. ``"bic"``: r.jive's greedy
+        permuting each feature across samples independently. The intermediate fits of the
+        search use at most 100 iterations and ``tol >= 1e-4``; the final fit uses
+        ``max_iter`` and ``tol``. ``"bic"``: r.jive's greedy
         BIC search, starting from all ranks zero and adding the one rank (joint or an
         individual one) that lowers
         ``sum_m n p_m log(RSS_m / (n p_m)) + r_J (n + d) log(n d)
-        + sum_m r_m (n + p_m) log(n p_m)`` the most, until none does.
+        + sum_m r_m (n + p_m) log(n p_m)`` the most, until none does. BIC keeps a
+        component only when its signal-to-noise ratio is of order ``log(n p)``, so it
+        under-selects weak components (e.g. block singular values 0.5 at noise variance
+        0.1).
     scale : bool, default=True
         Divide each centred modality by its Frobenius norm before fitting (r.jive's
         default), so that modalities weigh equally in the joint SVD. Loadings are reported
@@ -198,8 +207,10 @@ class JIVE(BlockFactorModel):
     structure_ : Structure
         Global block of rank ``joint_rank_`` then one specific block per modality.
     loadings_ : ndarray of shape (d, K)
-        ``[J_m^T U_J, A_m^T U_m] / sqrt(n - 1)`` in original units: ``loadings_ @
-        loadings_.T`` is the covariance of the fitted signal (HCL's scale). Exact zeros
+        ``[J_m^T U_J, A_m^T U_m] / sqrt(n - 1)`` in original units, with the noise its
+        in-sample scores picked up removed
+        (:func:`hcl_stats.baselines._common.denoise_loadings`): ``loadings_ @ loadings_.T``
+        estimates the signal covariance ``Sigma - Psi`` (HCL's scale). Exact zeros
         outside each block's modalities.
     means_ : list of ndarray of shape (p_m,)
     noise_variance_ : ndarray of shape (M,)
@@ -255,6 +266,12 @@ class JIVE(BlockFactorModel):
         check_positive_int(self.max_iter, "max_iter")
         check_positive_float(self.tol, "tol")
         M = len(n_features)
+        if isinstance(self.joint_rank, Structure) and self.rank_selection == "given":
+            if self.individual_ranks is not None:
+                raise ValueError("give either a Structure or joint_rank and individual_ranks")
+            joint, ind = ranks_from_structure(self.joint_rank, M)
+            check_rank_list(ind, M, "individual_ranks", n_features=n_features)
+            return joint, ind
         if self.rank_selection == "given":
             if self.joint_rank is None or self.individual_ranks is None:
                 raise ValueError("rank_selection='given' needs joint_rank and "
@@ -345,8 +362,8 @@ class JIVE(BlockFactorModel):
             new_joint = _permutation_joint_rank(
                 [x - a for x, a in zip(data, A_full)], self.n_permutations, self.alpha, rng,
                 self._max_rank(n, d))
-            res = fit_jive(reduced, new_joint, ind, init=A_red, max_iter=self.max_iter,
-                           tol=self.tol, random_state=seed)
+            res = fit_jive(reduced, new_joint, ind, init=A_red, max_iter=min(self.max_iter, 100),
+                           tol=max(self.tol, 1e-4), random_state=seed)
             U_J = comp.lift(res.joint_scores)
             J_full = [comp.lift(j) for j in res.joint]
             new_ind = [
@@ -357,8 +374,9 @@ class JIVE(BlockFactorModel):
             joint, ind = new_joint, new_ind
             if stable:
                 break
-            res = fit_jive(reduced, joint, ind, init=res.individual, max_iter=self.max_iter,
-                           tol=self.tol, random_state=seed)
+            res = fit_jive(reduced, joint, ind, init=res.individual,
+                           max_iter=min(self.max_iter, 100), tol=max(self.tol, 1e-4),
+                           random_state=seed)
             A_red = res.individual
             A_full = [comp.lift(a) for a in A_red]
         return joint, ind
@@ -369,8 +387,8 @@ class JIVE(BlockFactorModel):
         d = int(p.sum())
 
         def bic(joint, ind):
-            res = fit_jive(reduced, joint, ind, max_iter=min(self.max_iter, 200),
-                           tol=max(self.tol, 1e-5), random_state=seed)
+            res = fit_jive(reduced, joint, ind, max_iter=min(self.max_iter, 100),
+                           tol=max(self.tol, 1e-4), random_state=seed)
             value = 0.0
             for m in range(M):
                 rss = float(np.sum((reduced[m] - res.joint[m] - res.individual[m]) ** 2))
@@ -426,6 +444,7 @@ class JIVE(BlockFactorModel):
             fitted = scales[m] * lift(result.joint[m] + result.individual[m])
             rss = float(np.sum((blocks[m] - fitted) ** 2))
             noise[m] = residual_noise_variance(rss, n, n_features[m], joint + ind[m])
+        W = denoise_loadings(W, n_features, noise, scales)
         self._set_fitted(structure=structure, loadings=W, means=means, noise_variance=noise,
                          total_variance=total, names=names, n_samples=n)
         self.joint_rank_ = int(joint)

@@ -30,6 +30,27 @@ def _widths(n_features, structure):
     return widths
 
 
+def _check_design(n_samples, n_features, structure, noise_variance, random_state, *,
+                  min_samples=1, zero_noise=True):
+    """Validate the arguments shared by the generators; returns (structure, widths, noise, rng)."""
+    if not isinstance(structure, Structure):
+        structure = Structure(structure)
+    if (isinstance(n_samples, bool) or not isinstance(n_samples, Integral)
+            or n_samples < min_samples):
+        raise ValueError(f"n_samples must be an integer >= {min_samples}, got {n_samples!r}")
+    widths = _widths(n_features, structure)
+    M = structure.n_modalities
+    noise = np.asarray(noise_variance, dtype=float).reshape(-1)
+    if noise.size == 1:
+        noise = np.full(M, noise[0])
+    bad = np.any(noise < 0) if zero_noise else np.any(noise <= 0)
+    if noise.size != M or bad or not np.all(np.isfinite(noise)):
+        kind = "non-negative" if zero_noise else "positive"
+        raise ValueError(f"noise_variance must be one {kind} value or {M}, "
+                         f"got {noise_variance!r}")
+    return structure, widths, noise, check_random_state(random_state)
+
+
 def _haar_orthonormal(rng, p, r):
     """A p x r matrix with orthonormal columns drawn uniformly (QR with sign fix)."""
     Q, R = np.linalg.qr(rng.standard_normal((p, r)))
@@ -117,19 +138,9 @@ def make_hierarchical(n_samples, n_features, structure, *, noise_variance=1.0,
     >>> [x.shape for x in X], truth.W.shape
     ([(200, 10), (200, 20)], (30, 3))
     """
-    if not isinstance(structure, Structure):
-        structure = Structure(structure)
-    if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-    rng = check_random_state(random_state)
-    widths = _widths(n_features, structure)
+    structure, widths, noise, rng = _check_design(n_samples, n_features, structure,
+                                                  noise_variance, random_state)
     M = structure.n_modalities
-    noise = np.asarray(noise_variance, dtype=float).reshape(-1)
-    if noise.size == 1:
-        noise = np.full(M, noise[0])
-    if noise.size != M or np.any(noise < 0) or not np.all(np.isfinite(noise)):
-        raise ValueError(f"noise_variance must be one non-negative value or {M}, "
-                         f"got {noise_variance!r}")
     W = make_loadings(widths, structure, singular_values=singular_values, random_state=rng)
     Z = rng.standard_normal((n_samples, structure.n_components))
     edges = np.concatenate([[0], np.cumsum(widths)])

@@ -17,8 +17,7 @@ import scipy.linalg
 import scipy.linalg.lapack
 from sklearn.utils import Bunch, check_random_state
 
-from hcl_stats._structure import Structure
-from hcl_stats.datasets._hierarchical import _widths, make_loadings, model_covariance
+from hcl_stats.datasets._hierarchical import _check_design, make_loadings, model_covariance
 
 __all__ = ["make_hierarchical_covariance", "sample_wishart_covariance"]
 
@@ -163,19 +162,9 @@ def make_hierarchical_covariance(n_samples, n_features, structure, *, noise_vari
     >>> S.shape, model.loadings_.shape
     ((30, 30), (30, 3))
     """
-    if not isinstance(structure, Structure):
-        structure = Structure(structure)
-    if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 2:
-        raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
-    rng = check_random_state(random_state)
-    widths = _widths(n_features, structure)
-    M = structure.n_modalities
-    noise = np.asarray(noise_variance, dtype=float).reshape(-1)
-    if noise.size == 1:
-        noise = np.full(M, noise[0])
-    if noise.size != M or np.any(noise <= 0) or not np.all(np.isfinite(noise)):
-        raise ValueError(f"noise_variance must be one positive value or {M}, "
-                         f"got {noise_variance!r}")
+    structure, widths, noise, rng = _check_design(n_samples, n_features, structure,
+                                                  noise_variance, random_state,
+                                                  min_samples=2, zero_noise=False)
     W = make_loadings(widths, structure, singular_values=singular_values, random_state=rng)
     Sigma = model_covariance(W, noise, widths)
     df = int(n_samples) - 1

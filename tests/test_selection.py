@@ -1,0 +1,246 @@
+"""Tests of structure selection (hcl_stats.selection) against simulated ground truth and
+Monte Carlo / closed-form oracles."""
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hcl_stats import HCL, Structure
+from hcl_stats._core import sample_covariance
+from hcl_stats.datasets import make_hierarchical
+from hcl_stats.selection import select_structure, structure_stability
+from hcl_stats.selection._rmt import (cca_largest_root_threshold, mp_median, spike_cosine2,
+                                      spike_population, tw1_quantile, wishart_edge_threshold)
+
+# Structures used below (fixed before any tuning; the study draws random ones).
+STRUCTURES_M3 = [
+    Structure({(0, 1, 2): 2, (0, 1): 1, (2,): 2}),
+    Structure({(0, 1): 2, (1, 2): 1, (0,): 1, (2,): 3}),
+    Structure({(0, 1, 2): 1, (0, 2): 2, (1,): 2}),
+]
+STRUCTURE_M4 = Structure({(0, 1, 2, 3): 1, (0, 2, 3): 2, (1, 3): 1, (0,): 1, (1,): 2,
+                          (2,): 1})
+N, P = 1000, 60
+
+
+def _clear_range(p, n, kappa=3.0, noise=1.0):
+    """Block singular values whose squares are kappa..2 kappa times sigma^2 sqrt(p/n)."""
+    thr = noise * np.sqrt(p / n)
+    return float(np.sqrt(kappa * thr)), float(np.sqrt(2 * kappa * thr))
+
+
+def _select(X, **kw):
+    S, _, n = sample_covariance(X)
+    return select_structure(S, [x.shape[1] for x in X], n_samples=n, **kw)
+
+
+# -- random-matrix oracles -----------------------------------------------------------------
+
+def test_tw1_quantiles_match_tables():
+    # Tracy-Widom (beta = 1) quantiles tabulated by Tracy & Widom / Bejan (2005)
+    assert tw1_quantile(0.95) == pytest.approx(0.9793, abs=0.01)
+    assert tw1_quantile(0.99) == pytest.approx(2.0234, abs=0.01)
+    assert tw1_quantile(0.5) == pytest.approx(-1.2686, abs=0.02)
+
+
+def test_mp_median_matches_simulation(rng):
+    for p, n in [(100, 1000), (300, 150)]:
+        X = rng.standard_normal((n, p))
+        ev = np.linalg.eigvalsh(X.T @ X / n)[-min(p, n):]
+        assert np.median(ev) == pytest.approx(mp_median(p / n), rel=0.03)
+
+
+@pytest.mark.parametrize("p,q,n", [(4, 6, 400), (10, 10, 1000)])
+def test_cca_threshold_controls_false_positives(rng, p, q, n):
+    # Monte Carlo null: largest squared canonical correlation of independent samples
+    hits = 0
+    reps = 300
+    t = cca_largest_root_threshold(p, q, n - 1, 0.05)
+    for _ in range(reps):
+        A = rng.standard_normal((n, p))
+        B = rng.standard_normal((n, q))
+        A -= A.mean(0)
+        B -= B.mean(0)
+        rho = np.linalg.svd(np.linalg.qr(A)[0].T @ np.linalg.qr(B)[0], compute_uv=False)[0]
+        hits += rho ** 2 > t
+    assert 0.01 <= hits / reps <= 0.09
+
+
+def test_wishart_edge_threshold_controls_false_positives(rng):
+    p, n, reps = 80, 400, 150
+    t = wishart_edge_threshold(p, n - 1, 0.05)
+    top = [np.linalg.eigvalsh(np.cov(rng.standard_normal((n, p)), rowvar=False))[-1]
+           for _ in range(reps)]
+    assert 0.005 <= np.mean(np.array(top) > t) <= 0.12
+
+
+def test_spike_inversion_is_consistent():
+    gamma, ell = 0.2, 1.5
+    ratio = (1 + ell) * (1 + gamma / ell)  # Baik-Silverstein location of a sample spike
+    assert spike_population(ratio, gamma) == pytest.approx(ell)
+    assert spike_cosine2(ell, gamma) == pytest.approx((1 - gamma / ell ** 2) / (1 + gamma / ell))
+    assert spike_population(1.0, gamma) == pytest.approx(np.sqrt(gamma))  # below the edge
+
+
+# -- recovery of simulated structures ---------------------------------------------------------
+
+@pytest.mark.parametrize("truth", STRUCTURES_M3, ids=str)
+def test_exact_recovery_clear_signal(truth):
+    low, high = _clear_range(P, N)
+    found = 0
+    for seed in range(5):
+        X = make_hierarchical(N, [P] * 3, truth, singular_values=(low, high),
+                              random_state=seed)
+        structure, evidence = _select(X)
+        found += structure == truth
+    assert found == 5  # every replication (clear signal, kappa = 3)
+
+
+def test_exact_recovery_m4_at_twice_threshold():
+    p, n = 100, 2000
+    low, high = _clear_range(p, n, kappa=2.0)
+    hits = 0
+    for seed in range(10):
+        X = make_hierarchical(n, [p] * 4, STRUCTURE_M4, singular_values=(low, high),
+                              random_state=100 + seed)
+        hits += _select(X)[0] == STRUCTURE_M4
+    assert hits >= 9
+
+
+def test_below_threshold_omits_rather_than_invents():
+    """Shared blocks below the detection threshold: at most 5% invented subsets."""
+    p, n = 100, 1000
+    thr = np.sqrt(p / n)
+    truth = Structure({(0, 1, 2): 1, (0, 1): 1, (0,): 1, (1,): 1, (2,): 1})
+    false_pos = absent = 0
+    for seed in range(10):
+        rs = np.random.RandomState(seed)
+        X, t = make_hierarchical(n, [p] * 3, truth, singular_values=np.sqrt(0.5 * thr),
+                                 random_state=rs, return_truth=True)
+        # strong specific blocks so that every modality keeps a detectable factor
+        for m in range(3):
+            u = np.linalg.qr(rs.standard_normal((p, 1)))[0]
+            X[m] = X[m] + rs.standard_normal((n, 1)) @ (2.0 * u.T)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            found, _ = _select(X)
+        # the shared blocks of the truth are below threshold and may be omitted; the
+        # absent ones must not be invented
+        for s in [(0, 2), (1, 2)]:
+            absent += 1
+            false_pos += s in found
+        assert all(m in found for m in range(3))  # the strong specific blocks stay
+    assert false_pos / absent <= 0.05
+
+
+def test_pure_noise_modality_warns_and_keeps_structure_valid(rng):
+    truth = Structure({(0, 1): 2, (0,): 1})
+    X = make_hierarchical(800, [30, 30], truth, singular_values=(1, 2), random_state=3)
+    X.append(rng.standard_normal((800, 25)))
+    with pytest.warns(UserWarning, match="no factor detected"):
+        found, ev = _select(X)
+    assert found.rank((2,)) == 1
+    assert ev.attrs["info"]["forced"] == [2]
+    assert dict(found.blocks)[(0, 1)] == 2
+
+
+def test_m6_completes_and_m4_timing():
+    truth6 = Structure({(0, 1, 2, 3, 4, 5): 1, (0, 1, 2): 1, (3, 4): 2, (1, 5): 1, (0,): 1,
+                        (2,): 1, (3,): 1})
+    X = make_hierarchical(1000, [40] * 6, truth6, singular_values=(1, 1.5), random_state=5)
+    found, evidence = _select(X)
+    assert found.n_modalities == 6
+    assert found == truth6
+    # M = 4, 200 features, n = 2000: the issue's timing case (budget 30 s on 2 cores)
+    X4 = make_hierarchical(2000, [200] * 4, STRUCTURE_M4, singular_values=(0.8, 1.2),
+                           random_state=6)
+    S, _, n = sample_covariance(X4)
+    t0 = time.perf_counter()
+    select_structure(S, [200] * 4, n_samples=n)
+    assert time.perf_counter() - t0 < 30
+
+
+# -- evidence, estimator integration and validation ------------------------------------------
+
+def test_evidence_table_documents_every_decision():
+    truth = STRUCTURES_M3[0]
+    X = make_hierarchical(N, [P] * 3, truth, singular_values=(1, 2), random_state=11)
+    found, ev = _select(X)
+    assert isinstance(ev, pd.DataFrame)
+    assert list(ev.columns) == ["step", "subset", "modality", "component", "statistic",
+                                "value", "threshold", "selected", "rank"]
+    decided = ev[ev.step == "structure"]
+    chosen = {row.subset: int(row.rank) for row in decided.itertuples() if row.rank > 0}
+    assert chosen == {found.label(s): r for s, r in found.blocks}
+    pairs = ev[ev.step == "pair rank"]
+    assert set(pairs.subset) == {"{0,1}", "{0,2}", "{1,2}"}
+    info = ev.attrs["info"]
+    assert info["modality_rank"].tolist() == [truth.modality_rank(m) for m in range(3)]
+    np.testing.assert_allclose(info["noise_variance"], 1.0, rtol=0.05)
+
+
+def test_hcl_auto_with_names_and_max_rank():
+    truth = Structure({(0, 1, 2): 2, (1, 2): 1, (0,): 1})
+    X = make_hierarchical(N, [P] * 3, truth, singular_values=(1, 2), random_state=12)
+    data = {"rna": X[0], "atac": X[1], "prot": X[2]}
+    model = HCL("auto").fit(data)
+    assert model.structure_ == truth.bind(("rna", "atac", "prot"))
+    assert isinstance(model.selection_, pd.DataFrame)
+    assert model.loadings_.shape == (3 * P, truth.n_components)
+    capped = HCL("auto", max_rank=1).fit(X)
+    assert max(capped.structure_.ranks) == 1
+
+
+def test_input_validation():
+    S = np.eye(20)
+    with pytest.raises(ValueError, match="shape"):
+        select_structure(S, [10, 5], n_samples=100)
+    with pytest.raises(ValueError, match="alpha"):
+        select_structure(S, [10, 10], n_samples=100, alpha=0.7)
+    with pytest.raises(ValueError, match="names"):
+        select_structure(S, [10, 10], n_samples=100, names=["a"])
+    with pytest.raises(ValueError, match="max_rank"):
+        select_structure(S, [10, 10], n_samples=100, max_rank=0)
+    with pytest.raises(ValueError, match="fraction"):
+        structure_stability([np.zeros((10, 2))] * 2, fraction=1.5)
+
+
+def test_input_not_modified():
+    X = make_hierarchical(300, [10, 12], Structure({(0, 1): 1, (0,): 1, (1,): 1}),
+                          singular_values=(1, 2), random_state=0)
+    S, _, n = sample_covariance(X)
+    S0 = S.copy()
+    select_structure(S, [10, 12], n_samples=n)
+    np.testing.assert_array_equal(S, S0)
+
+
+# -- stability ---------------------------------------------------------------------------
+
+def test_stability_frequencies_high_signal():
+    truth = Structure({(0, 1, 2): 1, (0, 2): 2, (1,): 2, (2,): 1})
+    X = make_hierarchical(1500, [50, 60, 70], truth, singular_values=(1, 2), random_state=21)
+    res = structure_stability(X, n_resamples=8, random_state=0)
+    assert res.structure == truth
+    freq = dict(zip(res.subsets.subset, res.subsets.frequency))
+    for s in truth.subsets:
+        assert freq[truth.label(s)] >= 0.9
+    for label, f in freq.items():
+        if label not in {truth.label(s) for s in truth.subsets}:
+            assert f <= 0.1
+    # loadings of a clear block vary little between subsamples
+    assert (res.blocks.angle_median < 20).all()
+    assert len(res.blocks) == sum(len(s) for s in truth.subsets)
+
+
+@pytest.mark.slow
+def test_selection_study_full():
+    """The selection study at twice the detection threshold (random structures)."""
+    from simulations.selection_study import run_study
+
+    df = run_study(Ms=(3, 4), kappas=(2.0,), reps=40, compare=False)
+    for M, part in df.groupby("M"):
+        assert part["false_pos"].sum() / part["n_absent"].sum() <= 0.05
+    assert df[df.M == 3]["exact"].mean() >= 0.95
