@@ -20,12 +20,9 @@ def all_estimator_classes():
 
 
 def build(cls, structure: Structure):
-    """An instance of ``cls`` configured for ``structure`` (cheap settings)."""
-    params = inspect.signature(cls).parameters
-    if "structure" in params:
-        return cls(structure)
-    if "n_components" in params:
-        return cls(structure)
-    if hasattr(cls, "for_structure"):
-        return cls.for_structure(structure)
-    return cls()
+    """An instance of ``cls`` for ``structure``.
+
+    Every estimator takes a Structure as its first argument (HCL, SLIDE: the structure to
+    fit; ConcatSVD: its total rank; JIVE, AJIVE: a global + specific structure's ranks).
+    """
+    return cls(structure)
