@@ -27,8 +27,8 @@ import time
 
 import pandas as pd
 
-from hcl_stats import HCL, Structure
-from hcl_stats.baselines import AJIVE, JIVE, SLIDE, ConcatSVD
+from hcl_stats import Structure
+from hcl_stats.baselines import ESTIMATORS, matched_estimator
 from hcl_stats.datasets import make_hierarchical
 from hcl_stats.metrics import recovery_table
 
@@ -48,19 +48,13 @@ def designs(quick, noise):
 
 
 def methods(structure, quick):
-    M = structure.n_modalities
-    glob = tuple(range(M))
-    joint = structure.rank(glob) if glob in structure else 0
-    totals = [structure.modality_rank(m) for m in range(M)]
     samples = 100 if quick else 1000
-    return {
-        "HCL": lambda: HCL(structure),
-        "ConcatSVD": lambda: ConcatSVD(structure),
-        "JIVE": lambda: JIVE(joint, [t - joint for t in totals]),
-        "AJIVE": lambda: AJIVE(init_signal_ranks=totals, n_wedin_samples=samples,
-                               n_randdir_samples=samples, random_state=0),
-        "SLIDE": lambda: SLIDE(structure, random_state=0),
-    }
+    options = {"AJIVE": {"n_wedin_samples": samples, "n_randdir_samples": samples,
+                         "random_state": 0},
+               "SLIDE": {"random_state": 0}}
+    return {name: (lambda name=name: matched_estimator(name, structure,
+                                                       **options.get(name, {})))
+            for name in ESTIMATORS}
 
 
 def run(quick=False, noise=1.0, seed=0):

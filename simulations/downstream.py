@@ -98,32 +98,22 @@ def aligned_beta(W, W_hat, structure, structure_hat, beta):
 
 
 def factor_models(structure, random_state):
-    """(name, unfitted model) pairs: HCL, ConcatSVD and any available baselines."""
-    from hcl_stats import HCL
-    from hcl_stats.baselines import ConcatSVD
-    import hcl_stats.baselines as baselines
+    """(name, unfitted model) pairs matched to the structure (``matched_estimator``).
 
-    models = [("HCL", HCL(structure, random_state=random_state)),
-              ("ConcatSVD", ConcatSVD(structure, random_state=random_state))]
+    AJIVE is given the joint and individual ranks (rather than selecting them) so that
+    every method is compared at the same dimension per modality.
+    """
+    from hcl_stats.baselines import ESTIMATORS, matched_estimator
+
     M = structure.n_modalities
     glob = tuple(range(M))
     joint = structure.rank(glob) if glob in structure else 0
-    indiv = [structure.modality_rank(m) - joint for m in range(M)]
-    builders = (
-        ("JIVE", lambda c: c(joint_rank=joint, individual_ranks=indiv)),
-        ("AJIVE", lambda c: c(init_signal_ranks=[joint + r for r in indiv],
-                              joint_rank=joint, individual_ranks=indiv)),
-        ("SLIDE", lambda c: c(structure)),
-    )
-    for name, build in builders:
-        cls = getattr(baselines, name, None)
-        if cls is None:
-            continue
-        try:
-            model = build(cls)
-        except TypeError as exc:  # a baseline whose signature changed: say so, skip it
-            print(f"  {name} skipped: {exc}")
-            continue
+    options = {"AJIVE": {"joint_rank": joint,
+                         "individual_ranks": [structure.modality_rank(m) - joint
+                                              for m in range(M)]}}
+    models = []
+    for name in ESTIMATORS:
+        model = matched_estimator(name, structure, **options.get(name, {}))
         if "random_state" in model.get_params():
             model.set_params(random_state=random_state)
         models.append((name, model))

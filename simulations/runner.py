@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import os
 import sys
 import time
@@ -142,21 +141,15 @@ def scenario_seed(scenario, n, replication):
 
 # -- methods --------------------------------------------------------------------------------
 def make_method(name, structure, options=None, random_state=None):
-    """Instantiate a method by name (``HCL``, ``ConcatSVD`` or any class of
-    :mod:`hcl_stats.baselines`, looked up lazily), given the true structure."""
+    """Instantiate a method by name (see :func:`hcl_stats.baselines.matched_estimator`),
+    configured from the scenario's true structure and its ``options``."""
+    from hcl_stats.baselines import matched_estimator
+
     options = dict(options or {})
     if name == "HCL":
-        from hcl_stats import HCL
-
         options.setdefault("random_state", random_state)
-        return HCL(structure, **options)
-    baselines = importlib.import_module("hcl_stats.baselines")
-    cls = getattr(baselines, name, None)
-    if cls is None:
-        raise ValueError(f"unknown method {name!r}: not HCL and not in hcl_stats.baselines "
-                         f"({', '.join(getattr(baselines, '__all__', []))})")
     try:
-        return cls(structure, **options)
+        return matched_estimator(name, structure, **options)
     except TypeError as exc:
         raise ValueError(f"method {name!r} could not be built from the scenario's structure "
                          f"and options {options}: {exc}") from None

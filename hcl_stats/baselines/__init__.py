@@ -10,6 +10,7 @@ of them unchanged.
 from hcl_stats.baselines._ajive import AJIVE
 from hcl_stats.baselines._concat_svd import ConcatSVD
 from hcl_stats.baselines._jive import JIVE
+from hcl_stats.baselines._matched import ESTIMATORS, matched_estimator
 from hcl_stats.baselines._slide import SLIDE
 
-__all__ = ["AJIVE", "ConcatSVD", "JIVE", "SLIDE"]
+__all__ = ["AJIVE", "ConcatSVD", "ESTIMATORS", "JIVE", "SLIDE", "matched_estimator"]
