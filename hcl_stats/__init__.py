@@ -6,8 +6,9 @@ where a modality does not belong to a structure (Li, Yu and Zhou, arXiv 2604.054
 """
 
 from hcl_stats._hcl import HCL
+from hcl_stats._pooling import pool_covariances
 from hcl_stats._structure import Structure
 
 __version__ = "0.1.0"
 
-__all__ = ["HCL", "Structure", "__version__"]
+__all__ = ["HCL", "Structure", "__version__", "pool_covariances"]

@@ -59,7 +59,7 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
         S, means, n = sample_covariance(blocks)
         return self._fit_covariance(S, means, n, n_features, names)
 
-    def fit_from_covariance(self, S, n_samples, n_features, *, names=None):
+    def fit_from_covariance(self, S, n_samples, n_features, *, means=None, names=None):
         """Fit from a sample covariance instead of data (summary statistics only).
 
         Parameters
@@ -70,6 +70,9 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
             Number of samples behind ``S``.
         n_features : sequence of int
             Modality widths, in the order of the rows of ``S``.
+        means : array-like of shape (d,), default=None
+            Stacked feature means behind ``S`` (zero when not given, so that ``transform``
+            then expects centred data).
         names : sequence of str, default=None
             Modality names.
 
@@ -79,15 +82,23 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
 
         Notes
         -----
-        ``means_`` are set to zero, so ``transform`` expects centred data. Covariances
-        from several sites can be pooled first (sum of the sites' ``(n_k - 1) S_k`` plus
-        the between-site term of their means, divided by ``n - 1``).
+        Sites that may share summary statistics but not rows (hospitals, say) can be fitted
+        together: pool their covariances, means and sample counts with
+        :func:`hcl_stats.pool_covariances` and pass the result here; the fit equals the fit
+        on the pooled data.
         """
         n_features = [check_positive_int(p, "n_features entries") for p in n_features]
         n_samples = check_positive_int(n_samples, "n_samples", minimum=2)
-        S = check_covariance(S, sum(n_features))
+        d = sum(n_features)
+        S = check_covariance(S, d)
+        if means is None:
+            means = np.zeros(d)
+        else:
+            means = np.asarray(means, dtype=np.float64).reshape(-1)
+            if means.shape != (d,) or not np.all(np.isfinite(means)):
+                raise ValueError(f"means must be {d} finite values, got shape {means.shape}")
         names = tuple(names) if names is not None else None
-        return self._fit_covariance(S, np.zeros(S.shape[0]), n_samples, n_features, names)
+        return self._fit_covariance(S, means, n_samples, n_features, names)
 
     def _set_fitted_from_covariance(self, S, means, n, n_features, names, structure, loadings,
                                     noise_variance):
