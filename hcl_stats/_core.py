@@ -155,7 +155,6 @@ def spectral_init(values, vectors, structure, n_features):
     W0 = vectors[:, :K] * np.sqrt(lam)
     if W0.shape[1] < K:  # fewer eigenpairs than factors (tiny problems)
         W0 = np.hstack([W0, np.zeros((d, K - W0.shape[1]))])
-    rows = modality_rows(n_features)
     row_modality = np.repeat(np.arange(len(n_features)), n_features)
     R = np.zeros((K, K))
     free = np.eye(K)  # orthonormal basis of latent directions still unused
@@ -185,7 +184,6 @@ def spectral_init(values, vectors, structure, n_features):
         free = orthonormal_basis(rest)[:, : free.shape[1] - r]
     W = W0 @ R
     W[~structure.mask(n_features)] = 0.0
-    del rows
     return W
 
 
