@@ -26,7 +26,7 @@ demo: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m simulations demo --out results
 
 bench: $(STAMP)
-	$(PY) -m simulations.bench
+	$(PY) -m simulations bench
 
 clean:
 	rm -rf $(VENV) results *.egg-info .pytest_cache
