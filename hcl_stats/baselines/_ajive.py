@@ -8,6 +8,7 @@ import scipy.linalg
 from sklearn.utils import check_random_state
 
 from hcl_stats._base import BlockFactorModel
+from hcl_stats._linalg import truncated_svd
 from hcl_stats._structure import Structure
 from hcl_stats._validation import check_positive_int
 from hcl_stats.baselines._common import (centre_blocks, check_rank_list, denoise_loadings,
@@ -18,27 +19,9 @@ __all__ = ["AJIVE"]
 
 
 def _svd(Y):
-    """Thin SVD ``(U, s, Vt)``; for a tall matrix through its small Gram matrix.
-
-    For ``n > 3 p`` the right singular vectors and all singular values come from
-    ``eigh(Y^T Y)`` and ``U = Y V / s`` (columns with ``s`` at round-off level are set to
-    zero): one matrix product instead of a Householder SVD of the ``n x p`` matrix.
-    """
-    n, p = Y.shape
-    if n > 3 * p:
-        values, V = scipy.linalg.eigh(Y.T @ Y, check_finite=False)
-        values, V = values[::-1], V[:, ::-1]
-        s = np.sqrt(np.clip(values, 0.0, None))
-        U = Y @ V
-        keep = s > 1e-13 * max(s[0], 1e-300) if s.size else s > 0
-        U[:, keep] /= s[keep]
-        U[:, ~keep] = 0.0
-        return U, s, V.T
-    try:
-        return scipy.linalg.svd(Y, full_matrices=False, check_finite=False)
-    except np.linalg.LinAlgError:
-        return scipy.linalg.svd(Y, full_matrices=False, lapack_driver="gesvd",
-                                check_finite=False)
+    """Thin SVD ``(U, s, Vt)`` through the package entry point (a tall matrix goes through
+    its small Gram matrix there)."""
+    return truncated_svd(Y, min(Y.shape))
 
 
 def _haar_frame(rng, n, r):

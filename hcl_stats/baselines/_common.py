@@ -23,27 +23,18 @@ import warnings
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse.linalg
 
-from hcl_stats._linalg import flip_signs
 from hcl_stats._structure import Structure
 from hcl_stats._validation import check_blocks
 
 __all__ = [
     "centre_blocks",
-    "truncated_svd",
-    "singular_values",
     "gavish_donoho_rank",
     "residual_noise_variance",
     "RowCompression",
     "joint_individual_structure",
     "denoise_loadings",
 ]
-
-# Below this size, or when a large share of the spectrum is wanted, LAPACK beats ARPACK.
-_DENSE_BELOW = 100
-_DENSE_FRACTION = 0.2
-
 
 def centre_blocks(X):
     """Validate with the package's block validator and return centred float64 copies.
@@ -63,79 +54,6 @@ def centre_blocks(X):
     n = blocks[0].shape[0]
     total = np.array([float(np.sum(b * b)) / (n - 1) for b in blocks])
     return blocks, means, names, total
-
-
-def _flip(U, s, Vt):
-    """Sign convention: the largest-magnitude entry of each right singular vector is positive."""
-    if Vt.shape[0] == 0:
-        return U, s, Vt
-    flipped = flip_signs(Vt.T)
-    signs = np.where(np.sum(flipped * Vt.T, axis=0) < 0, -1.0, 1.0)
-    return U * signs, s, Vt * signs[:, None]
-
-
-def truncated_svd(Y, k, *, random_state=0):
-    """Top ``k`` singular triplets of ``Y`` in decreasing order (package sign convention).
-
-    A few triplets of a large matrix come from ARPACK (``svds``, seeded start vector);
-    otherwise very tall or wide matrices go through the eigendecomposition of their small
-    Gram matrix (accurate to about ``eps * s_1^2 / (gap * s_k)`` for the leading
-    triplets, the only ones used) and the rest through LAPACK's SVD.
-
-    Returns
-    -------
-    U : ndarray of shape (n, k)
-    s : ndarray of shape (k,)
-    Vt : ndarray of shape (k, p)
-    """
-    n, p = Y.shape
-    k = int(min(k, n, p))
-    if k <= 0:
-        return np.zeros((n, 0)), np.zeros(0), np.zeros((0, p))
-    small = min(n, p)
-    if small > _DENSE_BELOW and k <= _DENSE_FRACTION * small:
-        rng = np.random.default_rng(random_state)
-        v0 = rng.standard_normal(small)
-        U, s, Vt = scipy.sparse.linalg.svds(Y, k=k, v0=v0, tol=1e-12)
-        order = np.argsort(s)[::-1]
-        return _flip(U[:, order], s[order], Vt[order])
-    if n > 3 * p or p > 3 * n:
-        tall = n > p
-        G = Y.T @ Y if tall else Y @ Y.T
-        values, vectors = scipy.linalg.eigh(G, check_finite=False)
-        values, vectors = values[::-1][:k], vectors[:, ::-1][:, :k]
-        s = np.sqrt(np.clip(values, 0.0, None))
-        keep = s > 1e-13 * max(s[0], 1e-300)
-        other = (Y @ vectors) if tall else (Y.T @ vectors)
-        other[:, keep] /= s[keep]
-        other[:, ~keep] = 0.0
-        if tall:
-            return _flip(other, s, vectors.T)
-        return _flip(vectors, s, other.T)
-    try:
-        U, s, Vt = scipy.linalg.svd(Y, full_matrices=False, check_finite=False)
-    except np.linalg.LinAlgError:  # gesdd can fail to converge; gesvd is the fallback
-        U, s, Vt = scipy.linalg.svd(Y, full_matrices=False, lapack_driver="gesvd",
-                                    check_finite=False)
-    return _flip(U[:, :k], s[:k], Vt[:k])
-
-
-def singular_values(Y):
-    """All ``min(n, p)`` singular values of ``Y`` in decreasing order.
-
-    For a very tall or wide matrix they come from the eigenvalues of the small Gram matrix
-    (accurate for the leading values, which is what rank tests compare).
-    """
-    n, p = Y.shape
-    if n > 4 * p or p > 4 * n:
-        G = Y.T @ Y if n > p else Y @ Y.T
-        values = scipy.linalg.eigvalsh(G, check_finite=False)[::-1]
-        return np.sqrt(np.clip(values, 0.0, None))
-    try:
-        return scipy.linalg.svd(Y, compute_uv=False, check_finite=False)
-    except np.linalg.LinAlgError:
-        return scipy.linalg.svd(Y, compute_uv=False, lapack_driver="gesvd",
-                                check_finite=False)
 
 
 def gavish_donoho_rank(s, shape):

@@ -10,13 +10,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from hcl_stats._base import BlockFactorModel
+from hcl_stats._linalg import singular_values, truncated_svd
 from hcl_stats._structure import Structure
 from hcl_stats._validation import check_positive_float, check_positive_int
 from hcl_stats.baselines._common import (RowCompression, centre_blocks, check_rank_list,
                                          denoise_loadings, joint_individual_structure,
                                          ranks_from_structure,
-                                         residual_noise_variance, singular_values,
-                                         truncated_svd)
+                                         residual_noise_variance)
 
 __all__ = ["JIVE", "fit_jive", "JIVEResult"]
 

@@ -6,16 +6,15 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from hcl_stats._base import BlockFactorModel
+from hcl_stats._linalg import lapack_svd, singular_values, truncated_svd
 from hcl_stats._structure import Structure
 from hcl_stats._validation import check_positive_float, check_positive_int, check_structure
 from hcl_stats.baselines._common import (RowCompression, centre_blocks, denoise_loadings,
-                                         gavish_donoho_rank, residual_noise_variance,
-                                         singular_values, truncated_svd)
+                                         gavish_donoho_rank, residual_noise_variance)
 
 __all__ = ["SLIDE", "fit_slide", "SLIDEResult"]
 
@@ -33,11 +32,7 @@ class SLIDEResult(NamedTuple):
 def _polar(Y):
     """Orthonormal polar factor ``P Q^T`` of ``Y = P S Q^T`` (the maximiser of
     ``trace(U^T Y)`` over ``U^T U = I``)."""
-    try:
-        P, _, Qt = scipy.linalg.svd(Y, full_matrices=False, check_finite=False)
-    except np.linalg.LinAlgError:
-        P, _, Qt = scipy.linalg.svd(Y, full_matrices=False, lapack_driver="gesvd",
-                                    check_finite=False)
+    P, _, Qt = lapack_svd(Y)
     return P @ Qt
 
 
