@@ -126,12 +126,17 @@ def estimate_noise(S, n_features, structure, denoise, eig=None, random_state=Non
     return values, eig
 
 
-def objective(S_W, W, *, sq_norm_S=None):
-    """``1/2 ||W W^T - S_W||_F^2`` without forming ``W W^T``."""
+def objective(S_W, W, *, sq_norm_S=None, SW_W=None):
+    """``1/2 ||W W^T - S_W||_F^2`` without forming ``W W^T``.
+
+    ``sq_norm_S = ||S_W||_F^2`` and ``SW_W = S_W @ W`` are reused when the caller has them.
+    """
     if sq_norm_S is None:
         sq_norm_S = float(np.sum(S_W * S_W))
+    if SW_W is None:
+        SW_W = S_W @ W
     G = W.T @ W
-    return 0.5 * (sq_norm_S - 2.0 * float(np.sum(W * (S_W @ W))) + float(np.sum(G * G)))
+    return 0.5 * (sq_norm_S - 2.0 * float(np.sum(W * SW_W)) + float(np.sum(G * G)))
 
 
 def spectral_init(values, vectors, structure, n_features):
@@ -376,7 +381,8 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5):
     grad = 2.0 * (W @ (W.T @ W) - SW_W)
     grad[~mask] = 0.0
     rel_grad = _relative_gradient(grad, SW_W, mask)
-    return W, objective(S_W, W), n_iter, rel_grad <= tol, rel_grad
+    f = objective(S_W, W, sq_norm_S=sq_norm * scale ** 2, SW_W=SW_W)
+    return W, f, n_iter, rel_grad <= tol, rel_grad
 
 
 def canonical_rotation(W, structure):
