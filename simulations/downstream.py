@@ -28,12 +28,21 @@ unpenalised refit on the selected structures, CV-min, CV-1se):
   the Bayes predictor under the true model.
 
 Inference check: at m = --m-fixed and every n of the n grid, on HCL and on oracle scores, the
-Wald p-values of truly null structures (a) under sample splitting (selection by CV-min on one half, Wald tests on the
-other), (b) naive (selected by CV-min and tested on the same samples), and (c) all structures
-tested on half the samples without selection; a Kolmogorov-Smirnov test against U(0, 1) for
-each. With HCL scores the null hypothesis "no coefficient on the estimated scores of S" is only
-approximately true: estimation error of the factor model leaks a little of the signal factors
-into the scores of overlapping null structures, which vanishes as n grows.
+Wald p-values of truly null structures (a) ``split``: under sample splitting (selection by
+CV-min on one half, Wald tests on the other), (b) ``naive``: selected by CV-min and tested on
+the same samples, and (c) ``all``: all structures tested on half the samples without
+selection; a Kolmogorov-Smirnov test against U(0, 1) and the rejection rate at 0.05 for
+each. With HCL scores the naive tests treat the estimated scores as fixed regressors, but
+estimation error of the factor model leaks a little of the signal factors into the scores of
+overlapping null structures (a generated-regressor problem that vanishes as n grows). The
+kinds ``split_fs`` and ``all_fs`` repeat (a) and (c) with the first-stage bootstrap correction
+(``--n-bootstrap`` refits of HCL, :func:`hcl_stats.downstream.bootstrap_scores`), and
+``split_indep_fs`` (``--calibration`` only) selects with scores of an HCL fit on one half of
+the unlabelled samples and tests, corrected, with scores of a fit on the other half, so that
+the selection is independent of the inference part's first stage.
+
+``python -m simulations downstream --calibration --reps 35 --n-grid 500 1000 2000 4000``
+runs the inference check alone (HCL and oracle only; about 4 minutes of one core per n).
 """
 
 from __future__ import annotations
@@ -45,6 +54,12 @@ import warnings
 import numpy as np
 
 SIGNAL = ((0, 1, 2), (0, 1), (2,))
+KS_LEGEND = (
+    "KS test of Wald p-values of truly null structures against U(0,1), and the fraction "
+    "below 0.05.\nsplit: selected by CV-min on one half, tested on the other; naive: "
+    "selected and tested on the same samples; all: every structure tested on one half; "
+    "_fs: the same with the first-stage bootstrap correction; split_indep_fs: selection "
+    "and inference with factor models fitted on separate halves of the unlabelled data.")
 RULES = {"bic": {"alpha": "bic", "refit": True}, "cv": {"alpha": "cv", "cv_rule": "min"},
          "cv1se": {"alpha": "cv", "cv_rule": "1se"}}
 
@@ -121,11 +136,11 @@ def factor_models(structure, random_state):
 
 
 def replication(m, n, seed, *, widths=(30, 40, 50), rank=2, noise=0.1, y_noise=0.1,
-                n_test=2000, rules=("bic", "cv", "cv1se"), with_inference=False):
-    """One replication: rows of metrics (and null p-values when ``with_inference``)."""
-    from hcl_stats.downstream import StructuredGroupLasso, sample_split_inference
-    from hcl_stats.downstream import structure_inference
-    from sklearn.base import clone
+                n_test=2000, rules=("bic", "cv", "cv1se"), with_inference=False,
+                n_bootstrap=0):
+    """One replication: rows of metrics (and null p-values when ``with_inference``; with
+    ``n_bootstrap`` > 0 also the first-stage corrected ones for HCL)."""
+    from hcl_stats.downstream import StructuredGroupLasso
 
     # the design (loadings, beta) depends on the replication only, the samples on the cell
     # too: cells of a grid are paired comparisons on the same designs
@@ -142,7 +157,7 @@ def replication(m, n, seed, *, widths=(30, 40, 50), rank=2, noise=0.1, y_noise=0
     # the oracle knows the true factor model: posterior-mean scores under W and noise
     post = np.linalg.solve(np.eye(W.shape[1]) + W.T @ W / noise, W.T / noise)
     fits = [("oracle", 0.0, np.hstack(X_lab) @ post.T, np.hstack(X_test) @ post.T, structure,
-             beta)]
+             beta, None)]
     for name, model in factor_models(structure, seed):
         try:
             start = time.perf_counter()
@@ -155,8 +170,8 @@ def replication(m, n, seed, *, widths=(30, 40, 50), rank=2, noise=0.1, y_noise=0
             continue
         target = aligned_beta(W, model.loadings_, structure, model.structure_, beta)
         fits.append((name, fit_time, model.transform(X_lab), model.transform(X_test),
-                     model.structure_, target))
-    for name, fit_time, Z, Zt, st, target in fits:
+                     model.structure_, target, model))
+    for name, fit_time, Z, Zt, st, target, model in fits:
         same = st == structure
         for rule in rules:
             est = StructuredGroupLasso(st, random_state=seed, **RULES[rule]).fit(Z, y)
@@ -171,27 +186,150 @@ def replication(m, n, seed, *, widths=(30, 40, 50), rank=2, noise=0.1, y_noise=0
                    "fit_time": fit_time}
             rows.append(row)
         if with_inference and name in ("HCL", "oracle"):
-            def keep(kind, table):
-                pvals.extend({"method": name, "m": m, "n": n, "kind": kind,
-                              "p_value": float(table.loc[g, "p_value"])}
-                             for g in table.index if g in null)
+            boot = None
+            if name == "HCL" and n_bootstrap:
+                from hcl_stats.downstream import bootstrap_scores
 
-            selector = StructuredGroupLasso(st, alpha="cv", cv_rule="min", random_state=seed)
-            split = sample_split_inference(Z, y, st, selector=selector, random_state=seed)
-            keep("split", split.wald_table)
-            naive = clone(selector).fit(Z, y)
-            if naive.selected_:
-                keep("naive", structure_inference(Z, y, st, subsets=naive.selected_).wald_table)
-            half = split.inference_index
-            keep("all", structure_inference(Z[half], y[half], st).wald_table)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    boot = bootstrap_scores(model, X_unl, X_lab, n_bootstrap=n_bootstrap,
+                                            random_state=seed)
+            pvals += null_pvalues(name, m, n, Z, y, st, null, seed, first_stage=boot)
     return rows, pvals
 
 
-def run(m_grid, n_grid, m_fixed, n_fixed, reps, seed=0, rules=("bic", "cv", "cv1se"),
-        verbose=True, n_jobs=1, **design):
-    """The whole study: (results, KS table, null p-values), three DataFrames."""
+def null_pvalues(name, m, n, Z, y, st, null, seed, *, first_stage=None,
+                 selection_scores=None, kinds=("split", "naive", "all")):
+    """Wald p-values of the truly ``null`` structures, as rows of a table.
+
+    Kinds: ``split`` (selected by CV-min on one half, tested on the other), ``naive``
+    (selected and tested on the same samples), ``all`` (every structure tested on the
+    inference half, no selection). With ``first_stage`` (bootstrap score draws) ``split``
+    and ``all`` are repeated with the generated-regressor correction (``split_fs``,
+    ``all_fs``); with ``selection_scores`` too, ``split_indep_fs`` selects on those.
+    """
+    from sklearn.base import clone
+
+    from hcl_stats.downstream import (StructuredGroupLasso, sample_split_inference,
+                                      structure_inference)
+
+    out = []
+
+    def keep(kind, table):
+        out.extend({"method": name, "m": m, "n": n, "kind": kind,
+                    "p_value": float(table.loc[g, "p_value"])}
+                   for g in table.index if g in null)
+
+    selector = StructuredGroupLasso(st, alpha="cv", cv_rule="min", random_state=seed)
+    split = sample_split_inference(Z, y, st, selector=selector, random_state=seed)
+    half = split.inference_index
+    if "split" in kinds:
+        keep("split", split.wald_table)
+    if "naive" in kinds:
+        naive = clone(selector).fit(Z, y)
+        if naive.selected_:
+            keep("naive", structure_inference(Z, y, st, subsets=naive.selected_).wald_table)
+    if "all" in kinds:
+        keep("all", structure_inference(Z[half], y[half], st).wald_table)
+    if first_stage is not None:
+        draws = getattr(first_stage, "draws", first_stage)
+        if "split" in kinds:
+            # the same split and selection as `split`, corrected tests
+            if split.selected:
+                keep("split_fs", structure_inference(
+                    Z[half], y[half], st, subsets=split.selected,
+                    first_stage=draws[:, half]).wald_table)
+        if "all" in kinds:
+            keep("all_fs", structure_inference(Z[half], y[half], st,
+                                               first_stage=draws[:, half]).wald_table)
+        if selection_scores is not None:
+            indep = sample_split_inference(Z, y, st, selector=selector, random_state=seed,
+                                           first_stage=draws,
+                                           selection_scores=selection_scores)
+            keep("split_indep_fs", indep.wald_table)
+    return out
+
+
+def calibration_replication(m, n, seed, *, widths=(30, 40, 50), rank=2, noise=0.1,
+                            y_noise=0.1, n_bootstrap=100):
+    """Null p-values of one replication of the inference check (HCL and oracle only).
+
+    Same design and samples as :func:`replication`. HCL is fitted on the ``n`` unlabelled
+    samples (kinds ``split``, ``all``, ``naive`` and the first-stage corrected ``split_fs``,
+    ``all_fs``); for ``split_indep_fs`` the unlabelled samples are halved, the selection
+    uses scores of an HCL fit on the first half and the inference those of a fit on the
+    second half, with its own bootstrap.
+    """
+    from hcl_stats import HCL
+    from hcl_stats.downstream import bootstrap_scores
+
+    structure, W, beta = make_design(widths, rank, noise, np.random.default_rng(seed))
+    rng = np.random.default_rng([seed, m, n])
+    X_unl, _ = draw(W, widths, noise, n, rng)
+    X_lab, Z_lab = draw(W, widths, noise, m, rng)
+    y = Z_lab @ beta + np.sqrt(y_noise) * rng.standard_normal(m)
+    truth = {structure.label(s) for s in SIGNAL}
+    null = [structure.label(s) for s in structure.subsets if structure.label(s) not in truth]
+    post = np.linalg.solve(np.eye(W.shape[1]) + W.T @ W / noise, W.T / noise)
+    out = null_pvalues("oracle", m, n, np.hstack(X_lab) @ post.T, y, structure, null, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HCL(structure, random_state=seed).fit(X_unl)
+        boot = bootstrap_scores(model, X_unl, X_lab, n_bootstrap=n_bootstrap,
+                                random_state=seed)
+        out += null_pvalues("HCL", m, n, boot.scores, y, structure, null, seed,
+                            first_stage=boot)
+        first = [x[:n // 2] for x in X_unl]
+        second = [x[n // 2:] for x in X_unl]
+        sel_scores = HCL(structure, random_state=seed).fit(first).transform(X_lab)
+        model2 = HCL(structure, random_state=seed).fit(second)
+        boot2 = bootstrap_scores(model2, second, X_lab, n_bootstrap=n_bootstrap,
+                                 random_state=seed + 1)
+        out += null_pvalues("HCL", m, n, boot2.scores, y, structure, null, seed,
+                            first_stage=boot2, selection_scores=sel_scores, kinds=())
+    return out
+
+
+def ks_table(pvals):
+    """KS test against U(0, 1) and rejection rate at 0.05 per method, m, n and kind."""
     import pandas as pd
     from scipy.stats import kstest
+
+    ks = []
+    for (method, m, n, kind), v in pvals.groupby(["method", "m", "n", "kind"])["p_value"]:
+        test = kstest(v, "uniform") if len(v) >= 5 else None
+        ks.append({"method": method, "m": m, "n": n, "kind": kind, "count": len(v),
+                   "ks_statistic": test.statistic if test else np.nan,
+                   "ks_p_value": test.pvalue if test else np.nan,
+                   "frac_below_0.05": float(np.mean(v < 0.05))})
+    return pd.DataFrame(ks, columns=["method", "m", "n", "kind", "count", "ks_statistic",
+                                     "ks_p_value", "frac_below_0.05"])
+
+
+def calibration(m, n_grid, reps, seed=0, n_jobs=1, verbose=True, **design):
+    """The inference check alone: (KS table, null p-values)."""
+    import pandas as pd
+    from joblib import Parallel, delayed
+
+    pvals = []
+    for nn in n_grid:
+        start = time.perf_counter()
+        done = Parallel(n_jobs=n_jobs)(delayed(calibration_replication)(m, nn, seed + r,
+                                                                        **design)
+                                       for r in range(reps))
+        for p in done:
+            pvals += p
+        if verbose:
+            print(f"  m={m} n={nn} ({reps} reps, {time.perf_counter() - start:.1f} s)",
+                  flush=True)
+    pvals = pd.DataFrame(pvals, columns=["method", "m", "n", "kind", "p_value"])
+    return ks_table(pvals), pvals
+
+
+def run(m_grid, n_grid, m_fixed, n_fixed, reps, seed=0, rules=("bic", "cv", "cv1se"),
+        verbose=True, n_jobs=1, n_bootstrap=0, **design):
+    """The whole study: (results, KS table, null p-values), three DataFrames."""
+    import pandas as pd
 
     rows, pvals = [], []
     cells = [("m", mm, n_fixed) for mm in m_grid] + [("n", m_fixed, nn) for nn in n_grid]
@@ -201,8 +339,8 @@ def run(m_grid, n_grid, m_fixed, n_fixed, reps, seed=0, rules=("bic", "cv", "cv1
         start = time.perf_counter()
         inference = grid == "n" or (mm == m_fixed and nn not in n_grid)
         done = Parallel(n_jobs=n_jobs)(
-            delayed(replication)(mm, nn, seed + r, rules=rules,
-                                 with_inference=inference, **design) for r in range(reps))
+            delayed(replication)(mm, nn, seed + r, rules=rules, with_inference=inference,
+                                 n_bootstrap=n_bootstrap, **design) for r in range(reps))
         for out, p in done:
             for row in out:
                 row["grid"] = grid
@@ -213,14 +351,7 @@ def run(m_grid, n_grid, m_fixed, n_fixed, reps, seed=0, rules=("bic", "cv", "cv1
                   f"{time.perf_counter() - start:.1f} s)", flush=True)
     results = pd.DataFrame(rows)
     pvals = pd.DataFrame(pvals, columns=["method", "m", "n", "kind", "p_value"])
-    ks = []
-    for (method, m, n, kind), v in pvals.groupby(["method", "m", "n", "kind"])["p_value"]:
-        test = kstest(v, "uniform") if len(v) >= 5 else None
-        ks.append({"method": method, "m": m, "n": n, "kind": kind, "count": len(v),
-                   "ks_statistic": test.statistic if test else np.nan,
-                   "ks_p_value": test.pvalue if test else np.nan,
-                   "frac_below_0.05": float(np.mean(v < 0.05))})
-    return results, pd.DataFrame(ks), pvals
+    return results, ks_table(pvals), pvals
 
 
 def main(argv=None):
@@ -239,15 +370,39 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel replications")
     parser.add_argument("--quick", action="store_true",
                         help="5 replications, grids m in (140, 400), n in (500, 4000)")
+    parser.add_argument("--n-bootstrap", type=int, default=100,
+                        help="first-stage bootstrap refits for the corrected Wald tests "
+                             "(0: naive tests only)")
+    parser.add_argument("--calibration", action="store_true",
+                        help="only the inference check (HCL and oracle, n grid at m-fixed)")
     parser.add_argument("--out", default=None, help="directory for the CSV files")
     args = parser.parse_args(argv)
     if args.quick:
         args.reps, args.m_grid, args.n_grid = 5, [140, 400], [500, 4000]
+    import pandas as pd
+
+    design = dict(widths=tuple(args.widths), rank=args.rank, noise=args.noise,
+                  y_noise=args.y_noise)
+    if args.calibration:
+        print(f"downstream inference check: {args.reps} replications per n, "
+              f"{args.n_bootstrap} bootstrap refits")
+        ks, pvals = calibration(args.m_fixed, args.n_grid, args.reps, seed=args.seed,
+                                n_jobs=args.n_jobs, n_bootstrap=args.n_bootstrap, **design)
+        with pd.option_context("display.width", 160, "display.max_rows", 200):
+            print("\n" + KS_LEGEND)
+            print(ks.round(4).to_string(index=False))
+        if args.out:
+            import os
+
+            os.makedirs(args.out, exist_ok=True)
+            ks.to_csv(os.path.join(args.out, "downstream_calibration_ks.csv"), index=False)
+            pvals.to_csv(os.path.join(args.out, "downstream_calibration_pvalues.csv"),
+                         index=False)
+        return 0
     print(f"downstream study: {args.reps} replications per cell")
     results, ks, pvals = run(args.m_grid, args.n_grid, args.m_fixed, args.n_fixed, args.reps,
-                      seed=args.seed, widths=tuple(args.widths), rank=args.rank,
-                      noise=args.noise, y_noise=args.y_noise, n_jobs=args.n_jobs)
-    import pandas as pd
+                             seed=args.seed, n_jobs=args.n_jobs, n_bootstrap=args.n_bootstrap,
+                             **design)
 
     with pd.option_context("display.width", 160, "display.max_rows", 200):
         for grid in ("m", "n"):
@@ -256,9 +411,7 @@ def main(argv=None):
                 ["tpr", "fpr", "coef_error", "excess_risk"]].mean().unstack(grid)
             print(f"\nmean over replications, varying {grid}:")
             print(table.round(4).to_string())
-        print("\nKS test of Wald p-values of truly null structures against U(0,1) "
-              "(split: selected by CV-min on one half, tested on the other; naive: selected "
-              "and tested on the same samples; all: every structure tested on one half):")
+        print("\n" + KS_LEGEND)
         print(ks.round(4).to_string(index=False))
     if args.out:
         import os
