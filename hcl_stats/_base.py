@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from hcl_stats._core import sample_covariance
+from hcl_stats._sufficient import covariance_statistics
 from hcl_stats._validation import (check_blocks, check_covariance, check_fitted_blocks,
                                    check_positive_int)
 
@@ -48,15 +48,21 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
         ----------
         X : list, tuple or dict of array-like of shape (n_samples, p_m)
             The modalities, measured on the same samples (a dict maps names to arrays).
+            Dask arrays and NumPy memmaps are accepted: the means and covariance are then
+            accumulated chunk by chunk in float64 (Dask's scheduler for Dask arrays), and
+            the data are never copied whole (:mod:`hcl_stats._sufficient`). Build Dask
+            arrays of on-disk data from a chunked store or chunk loaders
+            (``da.from_delayed``), not ``da.from_array(memmap)``, which recent Dask
+            versions copy into memory; or pass the memmaps themselves.
         y : ignored
 
         Returns
         -------
         self
         """
-        blocks, names = check_blocks(X)
+        blocks, names = check_blocks(X, lazy=True)
         n_features = [b.shape[1] for b in blocks]
-        S, means, n = sample_covariance(blocks)
+        S, means, n = covariance_statistics(blocks, names)
         return self._fit_covariance(S, means, n, n_features, names)
 
     def fit_from_covariance(self, S, n_samples, n_features, *, means=None, names=None):

@@ -24,8 +24,11 @@ two-loop recursion (checked against the recursive BFGS update in the tests).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-import scipy.linalg
+
+from hcl_stats._backend import to_numpy
 
 __all__ = ["CompactLBFGS"]
 
@@ -33,30 +36,41 @@ __all__ = ["CompactLBFGS"]
 class CompactLBFGS:
     """Limited-memory inverse-Hessian approximation ``H`` built from correction pairs.
 
+    Vectors may live in any array-API namespace (NumPy, CuPy, ...): the ``(2m, n)`` pair
+    buffers are allocated there and only ``m x m`` matrices and ``2m`` coefficient vectors
+    go through the host.
+
     Parameters
     ----------
     size : int
-        Number of variables ``n`` (vectors are flat arrays of this length, or arrays of any
-        shape with this many elements).
-    precondition : callable ``v -> ndarray``, optional
+        Number of variables ``n`` (vectors are flat arrays of this length).
+    precondition : callable ``v -> array``, optional
         Fixed symmetric positive definite approximation ``P`` of the inverse Hessian. It is
         rescaled by ``gamma = s^T y / y^T P y`` of the newest pair (Nocedal and Wright,
         eq. 7.20, with ``P`` in place of the identity).
     memory : int
         Number of correction pairs kept.
+    xp, dtype, device : optional
+        Namespace, floating dtype and device of the vectors (default: NumPy float64).
     """
 
-    def __init__(self, size, *, precondition=None, memory=10):
+    def __init__(self, size, *, precondition=None, memory=10, xp=None, dtype=None,
+                 device=None):
         self.size = int(size)
         self.memory = int(memory)
         self.precondition = precondition if precondition is not None else (lambda v: v)
+        self._xp = np if xp is None else xp
+        self._dtype = (self._xp.float64 if dtype is None else dtype)
+        self._device = device
         m = self.memory
+        kw = {"dtype": self._dtype} if device is None else {"dtype": self._dtype,
+                                                              "device": device}
         # rows [0, m): s_i; rows [m, 2m): P y_i -- one buffer so that the products with a
         # vector that both need are a single matrix-vector product
-        self._SPY = np.zeros((2 * m, self.size))
-        self._Y = np.zeros((m, self.size))
-        self._SY = np.zeros((m, m))  # s_i . y_j, storage order
-        self._YPY = np.zeros((m, m))  # y_i . P y_j, storage order
+        self._SPY = self._xp.zeros((2 * m, self.size), **kw)
+        self._Y = self._xp.zeros((m, self.size), **kw)
+        self._SY = np.zeros((m, m))  # s_i . y_j, storage order (host)
+        self._YPY = np.zeros((m, m))  # y_i . P y_j, storage order (host)
         self._order = []  # storage slots, oldest first
 
     def __len__(self):
@@ -65,6 +79,9 @@ class CompactLBFGS:
     def reset(self):
         """Forget all pairs (``H`` becomes ``P``)."""
         self._order = []
+
+    def _host(self, v):
+        return np.asarray(to_numpy(v), dtype=float)
 
     def update(self, s, y, *, py=None):
         """Add the pair ``(s, y)`` unless its curvature ``s^T y`` is not safely positive.
@@ -77,24 +94,22 @@ class CompactLBFGS:
         bool
             Whether the pair was stored.
         """
-        s = np.ravel(s)
-        y = np.ravel(y)
-        sy = float(np.vdot(s, y))
-        if not sy > 1e-12 * np.sqrt(float(np.vdot(s, s)) * float(np.vdot(y, y))):
+        sy = float(s @ y)
+        if not sy > 1e-12 * math.sqrt(float(s @ s) * float(y @ y)):
             return False
         m = self.memory
         slot = self._order.pop(0) if len(self._order) == m else len(self._order)
         if py is None:
-            py = self.precondition(y.reshape(np.shape(y)))
-        self._SPY[slot] = s
-        self._SPY[m + slot] = np.ravel(py)
-        self._Y[slot] = y
+            py = self.precondition(y)
+        self._SPY[slot, :] = s
+        self._SPY[m + slot, :] = py
+        self._Y[slot, :] = y
         self._order.append(slot)
         # new row and column of S Y^T and Y P Y^T. Products with the whole buffers (unused
         # rows are never read): indexing the stored rows first would copy them.
-        both = self._SPY @ y
+        both = self._host(self._SPY @ y)
         self._SY[:, slot] = both[:m]
-        self._SY[slot, :] = self._Y @ s
+        self._SY[slot, :] = self._host(self._Y @ s)
         self._YPY[:, slot] = both[m:]
         self._YPY[slot, :] = both[m:]
         self._refresh()
@@ -103,27 +118,26 @@ class CompactLBFGS:
     def _refresh(self):
         # small matrices of the compact form in chronological order, cached for apply()
         k = np.array(self._order)
-        SY = self._SY[np.ix_(k, k)]
+        SY = self._SY[k][:, k]
         self._slots = k
         self._coef_index = np.concatenate([k, self.memory + k])
-        self._Rinv = scipy.linalg.solve_triangular(np.triu(SY), np.eye(len(k)))
+        self._Rinv = np.linalg.inv(np.triu(SY))  # m x m, m <= memory
         self._diag = np.diag(SY).copy()
-        self._YPYc = self._YPY[np.ix_(k, k)]
-        self._gamma = SY[-1, -1] / self._YPYc[-1, -1]
+        self._YPYc = self._YPY[k][:, k]
+        self._gamma = float(SY[-1, -1] / self._YPYc[-1, -1])
 
     def apply(self, g, *, pg=None):
-        """Return ``H g`` (same shape as ``g``); ``pg``, if given, is ``P g``."""
-        shape = np.shape(g)
-        pg = np.ravel(self.precondition(g) if pg is None else pg)
+        """Return ``H g``; ``pg``, if given, is ``P g``."""
+        pg = self.precondition(g) if pg is None else pg
         if not self._order:
-            return pg.reshape(shape).copy()
+            return pg * 1.0
         k, gamma = self._slots, self._gamma
-        both = self._SPY @ np.ravel(g)
-        a = both[k]
-        u = self._Rinv @ a
+        both = self._host(self._SPY @ g)
+        u = self._Rinv @ both[k]
         p = self._Rinv.T @ (self._diag * u + gamma * (self._YPYc @ u - both[self.memory + k]))
         coef = np.zeros(2 * self.memory)
         coef[self._coef_index] = np.concatenate([p, -gamma * u])
-        out = coef @ self._SPY
-        out += gamma * pg
-        return out.reshape(shape)
+        kw = {"dtype": self._dtype} if self._device is None else {"dtype": self._dtype,
+                                                                   "device": self._device}
+        out = self._xp.asarray(coef, **kw) @ self._SPY
+        return out + gamma * pg

@@ -28,6 +28,11 @@ def _to_array(block, where):
                 "encode categorical data before fitting"
             )
         block = block.to_numpy()
+    elif hasattr(block, "__array_namespace__") and not isinstance(block, np.ndarray):
+        # another array-API library (CuPy, ...): code that needs NumPy gets a host copy
+        from hcl_stats._backend import to_numpy
+
+        block = to_numpy(block)
     elif not hasattr(block, "__array__") and not isinstance(block, (list, tuple)):
         raise TypeError(
             f"{where}: expected an array or DataFrame of shape (n_samples, n_features), "
@@ -51,7 +56,53 @@ def _to_array(block, where):
     return arr
 
 
-def check_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samples=2):
+def _is_device_array(block):
+    """An array of another array-API library (CuPy, ...): not NumPy, not Dask."""
+    from hcl_stats._sufficient import is_dask_array
+
+    return (hasattr(block, "__array_namespace__") and not isinstance(block, np.ndarray)
+            and not is_dask_array(block))
+
+
+def _lazy_array(block, where):
+    """Check a Dask array or NumPy array/memmap without converting or reading its values."""
+    if _is_device_array(block):
+        from hcl_stats._backend import get_namespace
+
+        xp = get_namespace(block)
+        if xp.isdtype(block.dtype, "complex floating"):
+            raise TypeError(f"{where}: complex data are not supported (dtype {block.dtype})")
+        if not xp.isdtype(block.dtype, ("bool", "integral", "real floating")):
+            raise TypeError(f"{where}: non-numeric data (dtype {block.dtype}); expected "
+                            "numbers")
+        return block
+    kind = np.dtype(block.dtype).kind
+    if kind == "c":
+        raise TypeError(f"{where}: complex data are not supported (dtype {block.dtype})")
+    if kind not in "biuf":
+        raise TypeError(f"{where}: non-numeric data (dtype {block.dtype}); expected numbers")
+    if any(not np.isfinite(s) for s in block.shape):
+        raise ValueError(f"{where}: unknown chunk sizes {block.shape}; call "
+                         "compute_chunk_sizes() on the Dask array first")
+    return block
+
+
+def _is_lazy(block):
+    from hcl_stats._sufficient import is_dask_array
+
+    return is_dask_array(block) or _is_device_array(block) or (
+        isinstance(block, np.ndarray) and block.dtype.kind in "biuf")
+
+
+def check_finite(arr, where):
+    """Raise the ValueError naming ``where`` unless ``arr`` is all finite."""
+    if not np.isfinite(arr).all():
+        bad = "NaN" if np.isnan(arr).any() else "infinite values"
+        raise ValueError(f"{where} contains {bad}; impute or drop them before fitting")
+
+
+def check_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samples=2,
+                 lazy=False):
     """Validate multi-block input and return it as a list of 2-D float arrays.
 
     Parameters
@@ -66,6 +117,11 @@ def check_blocks(X, *, n_features=None, names=None, allow_missing=False, min_sam
         Whether a modality may be passed as ``None`` (treated as not observed).
     min_samples : int, default=2
         Smallest number of samples accepted.
+    lazy : bool, default=False
+        Return Dask arrays and real-valued NumPy arrays (memmaps included) as they are,
+        without converting them or reading their values: only dtype and shapes are
+        checked, and the caller must check finiteness chunk by chunk (as
+        :func:`hcl_stats._sufficient.covariance_statistics` does).
 
     Returns
     -------
@@ -124,7 +180,8 @@ def check_blocks(X, *, n_features=None, names=None, allow_missing=False, min_sam
                 raise ValueError(f"{where} is None; every modality must be observed here")
             blocks.append(None)
             continue
-        arr = _to_array(block, where)
+        deferred = lazy and _is_lazy(block)
+        arr = _lazy_array(block, where) if deferred else _to_array(block, where)
         if arr.ndim != 2:
             hint = " (use reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
             raise ValueError(
@@ -147,9 +204,8 @@ def check_blocks(X, *, n_features=None, names=None, allow_missing=False, min_sam
                 f"{where} has {arr.shape[0]} samples but {first} has {n_samples}; all "
                 "modalities must be measured on the same samples"
             )
-        if not np.isfinite(arr).all():
-            bad = "NaN" if np.isnan(arr).any() else "infinite values"
-            raise ValueError(f"{where} contains {bad}; impute or drop them before fitting")
+        if not deferred:
+            check_finite(arr, where)
         blocks.append(arr)
     if all(b is None for b in blocks):
         raise ValueError("every modality is None: at least one must be observed")
@@ -198,7 +254,13 @@ def check_structure(structure, n_features, names=None):
 
 
 def check_covariance(S, d):
-    """Return ``S`` as a symmetric finite (d, d) float64 array, or raise ValueError."""
+    """Return ``S`` as a symmetric finite (d, d) float64 array, or raise ValueError.
+
+    An array of another array-API namespace (CuPy, ...) is checked and symmetrised there
+    and returned in it (float32 on a device without float64).
+    """
+    if hasattr(S, "__array_namespace__") and not isinstance(S, np.ndarray):
+        return _check_covariance_xp(S, d)
     S = np.asarray(S, dtype=np.float64)
     if S.shape != (d, d):
         raise ValueError(f"covariance must have shape ({d}, {d}) for the given modality "
@@ -242,3 +304,23 @@ def check_positive_float(value, name, *, strict=True):
         raise ValueError(f"{name} must be a {'positive' if strict else 'non-negative'} "
                          f"finite number, got {value!r}")
     return v
+
+
+def _check_covariance_xp(S, d):
+    from array_api_compat import device as array_device
+
+    from hcl_stats._backend import get_namespace, real_float_dtype
+
+    xp = get_namespace(S)
+    if tuple(S.shape) != (d, d):
+        raise ValueError(f"covariance must have shape ({d}, {d}) for the given modality "
+                         f"widths, got {tuple(S.shape)}")
+    if not xp.isdtype(S.dtype, "real floating"):
+        S = xp.astype(S, real_float_dtype(xp, array_device(S)))
+    if not bool(xp.all(xp.isfinite(S))):
+        raise ValueError("covariance contains NaN or infinite values")
+    size = max(float(xp.max(xp.abs(S))), 1e-300)
+    rtol = 1e-8 if S.dtype == xp.float64 else 1e-5
+    if float(xp.max(xp.abs(S - S.T))) > rtol * size:
+        raise ValueError("covariance is not symmetric")
+    return 0.5 * (S + S.T)

@@ -18,6 +18,11 @@ COMMANDS = {
     "identifiability": ("simulations.identifiability_study",
                         "rank conditions vs Jacobian rank vs multi-start fits"),
     "rates": ("simulations.rates", "log-log slope of the block error against n"),
+    "baseline-selection": ("simulations.baseline_selection",
+                           "JIVE / AJIVE rank and SLIDE structure selection rates"),
+    "bench-gpu": ("simulations.bench_gpu", "CuPy against NumPy fit time (skips without a GPU)"),
+    "bench-scale": ("simulations.bench_scale",
+                    "Dask fit of an on-disk array; time and memory of the many-features path"),
 }
 
 
