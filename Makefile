@@ -1,6 +1,7 @@
 # make test : create .venv if missing, install hcl_stats with its test extras, run the tests
 # make demo : create .venv if missing, install hcl_stats, run the small simulation study
-# make bench: benchmarks (not part of make test)
+# make bench: benchmarks (not part of make test): reference design, Dask / many-features
+#             paths, GPU (skipped with a message without CuPy and a CUDA device)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -27,6 +28,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m simulations bench
+	$(PY) -m simulations bench-scale
+	$(PY) -m simulations bench-gpu
 
 clean:
 	rm -rf $(VENV) results *.egg-info .pytest_cache
