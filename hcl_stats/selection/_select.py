@@ -10,8 +10,9 @@ The model is ``x_m = sum_{S containing m} B_{m,S} z_S + e_m`` with ``e_m ~ (0, s
    recovered from its upward-biased sample eigenvalue; unbiased where the bulk median is
    not), and the ``j``-th eigenvalue is signal while it exceeds the level-``alpha``
    Tracy-Widom threshold of the largest eigenvalue of ``p_m - j`` white features
-   (Johnstone 2001); the two are iterated to a fixed point. This gives ``k_m``, the number
-   of factors loading on ``m``, and its top-``k_m`` eigenvectors ``U_m``. Only the reduced
+   (Johnstone 2001); the two are iterated to a fixed point. This gives ``k_m``, a first
+   count of the factors loading on ``m`` (step 5 recounts the specific ones), and its
+   top-``k_m`` eigenvectors ``U_m``. Only the reduced
    variables ``y_m = U_m^T x_m`` are used from here on (``sum_m k_m`` dimensions, not ``d``).
 1b. **Shared directions too weak for the modality's own spectrum.** A factor weak in ``m``
    but strong in another modality is detectable from cross-covariances once
@@ -19,14 +20,21 @@ The model is ``x_m = sum_{S containing m} B_{m,S} z_S + e_m`` with ``e_m ~ (0, s
    canonical correlations between all of ``x_m`` (needs ``p_m < n``) and the other
    modalities' (jointly whitened) reduced variables is compared with the number for
    ``y_m``; the difference is added to ``U_m`` as the leading directions of the
-   cross-covariance outside ``span(U_m)``.
+   cross-covariance outside ``span(U_m)``. These added directions are chosen *for* their
+   correlation with the other modalities, so they serve the geometry of steps 2-3 only,
+   never a test.
 2. **Pairwise shared ranks.** ``y_a`` and ``y_b`` are independent when ``a`` and ``b``
-   share no factor, whatever the noise, because cross-covariances carry no noise and
-   ``U_a`` depends on modality ``a`` only. The number of factors shared by ``a`` and ``b``
-   (``c_ab = sum of r_S over S containing both``) is the number of sample canonical
-   correlations of ``(y_a, y_b)`` above the level-``alpha`` threshold of the largest null
-   canonical correlation (Tracy-Widom law of Johnstone 2008), tested sequentially with
-   the dimensions reduced by the roots already accepted.
+   share no factor, whatever the noise, because cross-covariances carry no noise and the
+   spectral basis ``U_a`` depends on modality ``a`` only. The number of factors shared by
+   ``a`` and ``b`` (``c_ab = sum of r_S over S containing both``) is the number of sample
+   canonical correlations above the threshold of the largest null canonical correlation
+   (Tracy-Widom law of Johnstone 2008), tested sequentially with the dimensions reduced
+   by the roots already accepted. Up to four such counts are made, each at a quarter of
+   the pair's level: spectral basis of ``a`` against spectral basis of ``b``; all the
+   features of ``a`` (of ``b``) against the spectral basis of ``b`` (of ``a``), which finds
+   a shared factor that one of the two spectra missed; and all the features of both
+   (when ``p_a + p_b < n - 1``), for a factor both spectra missed. No test ever uses a
+   direction selected for its correlation; ``c_ab`` is the largest of the counts.
 3. **Who shares with whom (membership).** Inside modality ``m`` the reduced variables are
    rescaled so their *signal* covariance is the identity: coordinate ``j`` is divided by
    the square root of its estimated signal variance ``c_j ell_j sigma_m^2`` (the spiked
@@ -36,16 +44,43 @@ The model is ``x_m = sum_{S containing m} B_{m,S} z_S + e_m`` with ``e_m ~ (0, s
    cross-covariance with modality ``a`` is exactly the sum of the directions of the
    structures containing ``a``: the projectors ``P_ma`` commute (in the sample this holds
    approximately, the more so the more orthogonal the loadings of different blocks). The
-   space is split successively by each ``P_ma`` (eigenvalues of its compression above
-   1/2: "shared with ``a``"), which yields, for each direction of ``m``, the set ``T`` of
-   other modalities it is shared with: a count ``n_m(T)``. Equivalently, the dimension
-   of the intersection of the pairwise column spaces, i.e. the Moebius inversion of the
-   counts of factors shared by each group of modalities, restricted to the groups the
-   data support.
-4. **Consensus.** Each shared subset ``S`` is seen from each of its modalities; its rank
-   is the rounded mean of the ``|S|`` counts ``n_m(S - m)``, ties rounded down (towards
-   omitting the subset). Specific ranks are what is left: ``r_{m} = k_m - sum of shared
-   ranks on m``.
+   space is split successively by each ``P_ma`` (its ``c_ma`` leading canonical
+   directions; eigenvalues of its compression above 1/2: "shared with ``a``"), which
+   yields, for each direction of ``m``, the set ``T`` of other modalities it is shared
+   with: a count ``n_m(T)``. Equivalently, the dimension of the intersection of the
+   pairwise column spaces, i.e. the Moebius inversion of the counts of factors shared by
+   each group of modalities, restricted to the groups the data support.
+4. **Consensus.** Each shared subset ``S`` is seen from each of its modalities, with mean
+   count ``mean_m n_m(S - m)``. Its rank is that mean rounded to the nearest integer, ties
+   down (towards omitting the subset). A subset whose mean exceeds 1 is selected anyway,
+   and its rank may be rounded the other way: among these roundings, the one chosen
+   reproduces best the *tested* pair ranks (``c_ab`` must equal the sum of the ranks of
+   the chosen subsets containing ``a`` and ``b``; sum of absolute differences over the
+   pairs), then stays closest to the means, then has the smaller total rank. The fit to
+   the pair ranks never creates nor removes a subset: near the detection limit a factor
+   seen by only some pairs would otherwise be split into invented smaller subsets.
+5. **Specific ranks, outside the shared directions.** The specific rank of ``m`` is *not*
+   ``k_m`` minus the shared ranks. Blocks of different subsets are not orthogonal within a
+   modality, so with many factors the smallest eigenvalues of ``B_m^T B_m`` fall well below
+   the block singular values (by a factor up to ``(1 - sqrt(k_m / p_m))^2``) and the
+   spectrum of ``S_mm`` loses weak factors that are clearly detectable on their own. The
+   ``c_m = sum of the shared ranks on m`` shared directions are instead estimated from
+   the cross-covariance of the denoised ``x_m`` (``(S_mm - sigma_m^2 I) S_mm^{-1}`` applied to
+   it, negative eigenvalues set to 0) with the others' reduced variables (top ``c_m``
+   left singular vectors), ``S_mm`` is compressed to their orthogonal complement, and the
+   specific rank is the number of its eigenvalues above the Tracy-Widom threshold for
+   ``p_m - c_m`` white features, with the noise variance re-estimated there as in step 1
+   (so a spike the modality's spectrum missed is not counted as noise). Removing the
+   shared directions restores a specific factor's own strength (its squared cosine with
+   the shared span is about ``c_m / p_m``) instead of the depressed Gram eigenvalue.
+
+Levels: ``alpha`` is a family-wise level (Bonferroni). The pair tests each run at
+``alpha / (M (M - 1) / 2)`` and the specific-rank tests (and those of step 1b) at
+``alpha / M``, so the probability that the selected structure contains an invented shared
+rank is at most about ``alpha``, and an invented specific rank also at most about
+``alpha``: exact recovery needs every one of the ``M (M + 1) / 2`` decisions right, which a
+per-test level would not give for large ``M``. Step 1 (the reduced bases, a dimension
+reduction rather than a decision) runs at ``alpha``.
 
 Assumptions: Gaussian-like noise, isotropic within each modality (variances may differ
 between modalities); ``n`` large enough that canonical correlations are estimated
@@ -55,19 +90,21 @@ signal is below the detection limit of any test is dropped (its directions end u
 specific block of the modality that still detects them, or nowhere).
 
 Limitation: a factor specific to one modality can only be seen in that modality's own
-spectrum, so it is found reliably only when its *modality-level* spike (an eigenvalue of
-``B_m^T B_m``, not a block singular value) clears ``sigma_m^2 sqrt(p_m / n)`` with some
-margin. With random loadings these eigenvalues spread as ``(1 +- sqrt(k_m / p_m))^2``
-around the block values, so a modality carrying many factors has weaker modality-level
-spikes than its blocks suggest (see ``simulations/selection_study.py``).
+covariance; step 5 finds it when its block singular value clears the detection limit
+``sigma_m^2 sqrt(p_m / n)`` with some margin *and* the shared directions of ``m`` are
+estimated well enough that little shared signal is left in their complement (a shared
+factor weak in the other modalities is estimated poorly and can leave a spurious spike
+there; see ``simulations/selection_study.py``).
 
 Cost: one symmetric eigendecomposition per modality, ``O(sum_m p_m^3)``, plus
 ``O(M^2)`` SVDs of ``k_a x k_b`` matrices and ``O(M^2)`` eigenproblems of size ``k_m``;
 nothing grows with the number of candidate structures (``2^(2^M - 1)``), and only the
-subsets the pairwise tests support are ever formed. Step 1b adds one whitening of each
-``S_mm`` (from the same eigendecomposition) and ``M`` SVDs of ``p_m x sum_a k_a`` matrices.
-M = 4 modalities of 200 features (n = 2000) take about 0.1 s on one core, about twice the
-time of forming the covariance.
+subsets the pairwise tests support are ever formed. Steps 1b, 2 and 5 add ``O(M)`` SVDs of
+``p_m x sum_a k_a`` matrices, ``O(M^2)`` products of ``p_m x p_m`` whitening matrices with
+``p_m x k_b`` cross-covariances, and one more ``p_m x p_m`` eigendecomposition per modality;
+the consensus enumerates the roundings of at most 12 fractional subsets (``2^12``
+evaluations of an ``M x M`` table), a coordinate descent beyond. M = 4 modalities of 200
+features (n = 2000) take about 0.2-0.3 s on one core.
 """
 
 from __future__ import annotations
@@ -151,66 +188,174 @@ def _cca_count(A, df, alpha, dims, record=None, subset=None, modality=None, what
     return c, L, Rt
 
 
-def _augment(S, rows, n_features, df, alpha, noise, U, lam, sig, spectra, record):
-    """Add to each modality the shared directions its own spectrum missed.
+def _cross_whitened(S, rows, m, bases, others):
+    """Cross-covariance ``p_m x K_o`` of ``x_m`` with the other modalities' reduced
+    variables ``y_a = U_a^T x_a`` (``a`` in ``others``, ``U_a`` in ``bases``), whitened
+    jointly (the others' variables are correlated with each other). Its column space is,
+    in the population, the span of the loadings on ``m`` of the factors ``m`` shares with
+    the others, whatever the choice of the bases (the whitening makes it invariant)."""
+    W = scipy.linalg.block_diag(*bases)
+    idx = np.concatenate([np.arange(rows[a].start, rows[a].stop) for a in others])
+    Y = S[rows[m]][:, idx] @ W
+    w, V = scipy.linalg.eigh(W.T @ S[np.ix_(idx, idx)] @ W)
+    return Y @ (V / np.sqrt(np.maximum(w, 1e-12 * w.max()))) @ V.T
 
-    For modality ``m``, the number of canonical correlations between all of ``x_m``
-    (whitened by ``S_mm``; needs ``p_m < n - 1``) and the other modalities' reduced
-    variables is compared with the number for ``m``'s reduced variables alone; the
-    difference is the number of shared directions the reduced basis lacks (a factor weak in
-    ``m`` but strong elsewhere is detectable from cross-covariances above
-    ``ell > p_m / n`` rather than the spectrum's ``ell > sqrt(p_m / n)``). They are added
-    as the leading left singular vectors of the cross-covariance with the others,
-    orthogonalised against the current basis.
+
+def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigma2):
+    """Number of factors of modality ``m`` outside its ``c`` shared directions.
+
+    The shared directions are the top-``c`` left singular vectors of the cross-covariance
+    of the *denoised* ``x_m`` with the other modalities' jointly whitened reduced variables
+    (:func:`_cross_whitened`): ``x_m`` is denoised by its linear predictor of the signal,
+    ``(S_mm - sigma^2 I) S_mm^{-1}`` with negative eigenvalues set to 0 (``spectrum`` is the
+    eigendecomposition of ``S_mm``, ``sigma2`` its noise variance), which damps the
+    isotropic noise of the cross-covariance in the directions where ``S_mm`` shows no
+    signal. ``S_mm`` is compressed to the orthogonal complement of the shared directions
+    (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 (noise variance
+    and Tracy-Widom edge for ``p_m - c`` features). Returns ``(sigma2, r, eigenvalues,
+    thresholds)``.
     """
+    p = n_features[m]
+    Smm = S[rows[m], rows[m]]
+    others = [a for a in range(len(rows)) if a != m and U[a].shape[1] > 0]
+    if c > 0 and others:
+        Y = _cross_whitened(S, rows, m, [U[a] for a in others], others)
+        c = min(c, Y.shape[1], p - 1)
+        ev, V = spectrum
+        w = np.clip(1.0 - sigma2 / np.maximum(ev, np.finfo(float).tiny), 0.0, None)
+        Q = scipy.linalg.svd(V @ (w[:, None] * (V.T @ Y)), full_matrices=False)[0][:, :c]
+        PS = Smm - Q @ (Q.T @ Smm)
+        PS = PS - (PS @ Q) @ Q.T
+        evals = scipy.linalg.eigvalsh(PS)[::-1][:p - c]
+    else:
+        c = 0
+        evals = scipy.linalg.eigvalsh(Smm)[::-1]
+    sigma2, r, thresholds = _modality_rank(evals, p - c, df, alpha, min(kmax, p - c))
+    return sigma2, r, evals, thresholds
+
+
+def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
+                      record=None):
+    """Shared directions of modality ``m`` that its own spectrum missed, found through the
+    modalities ``others``.
+
+    The number of canonical correlations between all of ``x_m`` (whitened by ``S_mm``;
+    needs ``p_m < n - 1``) and the others' reduced variables ``base[a]^T x_a`` is compared
+    with the number for ``m``'s reduced variables ``base[m]^T x_m``; the difference is the
+    number of shared directions the reduced basis lacks (a factor weak in ``m`` but strong
+    elsewhere is detectable from cross-covariances above ``ell > p_m / n`` rather than the
+    spectrum's ``ell > sqrt(p_m / n)``). They are the leading left singular vectors of the
+    cross-covariance with the others outside ``span(base[m])``. Returns a ``p_m x e``
+    orthonormal matrix orthogonal to ``base[m]`` (``e`` may be 0).
+    """
+    p = n_features[m]
+    Um = base[m]
+    none = np.zeros((p, 0))
+    others = [a for a in others if base[a].shape[1] > 0]
+    if not others or p >= df - sum(base[a].shape[1] for a in others) - 1:
+        return none
+    evals, evecs = spectra[m]
+    if evals[-1] <= 0:
+        return none
+    Y = _cross_whitened(S, rows, m, [base[a] for a in others], others)
+    Ko = Y.shape[1]
+    full = (evecs / np.sqrt(evals)).T @ Y  # x_m whitened by S_mm (eigenbasis)
+    t_m, _, _ = _cca_count(full, df, alpha, (p, Ko), record, (m,), m,
+                           "canonical correlation^2, all features vs others")
+    km = Um.shape[1]
+    s_m = 0
+    if km:
+        red = (Um / np.sqrt(evals[:km])).T @ Y
+        s_m, _, _ = _cca_count(red, df, alpha, (km, Ko))
+    extra = min(t_m - s_m, p - km - 1)
+    if extra <= 0:
+        return none
+    resid = Y - Um @ (Um.T @ Y)
+    new = scipy.linalg.svd(resid, full_matrices=False)[0][:, :extra]
+    new = new - Um @ (Um.T @ new)
+    return np.linalg.qr(new)[0]
+
+
+def _augment(S, rows, n_features, df, alpha, noise, U, lam, sig, spectra, record):
+    """Step 1b for every modality, through all the other modalities (the bases used by
+    the membership step); see :func:`_extra_directions`."""
     M = len(rows)
-    base = [u.shape[1] for u in U]
+    base = [u.copy() for u in U]
     for m in range(M):
-        p = n_features[m]
-        others = [a for a in range(M) if a != m and base[a] > 0]
-        if not others or p >= df - sum(base[a] for a in others) - 1:
+        new = _extra_directions(S, rows, n_features, df, alpha, m,
+                                [a for a in range(M) if a != m], base, spectra, record)
+        extra = new.shape[1]
+        if extra == 0:
             continue
-        evals, evecs = spectra[m]
-        if evals[-1] <= 0:
-            continue
-        Y = np.hstack([S[rows[m], rows[a]] @ U[a][:, :base[a]] / np.sqrt(lam[a][:base[a]])
-                       for a in others])  # p_m x K_o, cross-covariance with whitened others
-        idx = np.concatenate([np.arange(rows[a].start, rows[a].stop) for a in others])
-        # the others' variables are correlated with each other: whiten them jointly
-        Woo = np.zeros((len(idx), sum(base[a] for a in others)))
-        r0 = 0
-        c0 = 0
-        for a in others:
-            Woo[r0:r0 + n_features[a], c0:c0 + base[a]] = (U[a][:, :base[a]]
-                                                           / np.sqrt(lam[a][:base[a]]))
-            r0 += n_features[a]
-            c0 += base[a]
-        Coo = Woo.T @ S[np.ix_(idx, idx)] @ Woo
-        w, V = scipy.linalg.eigh(Coo)
-        Y = Y @ (V / np.sqrt(np.maximum(w, 1e-12 * w.max()))) @ V.T
-        Ko = Y.shape[1]
-        full = (evecs / np.sqrt(evals)).T @ Y  # x_m whitened by S_mm (eigenbasis)
-        t_m, _, _ = _cca_count(full, df, alpha, (p, Ko), record, (m,), m,
-                               "canonical correlation^2, all features vs others")
-        km = base[m]
-        if km == 0:
-            s_m = 0
-        else:
-            red = (U[m][:, :km] / np.sqrt(lam[m][:km])).T @ Y
-            s_m, _, _ = _cca_count(red, df, alpha, (km, Ko))
-        extra = min(t_m - s_m, p - km - 1)
-        if extra <= 0:
-            continue
-        resid = Y - U[m] @ (U[m].T @ Y)
-        new = scipy.linalg.svd(resid, full_matrices=False)[0][:, :extra]
-        new = new - U[m] @ (U[m].T @ new)
-        new = np.linalg.qr(new)[0]
         vals, rot = scipy.linalg.eigh(new.T @ S[rows[m], rows[m]] @ new)
         vals, rot = vals[::-1], rot[:, ::-1]
         U[m] = np.hstack([U[m], new @ rot])
         lam[m] = np.concatenate([lam[m], vals])
         sig[m] = np.concatenate([sig[m], np.maximum(vals - noise[m], 1e-3 * noise[m])])
         record("cross-modal rank", (m,), m, None, "shared directions added", extra, 0.5, True)
+    return base
+
+
+def _whiten(B, Smm):
+    """``B (B^T S_mm B)^{-1/2}``: the reduced variables ``B^T x_m``, whitened."""
+    if B.shape[1] == 0:
+        return B
+    w, V = scipy.linalg.eigh(B.T @ Smm @ B)
+    return B @ (V / np.sqrt(np.maximum(w, 1e-12 * max(w.max(), 1e-300))))
+
+
+def _consensus(order, means, pair_rank, M, max_rank):
+    """Integer ranks of the shared subsets proposed by the membership step.
+
+    A subset's mean count over its modalities is rounded to the nearest integer, ties
+    down. When the mean exceeds 1 (the subset is selected in any case) it may instead be
+    rounded the other way: among these roundings the one chosen reproduces best
+    the *tested* pair ranks ``c_ab = sum of r_S over S containing a and b`` (sum of
+    absolute differences over all pairs), then stays closest to the mean counts, then has
+    the smaller total rank (omission rather than invention).
+    """
+    def rnd(v):
+        return int(np.floor(v + 0.5 - 1e-9))
+
+    base = {s: rnd(means[s]) for s in order}
+    free = [s for s in order if abs(means[s] - round(means[s])) > 1e-9 and means[s] > 1]
+
+    def cost(r):
+        implied = np.zeros((M, M), dtype=int)
+        for s in order:
+            if r[s]:
+                idx = np.array(s)
+                implied[np.ix_(idx, idx)] += r[s]
+        iu = np.triu_indices(M, 1)
+        return (int(np.abs(implied[iu] - pair_rank[iu]).sum()),
+                float(sum(abs(r[s] - means[s]) for s in order)), sum(r.values()))
+
+    best = dict(base)
+    if free:
+        options = {s: (int(np.floor(means[s])), int(np.ceil(means[s]))) for s in free}
+        best_cost = cost(best)
+        if len(free) <= 12:
+            import itertools
+            for choice in itertools.product(*(options[s] for s in free)):
+                r = dict(base)
+                r.update(zip(free, choice))
+                c = cost(r)
+                if c < best_cost:
+                    best, best_cost = r, c
+        else:  # coordinate descent from the plain rounding
+            improved = True
+            while improved:
+                improved = False
+                for s in free:
+                    for v in options[s]:
+                        r = dict(best)
+                        r[s] = v
+                        c = cost(r)
+                        if c < best_cost:
+                            best, best_cost, improved = r, c, True
+    if max_rank is not None:
+        best = {s: min(r, max_rank) for s, r in best.items()}
+    return best
 
 
 def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
@@ -235,8 +380,10 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
     random_state : None
         Unused (the selection is deterministic); accepted for a uniform signature.
     alpha : float, default=0.01
-        Level of each test (modality ranks and pairwise canonical correlations). Smaller
-        values omit more weak blocks and invent fewer.
+        Family-wise level: each pair test runs at ``alpha / (M (M - 1) / 2)`` and each
+        specific-rank test at ``alpha / M`` (Bonferroni), so that the whole structure
+        invents a shared rank (a specific rank) with probability at most about ``alpha``.
+        Smaller values omit more weak blocks and invent fewer.
     augment : bool, default=True
         Look for shared directions too weak for a modality's own spectrum through its
         canonical correlations with the other modalities (step 1b of the method).
@@ -246,12 +393,15 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
     structure : Structure
         The selected structure.
     evidence : pandas.DataFrame
-        One row per test or decision, columns ``step`` ("modality rank", "pair rank",
-        "membership", "structure"), ``subset``, ``modality``, ``component``, ``statistic``,
-        ``value``, ``threshold``, ``selected``, ``rank``. ``evidence.attrs["info"]`` is a dict
-        of the intermediate quantities: ``noise_variance`` (M,), ``modality_rank`` (M,)
-        (``k_m``), ``pair_rank`` (M, M) (``c_ab``), ``forced`` (modalities given a rank-1
-        specific block without evidence), ``alpha``, ``n_samples``.
+        One row per test or decision, columns ``step`` ("modality rank", "cross-modal
+        rank", "pair rank", "membership", "structure", "specific rank"), ``subset``,
+        ``modality``, ``component``, ``statistic``, ``value``, ``threshold``, ``selected``,
+        ``rank``. ``evidence.attrs["info"]`` is a dict of the intermediate quantities:
+        ``noise_variance`` (M,) (re-estimated outside the shared directions),
+        ``modality_rank`` (M,) (``k_m`` of steps 1-1b, the size of the reduced basis),
+        ``pair_rank`` (M, M) (``c_ab``), ``specific_rank`` (M,) (step 5, before any forced
+        block), ``forced`` (modalities given a rank-1 specific block without evidence),
+        ``alpha``, ``n_samples``.
 
     Examples
     --------
@@ -284,6 +434,9 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
             raise ValueError(f"{len(names)} names given for {M} modalities")
     S = check_covariance(S, sum(n_features))
     df = n - 1
+    # Bonferroni within each family of decisions (see the module docstring, step 5)
+    a_pair = alpha / max(M * (M - 1) // 2, 1)
+    a_mod = alpha / M
     edges = np.concatenate([[0], np.cumsum(n_features)]).astype(int)
     rows = [slice(edges[m], edges[m + 1]) for m in range(M)]
     records = []
@@ -319,8 +472,9 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
         spectra.append((evals, evecs))
 
     # -- 1b. shared directions too weak for the modality's own spectrum --------------------
+    base = [u.copy() for u in U]
     if augment:
-        _augment(S, rows, n_features, df, alpha, noise, U, lam, sig, spectra, record)
+        base = _augment(S, rows, n_features, df, a_mod, noise, U, lam, sig, spectra, record)
     k = np.array([u.shape[1] for u in U], dtype=int)
 
     # -- 2. pairwise ranks by canonical correlations -----------------------------------------
@@ -333,16 +487,43 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
             C = U[a].T @ S[rows[a], rows[b]] @ U[b]
             R = C / np.sqrt(np.outer(lam[a], lam[b]))
             Ua, rho, Vbt = scipy.linalg.svd(R)
-            rho2 = np.clip(rho, 0, 1) ** 2
+            # the test: the spectral bases only (neither was chosen for its correlation
+            # with the other modality), all the features of one modality against the
+            # other's spectral basis (finds a shared factor too weak for one spectrum),
+            # and all the features of both (too weak for both spectra);
+            # the count is the largest of the (up to four) counts, each at a_pair / 4
+            Wa = _whiten(base[a], S[rows[a], rows[a]])
+            Wb = _whiten(base[b], S[rows[b], rows[b]])
+            full = [spectra[m][1] / np.sqrt(spectra[m][0])
+                    if n_features[m] < df - 1 and spectra[m][0][-1] > 0 else None
+                    for m in (a, b)]
+            cands = [(Wa, Wb, "spectral bases")]
+            for m, Wfull, Wother in ((a, full[0], Wb), (b, full[1], Wa)):
+                if Wfull is not None and 0 < Wother.shape[1] < df - n_features[m] - 1:
+                    what = f"all features of {names[m] if names else m}"
+                    cands.append((Wfull, Wb, what) if m == a else (Wa, Wfull, what))
+            if full[0] is not None and full[1] is not None and (
+                    n_features[a] + n_features[b] < df - 1):
+                cands.append((full[0], full[1], "all features of both"))
+            level = a_pair / len(cands)
             c = 0
-            for j in range(min(k[a], k[b])):
-                t = cca_largest_root_threshold(k[a] - j, k[b] - j, df - j, alpha)
-                ok = rho2[j] > t
-                record("pair rank", (a, b), None, j, "canonical correlation^2", rho2[j], t,
-                       ok)
-                if not ok:
-                    break
-                c += 1
+            for WA, WB, what in cands:
+                ka, kb = WA.shape[1], WB.shape[1]
+                if ka == 0 or kb == 0:
+                    continue
+                rho = scipy.linalg.svdvals(WA.T @ S[rows[a], rows[b]] @ WB)
+                rho2 = np.clip(rho, 0, 1) ** 2
+                cj = 0
+                for j in range(min(ka, kb)):
+                    t = cca_largest_root_threshold(ka - j, kb - j, df - j, level)
+                    ok = rho2[j] > t
+                    record("pair rank", (a, b), None, j,
+                           f"canonical correlation^2, {what}", rho2[j], t, ok)
+                    if not ok:
+                        break
+                    cj += 1
+                c = max(c, cj)
+            c = min(c, k[a], k[b])
             pair_rank[a, b] = pair_rank[b, a] = c
             if c:
                 for m, Q in ((a, Ua[:, :c]), (b, Vbt[:c].T)):
@@ -380,30 +561,38 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
                 counts.setdefault(subset, {})[m] = counts.get(subset, {}).get(m, 0) + V.shape[1]
 
     # -- 4. consensus ------------------------------------------------------------------------
+    order = sorted(counts, key=lambda s: (-len(s), s))
+    means = {s: float(np.mean([counts[s].get(m, 0) for m in s])) for s in order}
+    ranks = _consensus(order, means, pair_rank, M, max_rank)
     blocks = {}
-    for subset in sorted(counts, key=lambda s: (-len(s), s)):
-        votes = [counts[subset].get(m, 0) for m in subset]
-        mean = float(np.mean(votes))
-        r = int(np.floor(mean + 0.5 - 1e-9))
-        if max_rank is not None:
-            r = min(r, max_rank)
-        record("structure", subset, None, None, "mean count over its modalities", mean, 0.5,
-               r > 0, r)
+    for subset in order:
+        r = ranks[subset]
+        record("structure", subset, None, None, "mean count over its modalities",
+               means[subset], 0.5, r > 0, r)
         if r > 0:
             blocks[subset] = r
     forced = []
+    specific = np.zeros(M, dtype=int)
     for m in range(M):
         shared = sum(r for s, r in blocks.items() if m in s)
-        r = int(k[m]) - shared
+        kmax = max(min(n_features[m], df) // 2, 1)
         if max_rank is not None:
-            r = min(r, max_rank)
+            kmax = min(kmax, max_rank)
+        sigma2, r, evals, thresholds = _specific_rank(S, rows, m, shared, U, n_features, df,
+                                                      a_mod, kmax, spectra[m], noise[m])
+        specific[m] = r
+        if shared:
+            noise[m] = sigma2  # the spikes the modality's own spectrum missed are not noise
+        for j, t in enumerate(thresholds):
+            record("specific rank", (m,), m, j,
+                   f"eigenvalue outside the {shared} shared directions", evals[j], t, j < r)
         if r <= 0 and shared == 0:
             forced.append(m)
             r = 1
         if r > 0:
             blocks[(m,)] = r
-        record("structure", (m,), m, None, "factors on the modality minus shared", k[m] - shared,
-               0.5, k[m] - shared > 0, r if r > 0 else 0)
+        record("structure", (m,), m, None, "factors outside the shared directions",
+               specific[m], 0.5, specific[m] > 0, r if r > 0 else 0)
     if forced:
         label = [names[m] if names else m for m in forced]
         warnings.warn(
@@ -413,5 +602,5 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
     evidence = pd.DataFrame.from_records(records, columns=_COLUMNS)
     evidence.attrs["info"] = {
         "noise_variance": noise, "modality_rank": k, "pair_rank": pair_rank,
-        "forced": forced, "alpha": alpha, "n_samples": n}
+        "specific_rank": specific, "forced": forced, "alpha": alpha, "n_samples": n}
     return structure, evidence
