@@ -47,8 +47,9 @@ class Structure:
     modalities : int or sequence of str, default=None
         The number of modalities, or their names in data order. By default, the number is
         one more than the largest index used (indices), or the names in order of first
-        appearance (names). Every modality must carry at least one factor: a modality without
-        loadings has no signal to estimate and leaves the denoising step unidentified.
+        appearance (names). A modality that no block contains carries no factor (it is
+        modelled as noise only: zero loadings, its own noise variance); that is allowed only
+        when ``modalities`` declares the modalities, so that a mistyped index is still caught.
 
     Attributes
     ----------
@@ -155,11 +156,12 @@ class Structure:
             seen[subset] = key
         covered = {m for s, _ in resolved for m in s}
         missing = [m for m in range(n_modalities) if m not in covered]
-        if missing:
+        if missing and modalities is None and names is None:
+            # with the modalities inferred from the indices, a gap is almost surely a typo
             label = [names[m] for m in missing] if names else missing
             raise ValueError(
-                f"modality {label[0]!r} carries no factor: every modality needs at least one "
-                "block containing it (drop the modality or add a specific block for it)"
+                f"modality {label[0]!r} carries no factor: add a block containing it, or pass "
+                "`modalities=` to declare on purpose a modality without factors"
             )
         resolved.sort(key=lambda b: (-len(b[0]), b[0]))
         self._blocks = tuple(resolved)

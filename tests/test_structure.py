@@ -111,3 +111,14 @@ def test_columns_partition_and_mask_rank(data):
     widths = data.draw(st.lists(st.integers(1, 4), min_size=M, max_size=M))
     mask = s.mask(widths)
     assert mask.sum() == sum(widths[m] * s.modality_rank(m) for m in range(M))
+
+
+def test_declared_modality_without_factors():
+    st = Structure({(0, 1): 2, (0,): 1}, modalities=3)
+    assert st.n_modalities == 3 and st.modality_rank(2) == 0
+    mask = st.mask([4, 5, 6])
+    assert mask.shape == (15, 3) and not mask[9:].any() and mask[:9].any()
+    named = Structure({("a", "b"): 1}, modalities=["a", "b", "c"])
+    assert named.modality_rank(2) == 0
+    with pytest.raises(ValueError, match="modality 1.* carries no factor"):
+        Structure({(0, 2): 1})  # inferred modalities: the gap is treated as a typo

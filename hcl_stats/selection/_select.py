@@ -399,8 +399,8 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
         ``rank``. ``evidence.attrs["info"]`` is a dict of the intermediate quantities:
         ``noise_variance`` (M,) (re-estimated outside the shared directions),
         ``modality_rank`` (M,) (``k_m`` of steps 1-1b, the size of the reduced basis),
-        ``pair_rank`` (M, M) (``c_ab``), ``specific_rank`` (M,) (step 5, before any forced
-        block), ``forced`` (modalities given a rank-1 specific block without evidence),
+        ``pair_rank`` (M, M) (``c_ab``), ``specific_rank`` (M,) (step 5), ``no_factor``
+        (modalities in which no factor was detected: modelled as noise only),
         ``alpha``, ``n_samples``.
 
     Examples
@@ -571,7 +571,7 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
                means[subset], 0.5, r > 0, r)
         if r > 0:
             blocks[subset] = r
-    forced = []
+    no_factor = []
     specific = np.zeros(M, dtype=int)
     for m in range(M):
         shared = sum(r for s, r in blocks.items() if m in s)
@@ -587,20 +587,23 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
             record("specific rank", (m,), m, j,
                    f"eigenvalue outside the {shared} shared directions", evals[j], t, j < r)
         if r <= 0 and shared == 0:
-            forced.append(m)
-            r = 1
+            no_factor.append(m)  # nothing detected: the modality is modelled as noise only
         if r > 0:
             blocks[(m,)] = r
         record("structure", (m,), m, None, "factors outside the shared directions",
                specific[m], 0.5, specific[m] > 0, r if r > 0 else 0)
-    if forced:
-        label = [names[m] if names else m for m in forced]
+    if len(no_factor) == M:
+        raise ValueError(
+            "no factor detected in any modality: at this sample size nothing in the data "
+            "stands out of the noise (check the data, or give a structure)")
+    if no_factor:
+        label = [names[m] if names else m for m in no_factor]
         warnings.warn(
-            f"no factor detected in modality {label}: a specific block of rank 1 was kept so "
-            "that the structure covers every modality", UserWarning, stacklevel=2)
+            f"no factor detected in modality {label}: it is modelled as noise only (zero "
+            "loadings)", UserWarning, stacklevel=2)
     structure = Structure(blocks, modalities=names or M)
     evidence = pd.DataFrame.from_records(records, columns=_COLUMNS)
     evidence.attrs["info"] = {
         "noise_variance": noise, "modality_rank": k, "pair_rank": pair_rank,
-        "specific_rank": specific, "forced": forced, "alpha": alpha, "n_samples": n}
+        "specific_rank": specific, "no_factor": no_factor, "alpha": alpha, "n_samples": n}
     return structure, evidence
