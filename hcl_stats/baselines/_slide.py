@@ -216,7 +216,22 @@ class SLIDE(BlockFactorModel):
     a component are skipped). The candidate with the smallest 3 x 3 bi-cross-validation
     error (rows split in three, each modality's features split in three; see
     :func:`_bcv_error`) is refitted on all the data. Candidates and errors are stored in
-    ``selection_``.
+    ``selection_``. In each fold the candidate is refitted on the training rows and
+    columns with its zero blocks enforced, the held-out columns' loadings are masked the
+    same way, and the error is measured on the held-out block only (Owen and Perry's
+    bi-cross-validation with the structured fit).
+
+    SLIDE's scores are orthonormal (``U^T U = I``). When the true scores are merely
+    uncorrelated in the population (e.g. i.i.d. Gaussian, sample correlations of order
+    ``1 / sqrt(n)``), the true zero pattern cannot absorb those in-sample correlations:
+    orthonormalising the scores mixes the loadings across blocks. A pattern with extra
+    non-zero blocks (a partial component merged into a global one) fits that part of the
+    signal, and at high signal-to-noise this gain is larger than the noise it overfits,
+    so bi-cross-validation prefers the merged pattern even though the true one is on the
+    path (observed: the true structure in 4 of 20 replications of a
+    three-modality, rank 2 per subset design at ``n = 400`` and noise variance 0.05,
+    against 19 of 20 when the same data are generated with scores orthonormal
+    in-sample; ``python -m simulations baseline-selection``).
 
     Parameters
     ----------
