@@ -16,9 +16,10 @@ Nocedal and Schnabel (1994, eq. 3.1 for ``H``): with the last ``m`` pairs stacke
     H g = H0 g + S^T p - gamma (P Y)^T u,     u = R^{-1} S g,
     p = R^{-T} ((D + gamma Y P Y^T) u - gamma (P Y) g).
 
-That is four matrix-vector products with ``(m, n)`` arrays per application instead of the
-``4 m`` vector operations of the two-loop recursion, whose per-call overhead dominated an
-iteration at the problem sizes of the package. The result is the same matrix as the
+With ``S`` and ``P Y`` stored in one ``(2m, n)`` buffer that is two matrix-vector products
+per application (plus ``m x m`` work on the host, cached when a pair is added) instead of
+the ``4 m`` vector operations of the two-loop recursion, whose per-call overhead dominated
+an iteration at the problem sizes of the package. The result is the same matrix as the
 two-loop recursion (checked against the recursive BFGS update in the tests).
 """
 
