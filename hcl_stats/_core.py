@@ -234,11 +234,6 @@ def spectral_init(values, vectors, structure, n_features):
     return W
 
 
-def _relative_gradient(grad, SW_W, mask):
-    denom = np.linalg.norm(SW_W[mask])
-    return float(np.linalg.norm(grad[mask]) / denom) if denom > 0 else 0.0
-
-
 def _newton(fun_grad, hessp, x0, *, max_iter, gtol_fn):
     """Trust-region Newton (scipy's trust-krylov) stopped by ``gtol_fn(x, g)``."""
     state = {"n": 0}
