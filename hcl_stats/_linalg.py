@@ -7,9 +7,12 @@ that its entry of largest absolute value is positive.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
+from threadpoolctl import ThreadpoolController
 
 __all__ = ["top_eigh", "flip_signs", "orthonormal_basis", "procrustes_rotation", "lapack_svd",
            "truncated_svd", "singular_values"]
@@ -23,6 +26,28 @@ _DENSE_FRACTION = 0.2
 _DENSE_SVD_BELOW = 100
 
 
+_CONTROLLER = None
+
+
+def serial_blas():
+    """Context in which every BLAS library runs one thread.
+
+    NumPy and SciPy ship separate OpenBLAS builds with separate thread pools. ARPACK
+    alternates between them (NumPy's for our matrix-vector products, SciPy's for its own
+    orthogonalisation), and each pool's idle threads spin for a while after a call, so the
+    two pools fight over the cores: on 2 cores the Lanczos iterations took 0.05 to 0.2 s at
+    d = 1400 instead of 0.05 s. Its matrix-vector products are memory bound, so one thread
+    loses nothing.
+    """
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        try:
+            _CONTROLLER = ThreadpoolController()
+        except Exception:  # pragma: no cover - introspection unavailable on this platform
+            return contextlib.nullcontext()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
 def flip_signs(vectors):
     """Flip columns so that the entry of largest magnitude in each is positive."""
     vectors = np.asarray(vectors)
@@ -34,12 +59,21 @@ def flip_signs(vectors):
     return vectors * signs
 
 
-def top_eigh(S, k, *, random_state=None):
+def top_eigh(S, k, *, random_state=None, mixed=False):
     """Largest ``k`` eigenpairs of the symmetric matrix ``S``, in decreasing order.
 
     Uses ARPACK (``scipy.sparse.linalg.eigsh``) for a few eigenpairs of a large matrix and
     LAPACK otherwise. The start vector of ARPACK is drawn from ``random_state`` so that the
     result is reproducible; eigenvectors follow the package sign convention.
+
+    With ``mixed=True`` the Lanczos iterations run on a float32 copy of ``S`` (half the
+    memory traffic per matrix-vector product, which is what they cost) to a relative
+    tolerance of ``1e-5``, and one float64 Rayleigh-Ritz step on the subspace found gives
+    the returned pairs. The Ritz values' error is second order in the subspace error: on
+    the authors' design (d = 1400, k = 21) the sum of the eigenvalues agrees with float64
+    ARPACK to about 1e-11 relative (residuals ``||S v - lambda v||`` about ``5e-6 lambda_1``).
+    If a float64 residual exceeds ``1e-4 lambda_1`` the float64 iterations are run instead.
+    For callers that need eigenvalues and a starting subspace, not accurate eigenvectors.
 
     Returns
     -------
@@ -55,9 +89,37 @@ def top_eigh(S, k, *, random_state=None):
     else:
         rng = np.random.default_rng(random_state if random_state is not None else 0)
         v0 = rng.standard_normal(d)
-        values, vectors = scipy.sparse.linalg.eigsh(S, k=k, which="LA", v0=v0, tol=1e-12)
+        values = None
+        with serial_blas():
+            if mixed:
+                values, vectors = _top_eigh_mixed(S, k, v0)
+            if values is None:
+                values, vectors = scipy.sparse.linalg.eigsh(S, k=k, which="LA", v0=v0,
+                                                            tol=1e-12)
     order = np.argsort(values)[::-1]
     return values[order], flip_signs(vectors[:, order])
+
+
+def _top_eigh_mixed(S, k, v0):
+    """Float32 Lanczos, float64 Rayleigh-Ritz (see :func:`top_eigh`); ``(None, None)`` if
+    the float64 residuals say the float32 subspace is not good enough."""
+    S32 = S.astype(np.float32)
+    op = scipy.sparse.linalg.LinearOperator(
+        S.shape, matvec=lambda v: S32 @ v.astype(np.float32, copy=False), dtype=np.float32)
+    try:
+        _, V = scipy.sparse.linalg.eigsh(op, k=k, which="LA", v0=v0.astype(np.float32),
+                                         tol=1e-5)
+    except scipy.sparse.linalg.ArpackNoConvergence:
+        return None, None
+    Q, _ = np.linalg.qr(V.astype(np.float64))
+    SQ = S @ Q
+    values, U = np.linalg.eigh(Q.T @ SQ)
+    vectors = Q @ U
+    residual = SQ @ U - vectors * values
+    size = max(float(np.abs(values).max()), np.finfo(float).tiny)
+    if not np.all(np.isfinite(values)) or np.linalg.norm(residual, axis=0).max() > 1e-4 * size:
+        return None, None
+    return values, vectors
 
 
 def orthonormal_basis(A, *, rtol=1e-10):
