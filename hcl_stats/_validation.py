@@ -270,6 +270,8 @@ def check_covariance(S, d):
     # one pass for the asymmetry, reused to symmetrise (np.allclose costs four times more
     # at d = 1400, a sixth of the covariance itself)
     asym = S - S.T
+    if not asym.any():  # exactly symmetric (as computed covariances are): nothing to do
+        return S
     if np.abs(asym).max() > 1e-8 * max(np.abs(S).max(), 1e-300):
         raise ValueError("covariance is not symmetric")
     asym *= 0.5

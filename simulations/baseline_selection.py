@@ -12,7 +12,9 @@
   is the true structure. ``slide`` uses the package generator (i.i.d. Gaussian scores,
   whose sample correlations are of order ``1 / sqrt(n)``); ``slide-orthogonal`` the same
   loadings and noise with scores whitened in-sample (``Z^T Z = (n - 1) I``), which is
-  SLIDE's own model (``U^T U = I``).
+  SLIDE's own model (``U^T U = I``) and how SLIDE's authors simulate their three-view,
+  rank-2-per-structure design (``generateModel2`` in their R package centres and
+  orthonormalises the scores).
 
 Prints one line per replication and the selection rate of each method.
 """

@@ -294,7 +294,8 @@ def test_slide_selection_fast(rng):
 
 @pytest.mark.slow
 def test_slide_selection_20_replications(rng):
-    """SLIDE's model (orthonormal scores): the true structure in >= 80% of 20 replications."""
+    """SLIDE's model (orthonormal scores, as in its authors' three-view simulation design):
+    the true structure in >= 80% of 20 replications."""
     hits = sum(SLIDE("auto", random_state=r).fit(_seven_data(rng, orthogonal=True)).structure_
                == SEVEN for r in range(20))
     assert hits >= 16

@@ -231,7 +231,10 @@ class SLIDE(BlockFactorModel):
     path (observed: the true structure in 4 of 20 replications of a
     three-modality, rank 2 per subset design at ``n = 400`` and noise variance 0.05,
     against 19 of 20 when the same data are generated with scores orthonormal
-    in-sample; ``python -m simulations baseline-selection``).
+    in-sample; ``python -m simulations baseline-selection``). Orthonormal scores are also
+    how SLIDE's authors simulate their own three-view design with rank 2 for each of the
+    7 structures (``generateModel2`` in their R package draws the scores, centres them and
+    orthonormalises them), so that is the design on which the package checks selection.
 
     Parameters
     ----------
