@@ -504,7 +504,10 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
         p, r = shapes[i]
         where[rows[m], cols[m]] = offs[i] + np.arange(p * r).reshape(p, r)
     to_cols = [xp.asarray(where[:, cols[m]].ravel(), device=dev) for m in active]
-    g_index = [np.ix_(cols[m], cols[m]) for m in active]
+    # flat positions of G[C_m, C_m] in G.ravel(): gathers and scatter-adds of the K x K
+    # blocks are then single calls
+    g_flat = [(cols[m][:, None] * K + cols[m][None, :]).ravel() for m in active]
+    g_all = np.concatenate(g_flat)
 
     scale = max(float(xp.max(xp.abs(xp.linalg.diagonal(S_W)))), np.finfo(float).tiny)
     S_hi = S_W / scale
@@ -532,21 +535,26 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
                     for i in range(n_blocks)])
         return xp.astype(out, dtype) if out.dtype != dtype else out
 
+    host = (lambda a: a) if is_numpy(xp) else (lambda a: np.asarray(to_numpy(a), dtype=float))
+    device = (lambda a: a) if is_numpy(xp) else (lambda a: xp.asarray(a, **kw))
+
+    def scatter(parts):  # per-modality r_m x r_m blocks -> their sum placed in (K, K)
+        flat = host(concat([reshape(p, (-1,)) for p in parts]))
+        return np.bincount(g_all, weights=flat, minlength=K * K).reshape(K, K)
+
     def gram(U, V):  # U^T V for packed U, V, as a (K, K) host array
-        out = np.zeros((K, K))
-        for i, (u, v) in enumerate(zip(split(U), split(V))):
-            out[g_index[i]] += np.asarray(to_numpy(u.T @ v), dtype=float)
-        return out
+        return scatter([u.T @ v for u, v in zip(split(U), split(V))])
 
     def gradient(x, A, G):  # 2 (W G - S_W W) on the free entries
-        return join([xb @ xp.asarray(2.0 * G[g_index[i]], **kw) - 2.0 * ab
+        G2 = 2.0 * G.ravel()
+        return join([xb @ device(G2[g_flat[i]].reshape(shapes[i][1:] * 2)) - 2.0 * ab
                      for i, (xb, ab) in enumerate(zip(split(x), split(A)))])
 
     W0 = np.asarray(W_init, dtype=float) / math.sqrt(scale)
     x = xp.asarray(np.concatenate([W0[rows[m]][:, cols[m]].ravel() for m in active]), **kw)
     pre = []
     for i in range(n_blocks):
-        g = W0[:, cols[active[i]]].T @ W0[:, cols[active[i]]]
+        g = W0[:, cols[active[i]]].T @ W0[:, cols[active[i]]]  # G0[C_m, C_m]
         g = g + (_PRECOND_RIDGE * np.trace(g) / len(g) + 1e-12) * np.eye(len(g))
         pre.append(xp.asarray(np.linalg.inv(g), **kw))
 
@@ -596,8 +604,9 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
             if not slope < 0:
                 break
         B = product(D, cheap)
-        WD = gram(x, D)
-        F = gram(D, D)
+        Ds = split(D)
+        WD = scatter([xb.T @ db for xb, db in zip(split(x), Ds)])
+        F = scatter([db.T @ db for db in Ds])
         E = WD + WD.T
         c2 = 0.5 * (np.vdot(E, E) + 2.0 * np.vdot(G, F)) - float(D @ B)
         step = _quartic_step(slope, c2, np.vdot(E, F), 0.5 * np.vdot(F, F))
