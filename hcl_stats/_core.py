@@ -460,10 +460,13 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
       cancellation of evaluating ``||S_W||^2 - 2 tr(W^T S_W W) + ||W^T W||^2`` twice.
     * **Cheap products first.** With float64 input the products use a float32 copy of
       ``S_W`` (half the memory traffic) until the relative gradient reaches
-      ``max(tol, 1e-5)`` or stalls; the gradient is then recomputed with one float64 product
-      and the iterations continue in float64 until ``tol`` holds there. Reported values
-      are float64. On a device without float64 everything runs in float32 and the
-      iterations stop when rounding stalls progress.
+      ``max(tol, 1e-5)``; the gradient is then recomputed with one float64 product and the
+      iterations continue in float64 until ``tol`` holds there. A stall in float32 (no
+      halving in 50 iterations) is checked the same way: if the float64 gradient agrees,
+      it is a plateau of the objective and float32 goes on from the exact ``S_W W``;
+      otherwise rounding is the cause and float64 takes over. Reported values are float64.
+      On a device without float64 everything runs in float32 and the iterations stop when
+      progress stalls near the float32 floor.
     * The initial inverse Hessian is the ScaledGD preconditioner
       ``V_m -> V_m (G_{C_m C_m} + eps I)^{-1}`` with ``G = W^T W`` at the start, which evens
       out the curvature of strong and weak factors; the L-BFGS matrix is applied in compact
