@@ -256,6 +256,9 @@ def check_structure(structure, n_features, names=None):
 def check_covariance(S, d):
     """Return ``S`` as a symmetric finite (d, d) float64 array, or raise ValueError.
 
+    An exactly symmetric float64 NumPy input is returned as is (no copy): callers must not
+    modify the result in place.
+
     An array of another array-API namespace (CuPy, ...) is checked and symmetrised there
     and returned in it (float32 on a device without float64).
     """
