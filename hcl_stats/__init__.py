@@ -6,7 +6,7 @@ where a modality does not belong to a structure (Li, Yu and Zhou, arXiv 2604.054
 """
 
 from hcl_stats._hcl import HCL
-from hcl_stats._pooling import pool_covariances
+from hcl_stats._statistics.pooling import pool_covariances
 from hcl_stats._structure import Structure
 
 __version__ = "0.1.0"

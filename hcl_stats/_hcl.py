@@ -1,16 +1,24 @@
-"""The :class:`HCL` estimator: a thin shell over :func:`hcl_stats._core.fit_hcl`."""
+"""The :class:`HCL` estimator: a thin shell over :func:`hcl_stats._estimation.fit.fit_hcl`."""
 
 from __future__ import annotations
 
-
 import numpy as np
 
-from hcl_stats._backend import BACKENDS, is_numpy, namespace_for, to_numpy
-from hcl_stats._base import BlockFactorModel
-from hcl_stats._core import fit_hcl, sample_covariance
-from hcl_stats._sufficient import covariance_statistics, is_dask_array
-from hcl_stats._validation import (check_blocks, check_positive_float, check_positive_int,
-                                   check_structure)
+from hcl_stats._estimation.fit import fit_hcl
+from hcl_stats._estimation.reduced import fit_hcl_reduced
+from hcl_stats._estimation.selection import select_structure
+from hcl_stats._input.params import check_positive_float, check_positive_int
+from hcl_stats._input.validation import check_blocks, check_structure
+from hcl_stats._models.base import BlockFactorModel
+from hcl_stats._numerics.backend import (
+    BACKENDS,
+    is_dask_array,
+    is_numpy,
+    namespace_for,
+    to_numpy,
+)
+from hcl_stats._statistics.chunked import covariance_statistics
+from hcl_stats._statistics.covariance import sample_covariance
 
 __all__ = ["HCL"]
 
@@ -42,13 +50,13 @@ class HCL(BlockFactorModel):
        unstructured minimiser ``V_K sqrt(Lambda_K - sigma^2)``, rotated so that each block's
        columns span the latent directions that load least outside its subset, peeling
        from specific to global blocks (exact in the population; see
-       :func:`hcl_stats._core.spectral_init`).
+       :func:`hcl_stats._estimation.fit.spectral_init`).
     3. Solver (``solver="lbfgs"``, default): L-BFGS on the free entries only, with the
        ScaledGD preconditioner ``V_m (G_{C_m C_m})^{-1}`` (which evens out the curvature of
        strong and weak factors), one product with ``S`` per iteration restricted to the
        non-zero blocks, an exact line search (the objective is a quartic polynomial along
        a line), and float32 products until the float64 check (see
-       :func:`hcl_stats._core.solve_lbfgs`). ``solver="subspace"``: trust-region Newton
+       :func:`hcl_stats._estimation.fit.solve_lbfgs`). ``solver="subspace"``: trust-region Newton
        on the exact restriction of the objective to per-modality subspaces that grow by the
        part of the gradient outside them (fewer, costlier iterations; faster when the
        signal is strong, slower at the authors' noise level, see ``simulations/bench.py``).
@@ -82,7 +90,7 @@ class HCL(BlockFactorModel):
         (accumulated chunk by chunk for Dask arrays and memmaps), memory O(d^2).
         ``"reduced"``: per-modality randomized range finding on the data, then the same
         objective on the small matrix ``T = (X Q)^T (X Q) / (n - 1)``, memory
-        O(n d + d K), noise from the residual energy (see :mod:`hcl_stats._reduced`);
+        O(n d + d K), noise from the residual energy (see :mod:`hcl_stats._estimation.reduced`);
         the bases then grow by the full problem's gradient until its relative norm is
         below ``tol``, so the solution is a stationary point of the same objective as on
         the covariance path (with the noise level estimated from ``T``, whose leading
@@ -259,7 +267,6 @@ class HCL(BlockFactorModel):
             else "covariance"
 
     def _fit_reduced(self, blocks, names):
-        from hcl_stats._reduced import fit_hcl_reduced
 
         n_features = [b.shape[1] for b in blocks]
         structure = check_structure(self.structure, n_features, names)
@@ -289,7 +296,6 @@ class HCL(BlockFactorModel):
         S_fit = S if is_numpy(xp) else xp.asarray(S)
         S = np.asarray(to_numpy(S), dtype=float)
         if isinstance(self.structure, str) and self.structure == "auto":
-            from hcl_stats.selection import select_structure
 
             structure, self.selection_ = select_structure(
                 S, n_features, n_samples=n, max_rank=self.max_rank, names=names,

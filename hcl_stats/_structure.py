@@ -13,6 +13,16 @@ __all__ = ["Structure", "LEVELS"]
 LEVELS = ("global", "partial", "specific")
 
 
+def row_slices(n_features):
+    """Row slices of the stacked modalities, one per modality, for widths ``n_features``.
+
+    >>> row_slices([2, 3])
+    [slice(0, 2, None), slice(2, 5, None)]
+    """
+    edges = np.concatenate([[0], np.cumsum(np.asarray(n_features, dtype=int))]).astype(int)
+    return [slice(int(edges[m]), int(edges[m + 1])) for m in range(len(edges) - 1)]
+
+
 def _as_subset_key(key):
     """Return ``key`` as a tuple (a bare int or name is a one-modality subset)."""
     if isinstance(key, (str, Integral)):
@@ -315,6 +325,25 @@ class Structure:
         return np.concatenate(
             [np.arange(*self._offsets[s]) for s in self.subsets_of(m)]
         ).astype(int)
+
+    def rows(self, n_features):
+        """Row slices of the modalities in the stacked loadings, for widths ``n_features``."""
+        n_features = np.asarray(n_features, dtype=int).reshape(-1)
+        if n_features.size != self._n_modalities:
+            raise ValueError(
+                f"rows needs {self._n_modalities} modality widths, got {n_features.size}"
+            )
+        return row_slices(n_features)
+
+    def iter_blocks(self, n_features):
+        """Iterate over the non-zero blocks ``(m, subset, rows, columns)`` of the loadings.
+
+        ``loadings[rows, columns]`` is ``B_{m,S}`` for modality ``m`` and block ``subset``;
+        modalities are visited in order and, within one, blocks in column order.
+        """
+        for m, rows in enumerate(self.rows(n_features)):
+            for subset in self.subsets_of(m):
+                yield m, subset, rows, self.columns(subset)
 
     def mask(self, n_features):
         """Boolean ``(d, K)`` zero pattern for modality widths ``n_features``.

@@ -111,7 +111,7 @@ def _run_worker(args, in_process=False):
 def _worker_write(opts):
     from numpy.lib.format import open_memmap
 
-    from hcl_stats._sufficient import release_pages
+    from hcl_stats._statistics.chunked import release_pages
 
     widths = opts["widths"]
     _, W = _design(widths, opts["seed"])
@@ -130,7 +130,7 @@ def _worker_write(opts):
 
 def _read_rows(path, a, b):
     """Task body: rows ``[a, b)`` of a ``.npy`` file, read into memory (pages released)."""
-    from hcl_stats._sufficient import release_pages
+    from hcl_stats._statistics.chunked import release_pages
 
     X = np.load(path, mmap_mode="r")
     out = np.array(X[a:b])

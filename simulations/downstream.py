@@ -210,8 +210,11 @@ def null_pvalues(name, m, n, Z, y, st, null, seed, *, first_stage=None,
     """
     from sklearn.base import clone
 
-    from hcl_stats.downstream import (StructuredGroupLasso, sample_split_inference,
-                                      structure_inference)
+    from hcl_stats.downstream import (
+        StructuredGroupLasso,
+        sample_split_inference,
+        structure_inference,
+    )
 
     out = []
 

@@ -157,7 +157,7 @@ def make_method(name, structure, options=None, random_state=None):
 
 def uses_covariance(estimator):
     """Whether an estimator only needs the sample covariance (has ``fit_from_covariance``
-    through the covariance hook of :class:`hcl_stats._base.BlockFactorModel`)."""
+    through the covariance hook of :class:`hcl_stats._models.base.BlockFactorModel`)."""
     return hasattr(estimator, "_fit_covariance") and hasattr(estimator, "fit_from_covariance")
 
 

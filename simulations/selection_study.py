@@ -36,10 +36,10 @@ import time
 import numpy as np
 
 from hcl_stats import Structure
-from hcl_stats._core import sample_covariance
+from hcl_stats._estimation.selection import _modality_rank
+from hcl_stats._statistics.covariance import sample_covariance
 from hcl_stats.datasets import make_hierarchical
 from hcl_stats.selection import select_structure
-from hcl_stats.selection._select import _modality_rank
 
 __all__ = ["random_structure", "singular_value_range", "run_replication", "run_study", "main"]
 

@@ -6,8 +6,7 @@ hcl_stats.baselines are picked up without touching the tests.
 
 import inspect
 
-from hcl_stats import HCL, Structure
-from hcl_stats import baselines
+from hcl_stats import HCL, Structure, baselines
 
 
 def all_estimator_classes():

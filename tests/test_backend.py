@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from hcl_stats import HCL, Structure
-from hcl_stats._backend import namespace_for, supports_float64, to_numpy
-from hcl_stats._core import fit_hcl, sample_covariance
+from hcl_stats._estimation.fit import fit_hcl
+from hcl_stats._numerics.backend import namespace_for, supports_float64, to_numpy
+from hcl_stats._statistics.covariance import sample_covariance
 from hcl_stats.datasets import make_hierarchical
 
 xps = pytest.importorskip("array_api_strict")

@@ -15,8 +15,12 @@ from sklearn.model_selection import KFold
 from hcl_stats import HCL, Structure
 from hcl_stats.baselines import ConcatSVD
 from hcl_stats.datasets import make_hierarchical
-from hcl_stats.downstream import (StructuredGroupLasso, pseudo_inverse_scores,
-                                  sample_split_inference, structure_inference)
+from hcl_stats.downstream import (
+    StructuredGroupLasso,
+    pseudo_inverse_scores,
+    sample_split_inference,
+    structure_inference,
+)
 
 GROUPS = Structure({(0, 1, 2): 2, (0, 1): 2, (1, 2): 1, (0,): 1, (2,): 3})
 K = GROUPS.n_components  # 9
@@ -484,7 +488,8 @@ def test_first_stage_covariance_closed_form(rng, loss):
     Logit are equivariant under invertible reparametrisations), so the bootstrap covariance
     and the corrected Wald statistics have a closed form around statsmodels' own fit."""
     import statsmodels.api as sm
-    from scipy.stats import chi2, f as fisher
+    from scipy.stats import chi2
+    from scipy.stats import f as fisher
 
     Z = _scores(rng, 300)
     y = _outcome(rng, Z, 0.5 * _beta(rng), loss)

@@ -3,8 +3,11 @@
 import pytest
 
 from hcl_stats import Structure
-from hcl_stats.identifiability import (check_identifiability, check_rank_conditions,
-                                       jacobian_rank_check)
+from hcl_stats.identifiability import (
+    check_identifiability,
+    check_rank_conditions,
+    jacobian_rank_check,
+)
 from simulations import identifiability_study as study
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from hcl_stats._linalg import top_eigh
-from hcl_stats._validation import check_covariance
+from hcl_stats._input.validation import check_covariance
+from hcl_stats._numerics.linalg import top_eigh
 
 
 @pytest.fixture(scope="module")

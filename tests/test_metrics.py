@@ -6,7 +6,12 @@ from scipy.stats import ortho_group
 
 from hcl_stats import Structure
 from hcl_stats.datasets import make_loadings
-from hcl_stats.metrics import block_sin_theta, gram_errors, recovery_table, sin_theta_distance
+from hcl_stats.metrics import (
+    block_sin_theta,
+    gram_errors,
+    recovery_table,
+    sin_theta_distance,
+)
 
 
 @pytest.mark.parametrize("theta", [0.0, 0.3, 1.0, np.pi / 2])

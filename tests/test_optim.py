@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 
-from hcl_stats._core import _quartic_step
-from hcl_stats._optim import CompactLBFGS
+from hcl_stats._estimation.lbfgs import _quartic_step
+from hcl_stats._numerics.optim import CompactLBFGS
 
 
 def _recursive_bfgs(pairs, H0):

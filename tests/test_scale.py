@@ -14,8 +14,8 @@ import pytest
 from numpy.lib.format import open_memmap
 from sklearn.exceptions import ConvergenceWarning
 
-import hcl_stats._reduced as reduced
-import hcl_stats._sufficient as sufficient
+import hcl_stats._estimation.reduced as reduced
+import hcl_stats._statistics.chunked as sufficient
 from hcl_stats import HCL, Structure
 from hcl_stats.baselines import ConcatSVD
 from hcl_stats.datasets import make_hierarchical

@@ -9,11 +9,17 @@ import pandas as pd
 import pytest
 
 from hcl_stats import HCL, Structure
-from hcl_stats._core import sample_covariance
+from hcl_stats._estimation.rmt import (
+    cca_largest_root_threshold,
+    mp_median,
+    spike_cosine2,
+    spike_population,
+    tw1_quantile,
+    wishart_edge_threshold,
+)
+from hcl_stats._statistics.covariance import sample_covariance
 from hcl_stats.datasets import make_hierarchical
 from hcl_stats.selection import select_structure, structure_stability
-from hcl_stats.selection._rmt import (cca_largest_root_threshold, mp_median, spike_cosine2,
-                                      spike_population, tw1_quantile, wishart_edge_threshold)
 
 # Structures used below (fixed before any tuning; the study draws random ones).
 STRUCTURES_M3 = [
@@ -139,7 +145,7 @@ def test_specific_factor_found_in_a_modality_with_many_factors():
 
 
 def test_consensus_rounds_to_match_the_tested_pair_ranks():
-    from hcl_stats.selection._select import _consensus
+    from hcl_stats._estimation.selection import _consensus
 
     # four modalities; {0,1,2,3} seen with counts (2, 2, 1, 1): mean 1.5, and a {0,2}-only
     # direction seen by one of its two modalities (mean 0.5)

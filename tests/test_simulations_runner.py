@@ -195,7 +195,7 @@ def test_wishart_and_data_paths_give_the_same_error_distribution():
 
 def test_methods_needing_data_switch_the_task_to_the_data_path(monkeypatch):
     import hcl_stats.baselines as baselines
-    from hcl_stats._base import BlockFactorModel
+    from hcl_stats._models.base import BlockFactorModel
     from hcl_stats.baselines import ConcatSVD
 
     seen = []

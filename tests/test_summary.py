@@ -8,7 +8,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from hcl_stats import HCL, Structure
-from hcl_stats._summary import Summary, format_value
+from hcl_stats._models.summary import Summary, format_value
 from hcl_stats.baselines import ConcatSVD
 from hcl_stats.datasets import make_hierarchical
 

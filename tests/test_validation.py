@@ -3,11 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from _estimators import all_estimator_classes, build
 
 from hcl_stats import Structure
 from hcl_stats.datasets import make_hierarchical
-
-from _estimators import all_estimator_classes, build
 
 STRUCTURE = Structure({(0, 1, 2): 1, (0,): 1, (1,): 1, (2,): 1})
 WIDTHS = [6, 7, 8]

@@ -5,8 +5,13 @@ import pytest
 from scipy import stats
 
 from hcl_stats import Structure
-from hcl_stats.datasets import (make_hierarchical, make_hierarchical_covariance, make_loadings,
-                                model_covariance, sample_wishart_covariance)
+from hcl_stats.datasets import (
+    make_hierarchical,
+    make_hierarchical_covariance,
+    make_loadings,
+    model_covariance,
+    sample_wishart_covariance,
+)
 from hcl_stats.datasets._wishart import _factor_wishart
 
 WIDTHS = [3, 4]

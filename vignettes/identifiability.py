@@ -12,11 +12,11 @@ Set ``HCL_VIGNETTE_SMALL=1`` for the small configuration the test suite runs.
 
 # %%
 import os
+import sys  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
 
 from hcl_stats import Structure
 from hcl_stats.identifiability import check_identifiability
-import sys  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
 
 # the study drivers live in the checkout, next to vignettes/ (not an installed package)
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))

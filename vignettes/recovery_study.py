@@ -17,10 +17,9 @@ Set ``HCL_VIGNETTE_SMALL=1`` for the small configuration the test suite runs.
 # paper's design (p = (100, 500, 800), rank 3 for each of the 7 structures, noise 6,
 # 13 sample sizes x 100 replications); the reduced one keeps its shape at a small size.
 import os
+import sys  # noqa: E402
 import tempfile
 from pathlib import Path
-
-import sys  # noqa: E402
 from pathlib import Path as _Path  # noqa: E402
 
 # the study drivers live in the checkout, next to vignettes/ (not an installed package)

@@ -7,13 +7,19 @@ import numpy as np
 import scipy.linalg
 from sklearn.utils import check_random_state
 
-from hcl_stats._base import BlockFactorModel
-from hcl_stats._linalg import truncated_svd
+from hcl_stats._input.params import check_positive_int
+from hcl_stats._models.base import BlockFactorModel
+from hcl_stats._numerics.linalg import truncated_svd
 from hcl_stats._structure import Structure
-from hcl_stats._validation import check_positive_int
-from hcl_stats.baselines._common import (centre_blocks, check_rank_list, denoise_loadings,
-                                         gavish_donoho_rank, joint_individual_structure,
-                                         ranks_from_structure, residual_noise_variance)
+from hcl_stats.baselines._common import (
+    centre_blocks,
+    check_rank_list,
+    denoise_loadings,
+    gavish_donoho_rank,
+    joint_individual_structure,
+    ranks_from_structure,
+    residual_noise_variance,
+)
 
 __all__ = ["AJIVE"]
 

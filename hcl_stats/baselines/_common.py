@@ -24,8 +24,8 @@ import warnings
 import numpy as np
 import scipy.linalg
 
+from hcl_stats._input.validation import check_blocks
 from hcl_stats._structure import Structure
-from hcl_stats._validation import check_blocks
 
 __all__ = [
     "centre_blocks",

@@ -6,8 +6,8 @@ from numbers import Integral
 
 import numpy as np
 
-from hcl_stats._base import BlockFactorModel
-from hcl_stats._core import estimate_noise
+from hcl_stats._estimation.noise import estimate_noise
+from hcl_stats._models.base import BlockFactorModel
 from hcl_stats._structure import Structure
 
 __all__ = ["ConcatSVD"]

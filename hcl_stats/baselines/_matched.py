@@ -31,7 +31,8 @@ def matched_estimator(name, structure, **options):
     >>> jive.joint_rank, jive.individual_ranks
     (2, [6, 6, 6])
     """
-    from hcl_stats import HCL, baselines
+    from hcl_stats import baselines
+    from hcl_stats._hcl import HCL
     from hcl_stats.baselines import AJIVE, JIVE, SLIDE, ConcatSVD
 
     M = structure.n_modalities

@@ -9,12 +9,19 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from hcl_stats._base import BlockFactorModel
-from hcl_stats._linalg import lapack_svd, singular_values, truncated_svd
+from hcl_stats._estimation.init import spectral_init
+from hcl_stats._input.params import check_positive_float, check_positive_int
+from hcl_stats._input.validation import check_structure
+from hcl_stats._models.base import BlockFactorModel
+from hcl_stats._numerics.linalg import lapack_svd, singular_values, truncated_svd
 from hcl_stats._structure import Structure
-from hcl_stats._validation import check_positive_float, check_positive_int, check_structure
-from hcl_stats.baselines._common import (RowCompression, centre_blocks, denoise_loadings,
-                                         gavish_donoho_rank, residual_noise_variance)
+from hcl_stats.baselines._common import (
+    RowCompression,
+    centre_blocks,
+    denoise_loadings,
+    gavish_donoho_rank,
+    residual_noise_variance,
+)
 
 __all__ = ["SLIDE", "fit_slide", "SLIDEResult"]
 
@@ -41,12 +48,11 @@ def _structured_start(X, structure, n_features, random_state):
 
     The top-``K`` right singular pairs of ``X`` are rotated block by block with the
     package's structured spectral initialiser (peeling from the most specific subsets to
-    the global one, :func:`hcl_stats._core.spectral_init`), giving loadings ``W`` with the
+    the global one, :func:`hcl_stats._estimation.fit.spectral_init`), giving loadings ``W`` with the
     right zero pattern; the start is the polar factor of ``X W``. The plain top-``K`` left
     singular vectors mix the blocks arbitrarily and often lead the alternating updates to a
     poor local optimum.
     """
-    from hcl_stats._core import spectral_init
 
     K = structure.n_components
     _, s, Vt = truncated_svd(X, K, random_state=random_state)

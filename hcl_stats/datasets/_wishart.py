@@ -17,7 +17,11 @@ import scipy.linalg
 import scipy.linalg.lapack
 from sklearn.utils import Bunch, check_random_state
 
-from hcl_stats.datasets._hierarchical import _check_design, make_loadings, model_covariance
+from hcl_stats.datasets._hierarchical import (
+    _check_design,
+    make_loadings,
+    model_covariance,
+)
 
 __all__ = ["make_hierarchical_covariance", "sample_wishart_covariance"]
 

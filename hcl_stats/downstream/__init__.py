@@ -26,10 +26,18 @@ factor model was fitted on many more samples than are labelled)::
     sample_split_inference(boot.scores, y, model.structure_, first_stage=boot).wald_table
 """
 
-from hcl_stats.downstream._first_stage import ScoreBootstrap, align_scores, bootstrap_scores
+from hcl_stats.downstream._first_stage import (
+                                             ScoreBootstrap,
+                                             align_scores,
+                                             bootstrap_scores,
+)
 from hcl_stats.downstream._group_lasso import StructuredGroupLasso
-from hcl_stats.downstream._inference import (SampleSplitInference, StructureInference,
-                                             sample_split_inference, structure_inference)
+from hcl_stats.downstream._inference import (
+                                             SampleSplitInference,
+                                             StructureInference,
+                                             sample_split_inference,
+                                             structure_inference,
+)
 from hcl_stats.downstream._scores import pseudo_inverse_scores
 
 __all__ = ["SampleSplitInference", "ScoreBootstrap", "StructureInference",

@@ -21,8 +21,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from hcl_stats._linalg import procrustes_rotation
-from hcl_stats._validation import check_fitted_blocks, check_positive_int
+from hcl_stats._input.params import check_positive_int
+from hcl_stats._input.validation import check_fitted_blocks
+from hcl_stats._numerics.linalg import procrustes_rotation
 
 __all__ = ["ScoreBootstrap", "bootstrap_scores", "align_scores"]
 

@@ -13,8 +13,13 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 from hcl_stats.downstream._groups import resolve_groups
-from hcl_stats.downstream._solvers import (_lipschitz, alpha_max, logistic_loss, solve_cvxpy,
-                                           solve_prox)
+from hcl_stats.downstream._solvers import (
+    _lipschitz,
+    alpha_max,
+    logistic_loss,
+    solve_cvxpy,
+    solve_prox,
+)
 
 __all__ = ["StructuredGroupLasso"]
 

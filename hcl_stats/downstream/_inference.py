@@ -79,6 +79,10 @@ from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_array, check_X_y
 
+from hcl_stats._models.summary import Summary
+from hcl_stats._structure import Structure
+from hcl_stats.downstream._first_stage import ScoreBootstrap
+from hcl_stats.downstream._group_lasso import StructuredGroupLasso
 from hcl_stats.downstream._groups import resolve_groups
 
 __all__ = ["StructureInference", "structure_inference", "sample_split_inference",
@@ -123,8 +127,7 @@ class StructureInference:
         self.first_stage_cov = first_stage_cov
 
     def summary(self):
-        """A :class:`hcl_stats._summary.Summary` of the coefficient and Wald tables."""
-        from hcl_stats._summary import Summary
+        """A :class:`hcl_stats._models.summary.Summary` of the coefficient and Wald tables."""
 
         info = [("Model", "OLS" if self.loss == "squared" else "Logit"),
                 ("No. samples", int(self.n_samples)),
@@ -182,7 +185,6 @@ def _coef(endog, exog, loss, start):
 
 def _check_first_stage(first_stage, Z):
     """The (B, m, K) score draws of ``first_stage`` (ScoreBootstrap or array), checked."""
-    from hcl_stats.downstream._first_stage import ScoreBootstrap
 
     if first_stage is None:
         return None
@@ -385,7 +387,6 @@ def structure_inference(X, y, groups, *, subsets=None, loss="squared", conf_leve
 
 
 def _find_group(groups, keys, s):
-    from hcl_stats._structure import Structure
 
     if isinstance(groups, Structure):
         try:
@@ -492,7 +493,6 @@ def sample_split_inference(X, y, groups, *, selector=None, loss="squared",
     >>> list(res.wald_table.columns)
     ['df', 'statistic', 'p_value', 'partial_r2']
     """
-    from hcl_stats.downstream._group_lasso import StructuredGroupLasso
 
     Z, y = check_X_y(X, y, dtype=np.float64 if loss == "squared" else None,
                      y_numeric=loss == "squared")

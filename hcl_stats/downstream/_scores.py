@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from hcl_stats._validation import check_fitted_blocks
+from hcl_stats._input.validation import check_fitted_blocks
 
 __all__ = ["pseudo_inverse_scores"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hcl_stats._linalg import orthonormal_basis, procrustes_rotation
+from hcl_stats._numerics.linalg import orthonormal_basis, procrustes_rotation
 from hcl_stats._structure import Structure
 
 __all__ = [

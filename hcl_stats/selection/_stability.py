@@ -9,9 +9,12 @@ import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import Bunch, check_random_state
 
-from hcl_stats._core import modality_rows, sample_covariance
-from hcl_stats._validation import check_blocks, check_positive_float, check_positive_int
-from hcl_stats.selection._select import select_structure
+from hcl_stats._estimation.selection import select_structure
+from hcl_stats._hcl import HCL
+from hcl_stats._input.params import check_positive_float, check_positive_int
+from hcl_stats._input.validation import check_blocks
+from hcl_stats._statistics.covariance import sample_covariance
+from hcl_stats._structure import row_slices
 
 __all__ = ["structure_stability"]
 
@@ -76,7 +79,6 @@ def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha
     """
     import pandas as pd
 
-    from hcl_stats._hcl import HCL
 
     blocks, names = check_blocks(X)
     n_resamples = check_positive_int(n_resamples, "n_resamples")
@@ -103,7 +105,7 @@ def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha
             warnings.simplefilter("ignore", ConvergenceWarning)
             model = HCL(structure).fit(dict(zip(names, bl)) if names else bl)
         W = model.loadings_
-        rows = modality_rows(n_features)
+        rows = row_slices(n_features)
         return {(m, s): W[rows[m], structure.columns(s)] for s in structure.subsets
                 for m in s}
 

@@ -1,6 +1,6 @@
 """Array backends: the one place that knows about CuPy.
 
-The numerical core (:mod:`hcl_stats._core`) is written against the Python array API standard
+The numerical core (:mod:`hcl_stats._estimation`) is written against the Python array API standard
 through ``array-api-compat``: it takes the namespace ``xp`` of its input arrays and calls
 only standard functions on the large (``d x d`` and ``d x K``) arrays, so the same code runs
 on NumPy, on CuPy (GPU) and on ``array_api_strict`` (which the tests use to prove that the
@@ -15,7 +15,7 @@ import numpy as np
 from array_api_compat import array_namespace, is_cupy_namespace, is_numpy_namespace
 
 __all__ = ["BACKENDS", "namespace_for", "get_namespace", "to_numpy", "real_float_dtype",
-           "is_numpy", "supports_float64"]
+           "is_numpy", "supports_float64", "is_dask_array"]
 
 BACKENDS = ("auto", "numpy", "cupy")
 
@@ -83,3 +83,7 @@ def supports_float64(xp, device=None):
 def real_float_dtype(xp, device=None):
     """float64 where the device has it, else float32."""
     return xp.float64 if supports_float64(xp, device) else xp.float32
+
+def is_dask_array(x):
+    """Whether ``x`` is a Dask array (checked without importing Dask)."""
+    return type(x).__module__.split(".")[0] == "dask" and hasattr(x, "__dask_graph__")

@@ -115,10 +115,16 @@ from numbers import Integral
 import numpy as np
 import scipy.linalg
 
+from hcl_stats._estimation.rmt import (
+    cca_largest_root_threshold,
+    mp_median,
+    spike_cosine2,
+    spike_population,
+    wishart_edge_threshold,
+)
+from hcl_stats._input.params import check_positive_int
+from hcl_stats._input.validation import check_covariance
 from hcl_stats._structure import Structure
-from hcl_stats._validation import check_covariance, check_positive_int
-from hcl_stats.selection._rmt import (cca_largest_root_threshold, mp_median, spike_cosine2,
-                                      spike_population, wishart_edge_threshold)
 
 __all__ = ["select_structure"]
 
@@ -406,7 +412,7 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
     Examples
     --------
     >>> from hcl_stats import Structure
-    >>> from hcl_stats._core import sample_covariance
+    >>> from hcl_stats._statistics.covariance import sample_covariance
     >>> from hcl_stats.datasets import make_hierarchical
     >>> truth = Structure({(0, 1, 2): 2, (0, 1): 1, (2,): 1})
     >>> X = make_hierarchical(1000, [30, 40, 50], truth, noise_variance=0.5,

@@ -124,7 +124,7 @@ _OPTIONAL = (
 
 
 def model_summary(model):
-    """Build the :class:`Summary` of a fitted :class:`~hcl_stats._base.BlockFactorModel`.
+    """Build the :class:`Summary` of a fitted :class:`~hcl_stats._models.base.BlockFactorModel`.
 
     Header: model, samples, modalities and their widths, total rank, number of blocks, and
     the fitting options and solver diagnostics the model has (objective, iterations,

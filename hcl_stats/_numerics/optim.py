@@ -3,7 +3,7 @@
 Why our own and not :func:`scipy.optimize.minimize`: the HCL solver (a) needs a
 preconditioner as the initial inverse Hessian, which scipy's L-BFGS-B does not take; (b) does
 an exact line search along each direction (the HCL objective is a quartic polynomial on a
-line, see :func:`hcl_stats._core.solve_lbfgs`), which scipy's interface cannot use; and (c)
+line, see :func:`hcl_stats._estimation.fit.solve_lbfgs`), which scipy's interface cannot use; and (c)
 must not run its vector algebra in a second BLAS thread pool (scipy's Fortran L-BFGS-B uses
 scipy's own OpenBLAS, which competed with NumPy's for the same two cores and made each
 iteration several times slower).
@@ -30,7 +30,7 @@ import math
 import numpy as np
 from scipy.linalg import lapack
 
-from hcl_stats._backend import to_numpy
+from hcl_stats._numerics.backend import to_numpy
 
 __all__ = ["CompactLBFGS"]
 

@@ -30,10 +30,11 @@ import mmap
 
 import numpy as np
 
-from hcl_stats._core import sample_covariance
-from hcl_stats._validation import check_finite
+from hcl_stats._input.validation import check_finite
+from hcl_stats._numerics.backend import is_dask_array
+from hcl_stats._statistics.covariance import sample_covariance
 
-__all__ = ["CHUNK_BYTES", "is_dask_array", "needs_chunks", "covariance_statistics",
+__all__ = ["CHUNK_BYTES", "needs_chunks", "covariance_statistics",
            "iter_row_slices", "column_moments"]
 
 #: Largest float64 work array (bytes) a chunked pass allocates at a time.
@@ -43,9 +44,6 @@ CHUNK_BYTES = 2 ** 25  # 32 MiB
 _SHIFT_ROWS = 1024
 
 
-def is_dask_array(x):
-    """Whether ``x`` is a Dask array (checked without importing Dask)."""
-    return type(x).__module__.split(".")[0] == "dask" and hasattr(x, "__dask_graph__")
 
 
 def needs_chunks(blocks, chunk_bytes=None):
@@ -252,7 +250,7 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from hcl_stats._sufficient import covariance_statistics
+    >>> from hcl_stats._statistics.chunked import covariance_statistics
     >>> rng = np.random.default_rng(0)
     >>> X = [rng.normal(size=(500, 3)), rng.normal(size=(500, 2)).astype(np.float32)]
     >>> S, mu, n = covariance_statistics(X, chunk_bytes=8 * 5 * 64)  # 64-row slices

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from numbers import Integral
-
 import numpy as np
 
+from hcl_stats._numerics.backend import (
+    get_namespace,
+    is_dask_array,
+    real_float_dtype,
+    to_numpy,
+)
 from hcl_stats._structure import Structure
 
 __all__ = ["check_blocks", "check_structure", "check_fitted_blocks"]
@@ -30,7 +34,6 @@ def _to_array(block, where):
         block = block.to_numpy()
     elif hasattr(block, "__array_namespace__") and not isinstance(block, np.ndarray):
         # another array-API library (CuPy, ...): code that needs NumPy gets a host copy
-        from hcl_stats._backend import to_numpy
 
         block = to_numpy(block)
     elif not hasattr(block, "__array__") and not isinstance(block, (list, tuple)):
@@ -58,7 +61,6 @@ def _to_array(block, where):
 
 def _is_device_array(block):
     """An array of another array-API library (CuPy, ...): not NumPy, not Dask."""
-    from hcl_stats._sufficient import is_dask_array
 
     return (hasattr(block, "__array_namespace__") and not isinstance(block, np.ndarray)
             and not is_dask_array(block))
@@ -67,7 +69,6 @@ def _is_device_array(block):
 def _lazy_array(block, where):
     """Check a Dask array or NumPy array/memmap without converting or reading its values."""
     if _is_device_array(block):
-        from hcl_stats._backend import get_namespace
 
         xp = get_namespace(block)
         if xp.isdtype(block.dtype, "complex floating"):
@@ -88,7 +89,6 @@ def _lazy_array(block, where):
 
 
 def _is_lazy(block):
-    from hcl_stats._sufficient import is_dask_array
 
     return is_dask_array(block) or _is_device_array(block) or (
         isinstance(block, np.ndarray) and block.dtype.kind in "biuf")
@@ -121,7 +121,7 @@ def check_blocks(X, *, n_features=None, names=None, allow_missing=False, min_sam
         Return Dask arrays and real-valued NumPy arrays (memmaps included) as they are,
         without converting them or reading their values: only dtype and shapes are
         checked, and the caller must check finiteness chunk by chunk (as
-        :func:`hcl_stats._sufficient.covariance_statistics` does).
+        :func:`hcl_stats._statistics.chunked.covariance_statistics` does).
 
     Returns
     -------
@@ -296,29 +296,11 @@ def check_fitted_blocks(estimator, X, *, allow_missing=False):
     return blocks
 
 
-def check_positive_int(value, name, *, minimum=1):
-    """Raise a ValueError unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_positive_float(value, name, *, strict=True):
-    """Raise a ValueError unless ``value`` is a finite positive (or non-negative) number."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0 or (strict and v == 0):
-        raise ValueError(f"{name} must be a {'positive' if strict else 'non-negative'} "
-                         f"finite number, got {value!r}")
-    return v
 
 
 def _check_covariance_xp(S, d):
     from array_api_compat import device as array_device
 
-    from hcl_stats._backend import get_namespace, real_float_dtype
 
     xp = get_namespace(S)
     if tuple(S.shape) != (d, d):

@@ -18,7 +18,7 @@ loading on ``m``: the leading row space, which holds the signal. The small probl
 solution is then checked against the full problem: its gradient ``2 (W W^T W - S_W W)``
 needs only ``S_W W = X^T (X W) / (n - 1) - Psi W`` (two passes over the data), and the part
 the bases miss is appended to them until the full relative gradient is below ``tol``
-(a Davidson-type expansion, as in :func:`hcl_stats._core.solve_subspace`, but with data
+(a Davidson-type expansion, as in :func:`hcl_stats._estimation.fit.solve_subspace`, but with data
 products instead of ``S``). So the result is a stationary point of the covariance path's
 objective, usually after 2-4 expansions of ``r_m`` columns each.
 
@@ -39,9 +39,10 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from hcl_stats._core import canonical_rotation, estimate_noise, fit_hcl
-from hcl_stats._linalg import orthonormal_basis
-from hcl_stats._sufficient import column_moments, iter_row_slices, release_pages
+from hcl_stats._estimation.fit import canonical_rotation, fit_hcl
+from hcl_stats._estimation.noise import estimate_noise
+from hcl_stats._numerics.linalg import orthonormal_basis
+from hcl_stats._statistics.chunked import column_moments, iter_row_slices, release_pages
 
 __all__ = ["ReducedResult", "fit_hcl_reduced", "reduced_ranks"]
 
@@ -191,7 +192,7 @@ def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solve
 
     1. Per-modality bases ``Q_m`` by randomized range finding (``q_m`` columns).
     2. Solve the structured problem on ``T = (X Q)^T (X Q) / (n - 1)`` with
-       :func:`hcl_stats._core.fit_hcl`, noise from the residual energy.
+       :func:`hcl_stats._estimation.fit.fit_hcl`, noise from the residual energy.
     3. Gradient of the full problem at ``W = Q C`` (two passes over the data). If its
        relative norm exceeds ``tol``, append to each ``Q_m`` the part of the gradient
        outside it (at most ``r_m`` columns) and go back to 2 -- at most

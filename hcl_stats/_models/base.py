@@ -12,9 +12,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from hcl_stats._sufficient import covariance_statistics
-from hcl_stats._validation import (check_blocks, check_covariance, check_fitted_blocks,
-                                   check_positive_int)
+from hcl_stats._input.params import check_positive_int
+from hcl_stats._input.validation import (
+    check_blocks,
+    check_covariance,
+    check_fitted_blocks,
+)
+from hcl_stats._models.summary import model_summary
+from hcl_stats._statistics.chunked import covariance_statistics
 
 __all__ = ["BlockFactorModel"]
 
@@ -50,7 +55,7 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
             The modalities, measured on the same samples (a dict maps names to arrays).
             Dask arrays and NumPy memmaps are accepted: the means and covariance are then
             accumulated chunk by chunk in float64 (Dask's scheduler for Dask arrays), and
-            the data are never copied whole (:mod:`hcl_stats._sufficient`). Build Dask
+            the data are never copied whole (:mod:`hcl_stats._statistics.chunked`). Build Dask
             arrays of on-disk data from a chunked store or chunk loaders
             (``da.from_delayed``), not ``da.from_array(memmap)``, which recent Dask
             versions copy into memory; or pass the memmaps themselves.
@@ -259,6 +264,5 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
             ``print(model.summary())`` shows text; in Jupyter it renders as HTML
             (``.as_html()``); ``.tables`` holds the exact numbers as DataFrames.
         """
-        from hcl_stats._summary import model_summary
 
         return model_summary(self)

@@ -1,0 +1,1 @@
+"""The functional numerical core: noise rules, initialiser, solvers, reduced path, structure selection."""

@@ -1,0 +1,1 @@
+"""Input checks: the one validator for multi-block data, covariances and parameters."""

@@ -1,0 +1,1 @@
+"""Base classes of the fitted models (covariance-based and data-based) and their summaries."""

@@ -1,0 +1,1 @@
+"""Array backends and numerical building blocks (no dependency on the rest of the package)."""

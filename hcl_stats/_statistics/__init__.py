@@ -1,0 +1,1 @@
+"""Sufficient statistics: sample covariances, chunked accumulation, pooling across sites."""
