@@ -9,7 +9,7 @@ from hcl_stats._estimation.reduced import fit_hcl_reduced
 from hcl_stats._estimation.selection import select_structure
 from hcl_stats._input.params import check_positive_float, check_positive_int
 from hcl_stats._input.validation import check_blocks, check_structure
-from hcl_stats._models.base import BlockFactorModel
+from hcl_stats._models.covariance_model import CovarianceFactorModel
 from hcl_stats._numerics.backend import (
     BACKENDS,
     is_dask_array,
@@ -30,7 +30,7 @@ _WIDE_FEATURES = 4000
 _WIDE_RATIO = 4
 
 
-class HCL(BlockFactorModel):
+class HCL(CovarianceFactorModel):
     """Hierarchical multimodal factor model with structured (exactly zero) loadings.
 
     The model: ``x_m = mu_m + sum_{S containing m} B_{m,S} z_S + e_m`` with uncorrelated

@@ -23,6 +23,16 @@ def row_slices(n_features):
     return [slice(int(edges[m]), int(edges[m + 1])) for m in range(len(edges) - 1)]
 
 
+def modality_description(m, names=None):
+    """How messages name modality ``m``: ``"modality 'ehr'"`` with names, ``"modality 2"`` without."""
+    return f"modality {names[m]!r}" if names else f"modality {m}"
+
+
+def subset_label(subset, names=None):
+    """A readable name of a modality subset such as ``"{0,2}"`` or ``"{ehr,labs}"``."""
+    return "{" + ",".join(str(names[m]) if names else str(m) for m in subset) + "}"
+
+
 def _as_subset_key(key):
     """Return ``key`` as a tuple (a bare int or name is a one-modality subset)."""
     if isinstance(key, (str, Integral)):
@@ -304,9 +314,7 @@ class Structure:
 
     def label(self, subset):
         """A readable name such as ``"{0,2}"`` or ``"{ehr,labs}"``."""
-        key = self._key(subset)
-        parts = [self._names[m] if self._names else str(m) for m in key]
-        return "{" + ",".join(parts) + "}"
+        return subset_label(self._key(subset), self._names)
 
     def modality_label(self, m):
         """Name of modality ``m`` (its index as a string when unnamed)."""

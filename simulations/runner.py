@@ -61,6 +61,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hcl_stats._models.covariance_model import CovarianceFactorModel
+
 __all__ = ["COLUMNS", "load_scenario", "scenario_seed", "run_task", "run_scenario",
            "read_results", "main"]
 
@@ -156,9 +158,8 @@ def make_method(name, structure, options=None, random_state=None):
 
 
 def uses_covariance(estimator):
-    """Whether an estimator only needs the sample covariance (has ``fit_from_covariance``
-    through the covariance hook of :class:`hcl_stats._models.base.BlockFactorModel`)."""
-    return hasattr(estimator, "_fit_covariance") and hasattr(estimator, "fit_from_covariance")
+    """Whether an estimator only needs the sample covariance (a covariance-based model)."""
+    return isinstance(estimator, CovarianceFactorModel)
 
 
 # -- one task -------------------------------------------------------------------------------

@@ -195,12 +195,12 @@ def test_wishart_and_data_paths_give_the_same_error_distribution():
 
 def test_methods_needing_data_switch_the_task_to_the_data_path(monkeypatch):
     import hcl_stats.baselines as baselines
-    from hcl_stats._models.base import BlockFactorModel
+    from hcl_stats._models.data_model import DataFactorModel
     from hcl_stats.baselines import ConcatSVD
 
     seen = []
 
-    class DataOnly(BlockFactorModel):  # overrides fit, has no covariance hook (like JIVE)
+    class DataOnly(DataFactorModel):  # overrides fit, has no covariance hook (like JIVE)
         def __init__(self, n_components):
             self.n_components = n_components
 

@@ -124,7 +124,7 @@ from hcl_stats._estimation.rmt import (
 )
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._input.validation import check_covariance
-from hcl_stats._structure import Structure
+from hcl_stats._structure import Structure, subset_label
 
 __all__ = ["select_structure"]
 
@@ -132,8 +132,6 @@ _COLUMNS = ["step", "subset", "modality", "component", "statistic", "value", "th
             "selected", "rank"]
 
 
-def _label(subset, names):
-    return "{" + ",".join(names[m] if names else str(m) for m in subset) + "}"
 
 
 def _modality_rank(evals, p, df, alpha, kmax):
@@ -449,7 +447,7 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
 
     def record(step, subset, modality, component, statistic, value, threshold, selected,
                rank=np.nan):
-        records.append((step, _label(subset, names) if subset is not None else None,
+        records.append((step, subset_label(subset, names) if subset is not None else None,
                         (names[modality] if names else modality) if modality is not None
                         else None, component, statistic, float(value), float(threshold),
                         bool(selected), rank))

@@ -10,13 +10,11 @@ from hcl_stats._numerics.backend import (
     real_float_dtype,
     to_numpy,
 )
-from hcl_stats._structure import Structure
+from hcl_stats._structure import Structure, modality_description
 
 __all__ = ["check_blocks", "check_structure", "check_fitted_blocks"]
 
 
-def _label(m, names):
-    return f"modality {names[m]!r}" if names is not None else f"modality {m}"
 
 
 def _to_array(block, where):
@@ -174,7 +172,7 @@ def check_blocks(X, *, n_features=None, names=None, allow_missing=False, min_sam
     n_samples = None
     first = None
     for m, block in enumerate(items):
-        where = _label(m, got_names)
+        where = modality_description(m, got_names)
         if block is None:
             if not allow_missing:
                 raise ValueError(f"{where} is None; every modality must be observed here")
@@ -247,7 +245,7 @@ def check_structure(structure, n_features, names=None):
         r = structure.modality_rank(m)
         if r > p:
             raise ValueError(
-                f"{_label(m, names)} has {p} features but the structure asks it to carry "
+                f"{modality_description(m, names)} has {p} features but the structure asks it to carry "
                 f"{r} factors ({', '.join(structure.label(s) for s in structure.subsets_of(m))})"
             )
     return structure

@@ -12,14 +12,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from hcl_stats._input.params import check_positive_int
 from hcl_stats._input.validation import (
-    check_blocks,
-    check_covariance,
     check_fitted_blocks,
 )
 from hcl_stats._models.summary import model_summary
-from hcl_stats._statistics.chunked import covariance_statistics
 
 __all__ = ["BlockFactorModel"]
 
@@ -44,84 +40,6 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
     modality_names_in_ : tuple of str or None
         Names when fitted on a dict.
     """
-
-    # -- fitting: covariance-based models implement _fit_covariance ----------------------------
-    def fit(self, X, y=None):
-        """Fit the model.
-
-        Parameters
-        ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
-            The modalities, measured on the same samples (a dict maps names to arrays).
-            Dask arrays and NumPy memmaps are accepted: the means and covariance are then
-            accumulated chunk by chunk in float64 (Dask's scheduler for Dask arrays), and
-            the data are never copied whole (:mod:`hcl_stats._statistics.chunked`). Build Dask
-            arrays of on-disk data from a chunked store or chunk loaders
-            (``da.from_delayed``), not ``da.from_array(memmap)``, which recent Dask
-            versions copy into memory; or pass the memmaps themselves.
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        blocks, names = check_blocks(X, lazy=True)
-        n_features = [b.shape[1] for b in blocks]
-        S, means, n = covariance_statistics(blocks, names)
-        return self._fit_covariance(S, means, n, n_features, names)
-
-    def fit_from_covariance(self, S, n_samples, n_features, *, means=None, names=None):
-        """Fit from a sample covariance instead of data (summary statistics only).
-
-        Parameters
-        ----------
-        S : array-like of shape (d, d)
-            Unbiased sample covariance of the stacked modalities (divisor ``n - 1``).
-        n_samples : int
-            Number of samples behind ``S``.
-        n_features : sequence of int
-            Modality widths, in the order of the rows of ``S``.
-        means : array-like of shape (d,), default=None
-            Stacked feature means behind ``S`` (zero when not given, so that ``transform``
-            then expects centred data).
-        names : sequence of str, default=None
-            Modality names.
-
-        Returns
-        -------
-        self
-
-        Notes
-        -----
-        Sites that may share summary statistics but not rows (hospitals, say) can be fitted
-        together: pool their covariances, means and sample counts with
-        :func:`hcl_stats.pool_covariances` and pass the result here; the fit equals the fit
-        on the pooled data.
-        """
-        n_features = [check_positive_int(p, "n_features entries") for p in n_features]
-        n_samples = check_positive_int(n_samples, "n_samples", minimum=2)
-        d = sum(n_features)
-        S = check_covariance(S, d)
-        if means is None:
-            means = np.zeros(d)
-        else:
-            means = np.asarray(means, dtype=np.float64).reshape(-1)
-            if means.shape != (d,) or not np.all(np.isfinite(means)):
-                raise ValueError(f"means must be {d} finite values, got shape {means.shape}")
-        names = tuple(names) if names is not None else None
-        return self._fit_covariance(S, means, n_samples, n_features, names)
-
-    def _set_fitted_from_covariance(self, S, means, n, n_features, names, structure, loadings,
-                                    noise_variance):
-        edges = np.concatenate([[0], np.cumsum(n_features)])
-        diag = np.diag(S)
-        M = len(n_features)
-        self._set_fitted(
-            structure=structure, loadings=loadings,
-            means=[means[edges[m]:edges[m + 1]] for m in range(M)],
-            noise_variance=noise_variance,
-            total_variance=[diag[edges[m]:edges[m + 1]].sum() for m in range(M)],
-            names=names, n_samples=n)
 
     # -- bookkeeping shared by subclasses -----------------------------------------------------
     def _set_fitted(self, *, structure, loadings, means, noise_variance, total_variance,

@@ -33,6 +33,7 @@ import numpy as np
 from hcl_stats._input.validation import check_finite
 from hcl_stats._numerics.backend import is_dask_array
 from hcl_stats._statistics.covariance import sample_covariance
+from hcl_stats._structure import modality_description
 
 __all__ = ["CHUNK_BYTES", "needs_chunks", "covariance_statistics",
            "iter_row_slices", "column_moments"]
@@ -87,8 +88,6 @@ def release_pages(arr):
         pass
 
 
-def _label(m, names):
-    return f"modality {names[m]!r}" if names is not None else f"modality {m}"
 
 
 def _raise_not_finite(Y, edges, row0, names, first=0):
@@ -105,7 +104,7 @@ def _raise_not_finite(Y, edges, row0, names, first=0):
             row = row0 + int(np.flatnonzero(~ok)[0])
             bad = "NaN" if np.isnan(part).any() else "infinite values"
             raise ValueError(
-                f"{_label(m, names)} contains {bad} (first in row {row}); impute or drop "
+                f"{modality_description(m, names)} contains {bad} (first in row {row}); impute or drop "
                 "them before fitting"
             )
 
@@ -263,7 +262,7 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None):
     if needs_chunks(blocks, chunk_bytes):
         return _numpy_statistics(blocks, names, chunk_bytes)
     for m, b in enumerate(blocks):  # small in-memory data: the direct computation
-        check_finite(b, _label(m, names))
+        check_finite(b, modality_description(m, names))
     return sample_covariance(blocks)
 
 

@@ -8,7 +8,7 @@ import scipy.linalg
 from sklearn.utils import check_random_state
 
 from hcl_stats._input.params import check_positive_int
-from hcl_stats._models.base import BlockFactorModel
+from hcl_stats._models.data_model import DataFactorModel
 from hcl_stats._numerics.linalg import truncated_svd
 from hcl_stats._structure import Structure
 from hcl_stats.baselines._common import (
@@ -46,7 +46,7 @@ def _check_percentile(value, name):
     return v
 
 
-class AJIVE(BlockFactorModel):
+class AJIVE(DataFactorModel):
     """Angle-based JIVE (Feng, Jiang, Hannig and Marron 2018).
 
     Algorithm

@@ -7,13 +7,13 @@ from numbers import Integral
 import numpy as np
 
 from hcl_stats._estimation.noise import estimate_noise
-from hcl_stats._models.base import BlockFactorModel
+from hcl_stats._models.covariance_model import CovarianceFactorModel
 from hcl_stats._structure import Structure
 
 __all__ = ["ConcatSVD"]
 
 
-class ConcatSVD(BlockFactorModel):
+class ConcatSVD(CovarianceFactorModel):
     """Concatenated SVD / PCA of the stacked modalities, with no structure.
 
     Loadings are the top-``K`` eigenpairs of the stacked covariance, ``W = V_K

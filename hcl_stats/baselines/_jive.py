@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from hcl_stats._input.params import check_positive_float, check_positive_int
-from hcl_stats._models.base import BlockFactorModel
+from hcl_stats._models.data_model import DataFactorModel
 from hcl_stats._numerics.linalg import truncated_svd
 from hcl_stats._structure import Structure
 from hcl_stats.baselines._common import (
@@ -220,7 +220,7 @@ def _bic_parameters(joint, ind, n, p):
     return count
 
 
-class JIVE(BlockFactorModel):
+class JIVE(DataFactorModel):
     """Joint and Individual Variation Explained (Lock et al. 2013).
 
     Each centred modality is decomposed as ``X_m = J_m + A_m + E_m``: a joint part of rank

@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._input.params import check_positive_float, check_positive_int
 from hcl_stats._input.validation import check_structure
-from hcl_stats._models.base import BlockFactorModel
+from hcl_stats._models.data_model import DataFactorModel
 from hcl_stats._numerics.linalg import lapack_svd, singular_values, truncated_svd
 from hcl_stats._structure import Structure
 from hcl_stats.baselines._common import (
@@ -197,7 +197,7 @@ def _bcv_error(blocks, structure, row_folds, col_folds, *, max_iter, tol, random
     return total
 
 
-class SLIDE(BlockFactorModel):
+class SLIDE(DataFactorModel):
     """Structural Learning and Integrative DEcomposition (Gaynanova and Li 2019).
 
     The centred modalities, each divided by its Frobenius norm (``scale=True``), are

@@ -14,13 +14,11 @@ from hcl_stats._hcl import HCL
 from hcl_stats._input.params import check_positive_float, check_positive_int
 from hcl_stats._input.validation import check_blocks
 from hcl_stats._statistics.covariance import sample_covariance
-from hcl_stats._structure import row_slices
+from hcl_stats._structure import row_slices, subset_label
 
 __all__ = ["structure_stability"]
 
 
-def _label(subset, names):
-    return "{" + ",".join(names[m] if names else str(m) for m in subset) + "}"
 
 
 def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha=0.01,
@@ -132,7 +130,7 @@ def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha
         ranks = [dict(st.blocks).get(s, 0) for st in structures]
         chosen = [r for r in ranks if r > 0]
         row = {
-            "subset": _label(s, names),
+            "subset": subset_label(s, names),
             "level": "global" if len(s) == M else ("specific" if len(s) == 1 else "partial"),
             "rank_full": dict(full.blocks).get(s, 0),
             "frequency": len(chosen) / n_resamples,
@@ -145,7 +143,7 @@ def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha
                    exact_frequency=float(np.mean([st == full for st in structures])))
     if loadings:
         result.blocks = pd.DataFrame([
-            {"modality": names[m] if names else m, "subset": _label(s, names),
+            {"modality": names[m] if names else m, "subset": subset_label(s, names),
              "rank": full.rank(s), "angle_median": float(np.median(v)),
              "angle_q90": float(np.quantile(v, 0.9)), "angle_max": float(np.max(v))}
             for (m, s), v in angles.items()])
