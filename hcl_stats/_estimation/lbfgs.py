@@ -1,4 +1,29 @@
-"""Preconditioned L-BFGS with an exact quartic line search: the default solver of the masked objective."""
+"""Preconditioned L-BFGS with an exact quartic line search: the default solver of the masked objective.
+
+Per iteration of :func:`solve_lbfgs` (variables: the free entries, :class:`_PackedLayout`):
+
+* **One product** with ``S_W``: rows of modality ``m`` times the columns its subsets
+  own, so the structural zeros cost nothing. ``S_W W`` is carried along as
+  ``A <- A + t B`` with ``B = S_W D`` for the search direction ``D``.
+* **Exact line search.** Along a line the objective is a quartic polynomial in the step
+  ``t`` whose coefficients follow from ``A``, ``B`` and ``K x K`` products; its global
+  minimiser over ``t > 0`` is the step (:func:`_quartic_step`). No trial point costs
+  another product, and the decrease is computed from the coefficients, without the
+  cancellation of evaluating ``||S_W||^2 - 2 tr(W^T S_W W) + ||W^T W||^2`` twice.
+* **Cheap products first.** With float64 input the products use a float32 copy of
+  ``S_W`` (half the memory traffic) until the relative gradient reaches
+  ``max(tol, 1e-5)``; the gradient is then recomputed with one float64 product and the
+  iterations continue in float64 until ``tol`` holds there. A stall in float32 (no
+  halving in 50 iterations) is checked the same way: if the float64 gradient agrees,
+  it is a plateau of the objective and float32 goes on from the exact ``S_W W``;
+  otherwise rounding is the cause and float64 takes over. Reported values are float64.
+  On a device without float64 everything runs in float32 and the iterations stop when
+  progress stalls near the float32 floor.
+* The initial inverse Hessian is the ScaledGD preconditioner
+  ``V_m -> V_m (G_{C_m C_m} + eps I)^{-1}`` with ``G = W^T W`` at the start, which evens
+  out the curvature of strong and weak factors; the L-BFGS matrix is applied in compact
+  form (:class:`hcl_stats._numerics.optim.CompactLBFGS`).
+"""
 
 from __future__ import annotations
 
@@ -247,31 +272,8 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
 
     ``S_W`` may be any array-API array (NumPy, CuPy, ...); the iterations run in its
     namespace and on its device, and only ``K x K`` matrices and scalars go through the host.
-    The variables are the free entries (:class:`_PackedLayout`). Per iteration:
-
-    * **One product** with ``S_W``: rows of modality ``m`` times the columns its subsets
-      own, so the structural zeros cost nothing. ``S_W W`` is carried along as
-      ``A <- A + t B`` with ``B = S_W D`` for the search direction ``D``.
-    * **Exact line search.** Along a line the objective is a quartic polynomial in the step
-      ``t`` whose coefficients follow from ``A``, ``B`` and ``K x K`` products; its global
-      minimiser over ``t > 0`` is the step (:func:`_quartic_step`). No trial point costs
-      another product, and the decrease is computed from the coefficients, without the
-      cancellation of evaluating ``||S_W||^2 - 2 tr(W^T S_W W) + ||W^T W||^2`` twice.
-    * **Cheap products first.** With float64 input the products use a float32 copy of
-      ``S_W`` (half the memory traffic) until the relative gradient reaches
-      ``max(tol, 1e-5)``; the gradient is then recomputed with one float64 product and the
-      iterations continue in float64 until ``tol`` holds there. A stall in float32 (no
-      halving in 50 iterations) is checked the same way: if the float64 gradient agrees,
-      it is a plateau of the objective and float32 goes on from the exact ``S_W W``;
-      otherwise rounding is the cause and float64 takes over. Reported values are float64.
-      On a device without float64 everything runs in float32 and the iterations stop when
-      progress stalls near the float32 floor.
-    * The initial inverse Hessian is the ScaledGD preconditioner
-      ``V_m -> V_m (G_{C_m C_m} + eps I)^{-1}`` with ``G = W^T W`` at the start, which evens
-      out the curvature of strong and weak factors; the L-BFGS matrix is applied in compact
-      form (:class:`hcl_stats._numerics.optim.CompactLBFGS`).
-
-    See ``docs/estimation.md``.
+    The variables are the free entries (:class:`_PackedLayout`); the iteration is described
+    in the module docstring and in ``docs/estimation.md``.
 
     Returns
     -------
