@@ -268,8 +268,6 @@ class Structure:
     def n_components(self):
         return sum(r for _, r in self._blocks)
 
-    K = n_components
-
     def resolve(self, subset):
         """Canonical form (sorted tuple of indices) of a block given by indices or names.
 

@@ -20,6 +20,23 @@ from hcl_stats._models.summary import model_summary
 __all__ = ["BlockFactorModel"]
 
 
+def _check_finite_attribute(model, name, value):
+    """Raise FloatingPointError when the fitted attribute ``name`` holds NaN or inf.
+
+    Arrays, floats and lists or tuples of arrays are checked; other values (structures,
+    tables, strings) are not numeric results of the fit.
+    """
+    parts = value if isinstance(value, (list, tuple)) else [value]
+    for part in parts:
+        if isinstance(part, (np.ndarray, float, np.floating)):
+            array = np.asarray(part)
+            if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
+                raise FloatingPointError(
+                    f"{model}: the fitted attribute {name} holds non-finite values (NaN or "
+                    "inf); the fit failed numerically, check the data's scale and the ranks"
+                )
+
+
 class BlockFactorModel(TransformerMixin, BaseEstimator):
     """Base class of the multi-block factor models (not for direct use).
 
@@ -43,21 +60,35 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
 
     # -- bookkeeping shared by subclasses -----------------------------------------------------
     def _set_fitted(self, *, structure, loadings, means, noise_variance, total_variance,
-                    names, n_samples):
-        self.structure_ = structure
-        self.loadings_ = np.asarray(loadings, dtype=np.float64)
-        self.n_features_per_modality_ = np.array([len(mu) for mu in means], dtype=int)
-        self.means_ = [np.asarray(mu, dtype=np.float64) for mu in means]
-        self.noise_variance_ = np.asarray(noise_variance, dtype=np.float64)
-        self.total_variance_ = np.asarray(total_variance, dtype=np.float64)
-        self.modality_names_in_ = names
-        self.n_modalities_ = len(means)
-        self.n_components_ = structure.n_components
-        self.n_samples_ = int(n_samples)
+                    names, n_samples, extra=None):
+        """Store the fitted attributes shared by every model, then ``extra`` ones.
+
+        Raises
+        ------
+        FloatingPointError
+            When a fitted attribute holds a NaN or an infinite value (the model is not
+            stored as fitted then).
+        """
+        fitted = {
+            "structure_": structure,
+            "loadings_": np.asarray(loadings, dtype=np.float64),
+            "n_features_per_modality_": np.array([len(mu) for mu in means], dtype=int),
+            "means_": [np.asarray(mu, dtype=np.float64) for mu in means],
+            "noise_variance_": np.asarray(noise_variance, dtype=np.float64),
+            "total_variance_": np.asarray(total_variance, dtype=np.float64),
+            "modality_names_in_": names,
+            "n_modalities_": len(means),
+            "n_components_": structure.n_components,
+            "n_samples_": int(n_samples),
+            **(extra or {}),
+        }
+        for name, value in fitted.items():
+            _check_finite_attribute(type(self).__name__, name, value)
+        for name, value in fitted.items():
+            setattr(self, name, value)
 
     def _rows(self):
-        edges = np.concatenate([[0], np.cumsum(self.n_features_per_modality_)])
-        return [slice(edges[m], edges[m + 1]) for m in range(len(edges) - 1)]
+        return self.structure_.rows(self.n_features_per_modality_)
 
     def _modality_index(self, m):
         names = self.structure_.modality_names

@@ -1,11 +1,42 @@
-"""Build any estimator of a comparison from the structure it is compared on."""
+"""Build any estimator of a comparison from the structure it is compared on.
+
+:data:`CONFIGURATIONS` is the one mapping from a :class:`~hcl_stats.Structure` to each
+estimator's constructor arguments; :func:`matched_estimator` and the package's tests use
+it (docs/baselines.md).
+"""
 
 from __future__ import annotations
 
-__all__ = ["ESTIMATORS", "matched_estimator"]
+from hcl_stats._hcl import HCL
+from hcl_stats.baselines._ajive import AJIVE
+from hcl_stats.baselines._concat_svd import ConcatSVD
+from hcl_stats.baselines._jive import JIVE
+from hcl_stats.baselines._slide import SLIDE
+
+__all__ = ["CONFIGURATIONS", "ESTIMATORS", "matched_estimator"]
+
+
+def _jive_configuration(structure):
+    """Joint rank of the global block (0 without one); each modality's other factors."""
+    glob = tuple(range(structure.n_modalities))
+    joint = structure.rank(glob) if glob in structure else 0
+    return {"joint_rank": joint,
+            "individual_ranks": [structure.modality_rank(m) - joint
+                                 for m in range(structure.n_modalities)]}
+
+
+#: Estimator name -> (class, function of a Structure giving its constructor arguments).
+CONFIGURATIONS = {
+    "HCL": (HCL, lambda structure: {"structure": structure}),
+    "ConcatSVD": (ConcatSVD, lambda structure: {"n_components": structure.n_components}),
+    "JIVE": (JIVE, _jive_configuration),
+    "AJIVE": (AJIVE, lambda structure: {"init_signal_ranks": [
+        structure.modality_rank(m) for m in range(structure.n_modalities)]}),
+    "SLIDE": (SLIDE, lambda structure: {"structure": structure}),
+}
 
 #: Names accepted by :func:`matched_estimator`, in display order.
-ESTIMATORS = ("HCL", "ConcatSVD", "JIVE", "AJIVE", "SLIDE")
+ESTIMATORS = tuple(CONFIGURATIONS)
 
 
 def matched_estimator(name, structure, **options):
@@ -20,8 +51,17 @@ def matched_estimator(name, structure, **options):
     * ``AJIVE`` gets each modality's number of factors as initial signal rank and selects
       the joint rank itself.
 
-    ``options`` are passed to the constructor and override these choices. Any other class
-    exported by :mod:`hcl_stats.baselines` is built as ``cls(structure, **options)``.
+    ``options`` are passed to the constructor and override these choices. A new
+    estimator becomes available here (and in the package's tests) by adding its entry to
+    :data:`CONFIGURATIONS`.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`ESTIMATORS`.
+    structure : Structure
+    **options
+        Constructor arguments.
 
     Examples
     --------
@@ -31,25 +71,7 @@ def matched_estimator(name, structure, **options):
     >>> jive.joint_rank, jive.individual_ranks
     (2, [6, 6, 6])
     """
-    from hcl_stats import baselines
-    from hcl_stats._hcl import HCL
-    from hcl_stats.baselines import AJIVE, JIVE, SLIDE, ConcatSVD
-
-    M = structure.n_modalities
-    glob = tuple(range(M))
-    joint = structure.rank(glob) if glob in structure else 0
-    totals = [structure.modality_rank(m) for m in range(M)]
-    defaults = {
-        "HCL": (HCL, {"structure": structure}),
-        "ConcatSVD": (ConcatSVD, {"n_components": structure.n_components}),
-        "JIVE": (JIVE, {"joint_rank": joint, "individual_ranks": [t - joint for t in totals]}),
-        "AJIVE": (AJIVE, {"init_signal_ranks": totals}),
-        "SLIDE": (SLIDE, {"structure": structure}),
-    }
-    if name not in defaults:
-        cls = getattr(baselines, name, None)
-        if not isinstance(cls, type):
-            raise ValueError(f"unknown method {name!r}; choose from {list(ESTIMATORS)}")
-        return cls(structure, **options)
-    cls, params = defaults[name]
-    return cls(**{**params, **options})
+    if name not in CONFIGURATIONS:
+        raise ValueError(f"unknown method {name!r}; choose from {list(ESTIMATORS)}")
+    cls, configure = CONFIGURATIONS[name]
+    return cls(**{**configure(structure), **options})
