@@ -8,6 +8,7 @@ it (docs/baselines.md).
 from __future__ import annotations
 
 from hcl_stats._hcl import HCL
+from hcl_stats._structure import Structure
 from hcl_stats.baselines._ajive import AJIVE
 from hcl_stats.baselines._concat_svd import ConcatSVD
 from hcl_stats.baselines._jive import JIVE
@@ -16,22 +17,27 @@ from hcl_stats.baselines._slide import SLIDE
 __all__ = ["CONFIGURATIONS", "ESTIMATORS", "matched_estimator"]
 
 
-def _jive_configuration(structure):
-    """Joint rank of the global block (0 without one); each modality's other factors."""
-    glob = tuple(range(structure.n_modalities))
+def _joint_individual(structure):
+    """The global + specific structure with as many factors per modality as ``structure``.
+
+    The global block keeps its rank (0 without one); each modality's other factors become
+    individual ones. The modality names are kept, so the estimator binds it to named data
+    by name.
+    """
+    M = structure.n_modalities
+    glob = tuple(range(M))
     joint = structure.rank(glob) if glob in structure else 0
-    return {"joint_rank": joint,
-            "individual_ranks": [structure.modality_rank(m) - joint
-                                 for m in range(structure.n_modalities)]}
+    return Structure.joint_individual(
+        joint, [structure.modality_rank(m) - joint for m in range(M)],
+        names=structure.modality_names)
 
 
 #: Estimator name -> (class, function of a Structure giving its constructor arguments).
 CONFIGURATIONS = {
     "HCL": (HCL, lambda structure: {"structure": structure}),
     "ConcatSVD": (ConcatSVD, lambda structure: {"n_components": structure.n_components}),
-    "JIVE": (JIVE, _jive_configuration),
-    "AJIVE": (AJIVE, lambda structure: {"init_signal_ranks": [
-        structure.modality_rank(m) for m in range(structure.n_modalities)]}),
+    "JIVE": (JIVE, lambda structure: {"joint_rank": _joint_individual(structure)}),
+    "AJIVE": (AJIVE, lambda structure: {"init_signal_ranks": _joint_individual(structure)}),
     "SLIDE": (SLIDE, lambda structure: {"structure": structure}),
 }
 
@@ -44,12 +50,15 @@ def matched_estimator(name, structure, **options):
 
     * ``HCL`` and ``SLIDE`` fit ``structure`` itself;
     * ``ConcatSVD`` uses its total rank ``K``;
-    * ``JIVE`` gets the global block's rank as joint rank (0 when there is none) and each
-      modality's remaining factors as its individual rank, so every modality carries as
-      many components as in ``structure`` (partially shared factors, which JIVE cannot
-      represent, become individual ones);
-    * ``AJIVE`` gets each modality's number of factors as initial signal rank and selects
-      the joint rank itself.
+    * ``JIVE`` gets a global + specific structure: the global block's rank as joint rank
+      (0 when there is none) and each modality's remaining factors as its individual
+      rank, so every modality carries as many components as in ``structure`` (partially
+      shared factors, which JIVE cannot represent, become individual ones);
+    * ``AJIVE`` gets the same structure, whose per-modality ranks are its initial signal
+      ranks; it selects the joint rank itself.
+
+    The structures keep ``structure``'s modality names: every estimator binds them to
+    named data by name.
 
     ``options`` are passed to the constructor and override these choices. A new
     estimator becomes available here (and in the package's tests) by adding its entry to
@@ -68,8 +77,8 @@ def matched_estimator(name, structure, **options):
     >>> from hcl_stats import Structure
     >>> from hcl_stats.baselines import matched_estimator
     >>> jive = matched_estimator("JIVE", Structure.full(3, rank=2))
-    >>> jive.joint_rank, jive.individual_ranks
-    (2, [6, 6, 6])
+    >>> jive.joint_rank
+    Structure({0,1,2}: 2, {0}: 6, {1}: 6, {2}: 6; M=3, K=20)
     """
     if name not in CONFIGURATIONS:
         raise ValueError(f"unknown method {name!r}; choose from {list(ESTIMATORS)}")
