@@ -1,9 +1,10 @@
-"""Shared base for HCL and the baselines: block bookkeeping, scores, covariance, variance tables.
+"""Shared base for HCL and the baselines: bookkeeping, scores, covariance, variance tables.
 
-Every estimator in the package ends its ``fit`` by calling :meth:`BlockFactorModel._set_fitted`
-with loadings laid out as a :class:`~hcl_stats.Structure` describes, so that ``transform``,
-``block_loadings``, ``get_covariance``, ``explained_variance`` and the metrics work on all of
-them unchanged.
+Every estimator in the package ends its ``fit`` by calling
+:meth:`BlockFactorModel._set_fitted` with loadings laid out as a
+:class:`~hcl_stats.Structure` describes, so that ``transform``, ``block_loadings``,
+``get_covariance``, ``explained_variance`` and the metrics work on all of them unchanged.
+The model behind the scores and the covariance is described in docs/model.md.
 """
 
 from __future__ import annotations
@@ -139,8 +140,8 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
         """Posterior-mean scores ``E[z | x]`` of new samples.
 
         ``E[z | x] = (I + W_o^T Psi_o^{-1} W_o)^{-1} W_o^T Psi_o^{-1} (x_o - mu_o)``, where
-        ``o`` are the observed modalities: a modality passed as ``None`` is treated as
-        missing and the scores use the others.
+        ``o`` are the modalities given: a modality passed as ``None`` is treated as
+        missing and the scores use the others (docs/model.md).
 
         Parameters
         ----------

@@ -9,14 +9,16 @@ Conventions shared by all of them:
   ``Sigma - Psi``), which makes Gram errors comparable across methods.
 * Scores fitted in-sample also pick up noise: for a singular vector the column
   ``X^T u / sqrt(n - 1)`` has squared norm ``lambda = signal + noise``.
-  :func:`hcl_stats._models.data_model.denoise_loadings` removes that part column by column (probabilistic PCA's
-  ``sqrt(lambda - sigma^2)`` in the one-modality case), so that ``loadings_ @ loadings_.T``
-  estimates ``Sigma - Psi`` as HCL's does, and ``loadings_ @ loadings_.T + Psi`` the data
-  covariance that ``transform`` assumes.
-* Noise variances are the residual variance of each modality with the degrees of freedom of
-  a rank-``r`` fit removed (see :func:`hcl_stats._models.data_model.residual_noise_variance`).
-  The closing step common to all of them is :meth:`hcl_stats._models.data_model.
-  DataFactorModel.fit`; docs/baselines.md describes the methods.
+  :func:`hcl_stats._models.data_model.denoise_loadings` removes that part column by
+  column (probabilistic PCA's ``sqrt(lambda - sigma^2)`` in the one-modality case), so
+  that ``loadings_ @ loadings_.T`` estimates ``Sigma - Psi`` as HCL's does, and
+  ``loadings_ @ loadings_.T + Psi`` the data covariance that ``transform`` assumes.
+* Noise variances are the residual variance of each modality with the degrees of freedom
+  of a rank-``r`` fit removed
+  (see :func:`hcl_stats._models.data_model.residual_noise_variance`).
+  The closing step common to all of them is
+  :meth:`hcl_stats._models.data_model.DataFactorModel.fit`; docs/baselines.md describes
+  the methods.
 """
 
 from __future__ import annotations
@@ -155,9 +157,10 @@ def check_rank_list(ranks, M, name, *, n_features=None, allow_zero=True):
 def ranks_from_structure(structure, n_features, names):
     """``(joint_rank, individual_ranks)`` of a global + specific structure, or ValueError.
 
-    The structure is bound to the data first (:func:`hcl_stats._input.validation.
-    check_structure`): a structure given by modality names is matched to the data's names,
-    whatever their order, and a name the data do not have is an error.
+    The structure is bound to the data first
+    (:func:`hcl_stats._input.validation.check_structure`): a structure given by modality
+    names is matched to the data's names, whatever their order, and a name the data do not
+    have is an error.
     """
     structure = check_structure(structure, n_features, names)
     M = len(n_features)

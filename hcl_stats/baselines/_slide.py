@@ -59,7 +59,7 @@ def _structured_start(X, structure, n_features, random_state):
 
     The top-``K`` right singular pairs of ``X`` are rotated block by block with the
     package's structured spectral initialiser (peeling from the most specific subsets to
-    the global one, :func:`hcl_stats._estimation.fit.spectral_init`), giving loadings ``W`` with the
+    the global one, :func:`hcl_stats._estimation.init.spectral_init`), giving loadings ``W`` with the
     right zero pattern; the start is the polar factor of ``X W``. The plain top-``K`` left
     singular vectors mix the blocks arbitrarily and often lead the alternating updates to a
     poor local optimum.
@@ -126,7 +126,7 @@ def fit_slide(X, structure, n_features, *, init="structured", max_iter=1000, tol
     return SLIDEResult(U, V, float(obj), n_iter, converged)
 
 
-def _group_lasso_path(X, edges, r_max, lambdas, *, max_inner, tol, random_state):
+def _group_lasso_path(X, n_features, r_max, lambdas, *, max_inner, tol, random_state):
     """Binary patterns (M x r_max) along SLIDE's group-lasso path.
 
     For each ``lambda`` (decreasing, warm-started) alternate
@@ -134,15 +134,16 @@ def _group_lasso_path(X, edges, r_max, lambdas, *, max_inner, tol, random_state)
     each (modality, component) block) and ``U`` = polar factor of ``X V``, which minimise
     ``1/2 ||X - U V^T||_F^2 + lambda sum_{m,k} ||V_{m,k}||_2`` in turn.
     """
-    M = len(edges) - 1
+    M = len(n_features)
+    starts = [rows.start for rows in row_slices(n_features)]
     U = truncated_svd(X, r_max, random_state=random_state)[0]
-    row_mod = np.repeat(np.arange(M), np.diff(edges))
+    row_mod = np.repeat(np.arange(M), n_features)
     patterns = []
     for lam in lambdas:
         obj_old = np.inf
         for _ in range(max_inner):
             C = X.T @ U
-            norms = np.sqrt(np.add.reduceat(C * C, edges[:-1], axis=0))  # (M, r)
+            norms = np.sqrt(np.add.reduceat(C * C, starts, axis=0))  # (M, r)
             shrink = np.clip(1.0 - lam / np.maximum(norms, 1e-300), 0.0, None)
             V = C * shrink[row_mod]
             resid = X - U @ V.T
@@ -392,11 +393,11 @@ class SLIDE(DataFactorModel):
         r_max = min(r_max, n - 1, X.shape[1])
         comp = RowCompression(data)
         Xr = np.hstack(comp.reduced)
-        edges = np.array([0] + [r.stop for r in row_slices(n_features)])
+        starts = [rows.start for rows in row_slices(n_features)]
         C = Xr.T @ truncated_svd(Xr, r_max, random_state=seed)[0]
-        lam_max = float(np.sqrt(np.add.reduceat(C * C, edges[:-1], axis=0)).max())
+        lam_max = float(np.sqrt(np.add.reduceat(C * C, starts, axis=0)).max())
         lambdas = np.geomspace(lam_max, lam_max * ratio, n_lambdas)
-        patterns = _group_lasso_path(Xr, edges, r_max, lambdas, max_inner=200,
+        patterns = _group_lasso_path(Xr, n_features, r_max, lambdas, max_inner=200,
                                      tol=1e-6, random_state=seed)
         candidates = []
         for pattern in patterns:

@@ -52,9 +52,9 @@ def align_loadings(W_hat, W_true, *, structure_hat=None, structure_true=None):
 
     When both structures are given and equal, the columns already correspond block by block
     (and all block metrics are invariant to the within-block rotations): ``W_hat`` is
-    returned. Otherwise (a baseline with another structure, or a different ``K``) the
-    paper's rule is used: one global orthogonal Procrustes rotation of ``W_hat`` onto
-    ``W_true`` (zero-padded when ``K`` differs).
+    returned. Otherwise (a baseline with another structure, or a different ``K``) the rule
+    of the comparisons (docs/baselines.md) is used: one global orthogonal Procrustes
+    rotation of ``W_hat`` onto ``W_true`` (zero-padded when ``K`` differs).
     """
     if structure_hat is not None and structure_hat == structure_true:
         return np.asarray(W_hat, dtype=float)
