@@ -9,7 +9,7 @@ import scipy.linalg
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._models.data_model import DataFactorModel, DataFit
 from hcl_stats._numerics.linalg import serial_blas, truncated_svd
-from hcl_stats._structure import Structure
+from hcl_stats._structure import Structure, modality_description
 from hcl_stats.baselines._common import (
     check_generator,
     check_rank_list,
@@ -179,17 +179,20 @@ class AJIVE(DataFactorModel):
             joint, ind = ranks_from_structure(init_ranks, n_features, names)
             init_ranks = [joint + r for r in ind]
         if init_ranks is not None:
-            init = check_rank_list(init_ranks, M, "init_signal_ranks", allow_zero=False)
+            init = check_rank_list(init_ranks, M, "init_signal_ranks", allow_zero=False,
+                                   names=names)
             for m, (r, cap) in enumerate(zip(init, caps)):
                 if r > cap:
-                    raise ValueError(f"init_signal_ranks: modality {m} has rank {r} above "
-                                     f"min(n_samples - 1, n_features) = {cap}")
+                    raise ValueError(f"init_signal_ranks: {modality_description(m, names)} "
+                                     f"has rank {r} above min(n_samples - 1, n_features) = "
+                                     f"{cap}")
             checked["init"] = init
         if self.joint_rank is not None:
             checked["joint"] = check_positive_int(self.joint_rank, "joint_rank", minimum=0)
         if self.individual_ranks is not None:
             checked["individual"] = check_rank_list(self.individual_ranks, M,
-                                                    "individual_ranks", n_features=n_features)
+                                                    "individual_ranks", n_features=n_features,
+                                                    names=names)
         return checked
 
     def _fit_centred(self, blocks, names):

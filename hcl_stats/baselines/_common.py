@@ -29,7 +29,7 @@ import numpy as np
 import scipy.linalg
 
 from hcl_stats._input.validation import check_structure
-from hcl_stats._structure import Structure, row_slices
+from hcl_stats._structure import Structure, modality_description, row_slices
 
 __all__ = [
     "RowCompression",
@@ -133,7 +133,7 @@ def joint_individual_structure(joint_rank, individual_ranks, names, *, selected)
         individual_ranks
 
 
-def check_rank_list(ranks, M, name, *, n_features=None, allow_zero=True):
+def check_rank_list(ranks, M, name, *, n_features=None, allow_zero=True, names=None):
     """Expand an int or validate a sequence of per-modality non-negative ranks."""
     minimum = 0 if allow_zero else 1
     if np.ndim(ranks) == 0:
@@ -145,11 +145,11 @@ def check_rank_list(ranks, M, name, *, n_features=None, allow_zero=True):
     for m, r in enumerate(ranks):
         if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, np.integer)) \
                 or r < minimum:
-            raise ValueError(f"{name}: rank of modality {m} must be an integer >= {minimum}, "
-                             f"got {r!r}")
+            raise ValueError(f"{name}: rank of {modality_description(m, names)} must be an "
+                             f"integer >= {minimum}, got {r!r}")
         if n_features is not None and r > n_features[m]:
-            raise ValueError(f"{name}: modality {m} has {n_features[m]} features but rank "
-                             f"{r} was asked")
+            raise ValueError(f"{name}: {modality_description(m, names)} has {n_features[m]} "
+                             f"features but rank {r} was asked")
         out.append(int(r))
     return out
 

@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from hcl_stats._input.params import check_positive_float, check_positive_int
 from hcl_stats._models.data_model import DataFactorModel, DataFit
 from hcl_stats._numerics.linalg import serial_blas, truncated_svd
-from hcl_stats._structure import Structure, row_slices
+from hcl_stats._structure import Structure, modality_description, row_slices
 from hcl_stats.baselines._common import (
     RowCompression,
     block_scales,
@@ -392,12 +392,12 @@ class JIVE(DataFactorModel):
         else:
             joint = check_positive_int(self.joint_rank, "joint_rank", minimum=0)
             ind = self.individual_ranks
-        ind = check_rank_list(ind, M, "individual_ranks", n_features=n_features)
+        ind = check_rank_list(ind, M, "individual_ranks", n_features=n_features, names=names)
         for m, p in enumerate(n_features):
             if joint + ind[m] > min(p, n - 1):
                 raise ValueError(
-                    f"modality {m}: joint rank {joint} + individual rank {ind[m]} exceeds "
-                    f"min(n_features={p}, n_samples - 1={n - 1})")
+                    f"{modality_description(m, names)}: joint rank {joint} + individual rank "
+                    f"{ind[m]} exceeds min(n_features={p}, n_samples - 1={n - 1})")
         return joint, ind
 
     def _fit_centred(self, blocks, names):
