@@ -60,14 +60,15 @@ def matched_estimator(name, structure, **options):
     The structures keep ``structure``'s modality names: every estimator binds them to
     named data by name.
 
-    ``options`` are passed to the constructor and override these choices. A new
-    estimator becomes available here (and in the package's tests) by adding its entry to
-    :data:`CONFIGURATIONS`.
+    ``options`` are passed to the constructor and override these choices. Any other class
+    exported by :mod:`hcl_stats.baselines` is built as ``cls(structure, **options)``; a new
+    estimator with another configuration gets its entry in :data:`CONFIGURATIONS`.
 
     Parameters
     ----------
     name : str
-        One of :data:`ESTIMATORS`.
+        One of :data:`ESTIMATORS`, or the name of another class of
+        :mod:`hcl_stats.baselines`.
     structure : Structure
     **options
         Constructor arguments.
@@ -80,7 +81,14 @@ def matched_estimator(name, structure, **options):
     >>> jive.joint_rank
     Structure({0,1,2}: 2, {0}: 6, {1}: 6, {2}: 6; M=3, K=20)
     """
-    if name not in CONFIGURATIONS:
+    if name in CONFIGURATIONS:
+        cls, configure = CONFIGURATIONS[name]
+        return cls(**{**configure(structure), **options})
+    # any other class exported by the package: looked up at call time, since the package
+    # imports this module (a module-level import would be a cycle)
+    from hcl_stats import baselines
+
+    cls = getattr(baselines, name, None)
+    if not isinstance(cls, type):
         raise ValueError(f"unknown method {name!r}; choose from {list(ESTIMATORS)}")
-    cls, configure = CONFIGURATIONS[name]
-    return cls(**{**configure(structure), **options})
+    return cls(structure, **options)
