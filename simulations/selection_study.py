@@ -127,10 +127,10 @@ def run_replication(M, kappa, *, n=2000, p=200, noise_variance=1.0, seed=0, max_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         try:
-            found, evidence = select_structure(S, [p] * M, n_samples=n_s, alpha=alpha,
-                                               **(select_kw or {}))
-            found_blocks = dict(found.blocks)
-            no_factor = evidence.attrs["info"]["no_factor"]
+            selected = select_structure(S, [p] * M, n_samples=n_s, alpha=alpha,
+                                        **(select_kw or {}))
+            found, found_blocks = selected.structure, dict(selected.structure.blocks)
+            no_factor = selected.no_factor
         except ValueError as exc:  # nothing detected at all: the empty structure
             if "no factor detected in any modality" not in str(exc):
                 raise

@@ -194,9 +194,10 @@ def test_pure_noise_modality_is_left_without_factors(rng):
     X = make_hierarchical(800, [30, 30], truth, singular_values=(1, 2), random_state=3)
     X.append(rng.standard_normal((800, 25)))
     with pytest.warns(UserWarning, match="no factor detected in modality \\[2\\]"):
-        found, ev = _select(X)
+        result = _select(X)
+    found = result.structure
     assert found.n_modalities == 3 and found.modality_rank(2) == 0
-    assert ev.attrs["info"]["no_factor"] == [2]
+    assert result.no_factor == [2]
     assert dict(found.blocks) == {(0, 1): 2, (0,): 1}
     # HCL fits such a structure: zero loadings for the noise-only modality, whose noise
     # variance (per-modality rule) is then the mean of its eigenvalues, i.e. about 1
@@ -240,7 +241,8 @@ def test_m6_completes_and_m4_timing():
 def test_evidence_table_documents_every_decision():
     truth = STRUCTURES_M3[0]
     X = make_hierarchical(N, [P] * 3, truth, singular_values=(1, 2), random_state=11)
-    found, ev = _select(X)
+    result = _select(X)
+    found, ev = result
     assert isinstance(ev, pd.DataFrame)
     assert list(ev.columns) == ["step", "subset", "modality", "component", "statistic",
                                 "value", "threshold", "selected", "rank"]
@@ -249,9 +251,8 @@ def test_evidence_table_documents_every_decision():
     assert chosen == {found.label(s): r for s, r in found.blocks}
     pairs = ev[ev.step == "pair rank"]
     assert set(pairs.subset) == {"{0,1}", "{0,2}", "{1,2}"}
-    info = ev.attrs["info"]
-    assert info["modality_rank"].tolist() == [truth.modality_rank(m) for m in range(3)]
-    np.testing.assert_allclose(info["noise_variance"], 1.0, rtol=0.05)
+    assert result.modality_rank.tolist() == [truth.modality_rank(m) for m in range(3)]
+    np.testing.assert_allclose(result.noise_variance, 1.0, rtol=0.05)
 
 
 def test_hcl_auto_with_names_and_max_rank():
