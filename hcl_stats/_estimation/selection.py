@@ -1,110 +1,33 @@
 """Structure selection from a covariance matrix: which modality subsets share factors.
 
-Method (covariance only; no structure is enumerated)
-----------------------------------------------------
 The model is ``x_m = sum_{S containing m} B_{m,S} z_S + e_m`` with ``e_m ~ (0, sigma_m^2 I)``.
+Nothing is enumerated over candidate structures; one function per step
+(``docs/selection.md`` explains each step, its thresholds and its assumptions):
 
-1. **Each modality's rank and noise.** The eigenvalues of ``S_mm`` are compared with the
-   white-noise law: ``sigma_m^2`` solves ``p_m sigma^2 = trace(S_mm) - sigma^2 sum_j ell_j``
-   (trace minus the signal of the detected spikes, each spike's population size ``ell_j``
-   recovered from its upward-biased sample eigenvalue; unbiased where the bulk median is
-   not), and the ``j``-th eigenvalue is signal while it exceeds the level-``alpha``
-   Tracy-Widom threshold of the largest eigenvalue of ``p_m - j`` white features
-   (Johnstone 2001); the two are iterated to a fixed point. This gives ``k_m``, a first
-   count of the factors loading on ``m`` (step 5 recounts the specific ones), and its
-   top-``k_m`` eigenvectors ``U_m``. Only the reduced
-   variables ``y_m = U_m^T x_m`` are used from here on (``sum_m k_m`` dimensions, not ``d``).
-1b. **Shared directions too weak for the modality's own spectrum.** A factor weak in ``m``
-   but strong in another modality is detectable from cross-covariances once
-   ``ell > p_m / n``, far below the spectral limit ``ell > sqrt(p_m / n)``. The number of
-   canonical correlations between all of ``x_m`` (needs ``p_m < n``) and the other
-   modalities' (jointly whitened) reduced variables is compared with the number for
-   ``y_m``; the difference is added to ``U_m`` as the leading directions of the
-   cross-covariance outside ``span(U_m)``. These added directions are chosen *for* their
-   correlation with the other modalities, so they serve the geometry of steps 2-3 only,
-   never a test.
-2. **Pairwise shared ranks.** ``y_a`` and ``y_b`` are independent when ``a`` and ``b``
-   share no factor, whatever the noise, because cross-covariances carry no noise and the
-   spectral basis ``U_a`` depends on modality ``a`` only. The number of factors shared by
-   ``a`` and ``b`` (``c_ab = sum of r_S over S containing both``) is the number of sample
-   canonical correlations above the threshold of the largest null canonical correlation
-   (Tracy-Widom law of Johnstone 2008), tested sequentially with the dimensions reduced
-   by the roots already accepted. Up to four such counts are made, each at a quarter of
-   the pair's level: spectral basis of ``a`` against spectral basis of ``b``; all the
-   features of ``a`` (of ``b``) against the spectral basis of ``b`` (of ``a``), which finds
-   a shared factor that one of the two spectra missed; and all the features of both
-   (when ``p_a + p_b < n - 1``), for a factor both spectra missed. No test ever uses a
-   direction selected for its correlation; ``c_ab`` is the largest of the counts.
-3. **Who shares with whom (membership).** Inside modality ``m`` the reduced variables are
-   rescaled so their *signal* covariance is the identity: coordinate ``j`` is divided by
-   the square root of its estimated signal variance ``c_j ell_j sigma_m^2`` (the spiked
-   covariance model's population spike ``ell_j`` and eigenvector cosine ``c_j``, which
-   undo the upward bias of sample spikes). In these coordinates, in the population, the
-   directions of different structures are orthogonal and the column space of the
-   cross-covariance with modality ``a`` is exactly the sum of the directions of the
-   structures containing ``a``: the projectors ``P_ma`` commute (in the sample this holds
-   approximately, the more so the more orthogonal the loadings of different blocks). The
-   space is split successively by each ``P_ma`` (its ``c_ma`` leading canonical
-   directions; eigenvalues of its compression above 1/2: "shared with ``a``"), which
-   yields, for each direction of ``m``, the set ``T`` of other modalities it is shared
-   with: a count ``n_m(T)``. Equivalently, the dimension of the intersection of the
-   pairwise column spaces, i.e. the Moebius inversion of the counts of factors shared by
-   each group of modalities, restricted to the groups the data support.
-4. **Consensus.** Each shared subset ``S`` is seen from each of its modalities, with mean
-   count ``mean_m n_m(S - m)``. Its rank is that mean rounded to the nearest integer, ties
-   down (towards omitting the subset). A subset whose mean exceeds 1 is selected anyway,
-   and its rank may be rounded the other way: among these roundings, the one chosen
-   reproduces best the *tested* pair ranks (``c_ab`` must equal the sum of the ranks of
-   the chosen subsets containing ``a`` and ``b``; sum of absolute differences over the
-   pairs), then stays closest to the means, then has the smaller total rank. The fit to
-   the pair ranks never creates nor removes a subset: near the detection limit a factor
-   seen by only some pairs would otherwise be split into invented smaller subsets.
-5. **Specific ranks, outside the shared directions.** The specific rank of ``m`` is *not*
-   ``k_m`` minus the shared ranks. Blocks of different subsets are not orthogonal within a
-   modality, so with many factors the smallest eigenvalues of ``B_m^T B_m`` fall well below
-   the block singular values (by a factor up to ``(1 - sqrt(k_m / p_m))^2``) and the
-   spectrum of ``S_mm`` loses weak factors that are clearly detectable on their own. The
-   ``c_m = sum of the shared ranks on m`` shared directions are instead estimated from
-   the cross-covariance of the denoised ``x_m`` (``(S_mm - sigma_m^2 I) S_mm^{-1}`` applied to
-   it, negative eigenvalues set to 0) with the others' reduced variables (top ``c_m``
-   left singular vectors), ``S_mm`` is compressed to their orthogonal complement, and the
-   specific rank is the number of its eigenvalues above the Tracy-Widom threshold for
-   ``p_m - c_m`` white features, with the noise variance re-estimated there as in step 1
-   (so a spike the modality's spectrum missed is not counted as noise). Removing the
-   shared directions restores a specific factor's own strength (its squared cosine with
-   the shared span is about ``c_m / p_m``) instead of the depressed Gram eigenvalue.
+1. :func:`_reduced_bases`: each modality's noise variance and number of factors ``k_m``
+   from the eigenvalues of ``S_mm`` against the Tracy-Widom edge of white noise
+   (Johnstone 2001), iterated to a fixed point; the top-``k_m`` eigenvectors ``U_m`` are
+   the reduced variables used from then on.
+1b. :func:`_augment`: shared directions too weak for the modality's own spectrum, found by
+   canonical correlations of all of ``x_m`` with the other modalities; used for the
+   geometry of steps 2-3 only, never in a test.
+2. :func:`_pair_ranks`: the number ``c_ab`` of factors shared by each pair, counted by
+   sequential tests of canonical correlations against the largest-root threshold under
+   independence (Johnstone 2008), on up to four pairs of bases (:func:`_pair_candidates`).
+3. :func:`_membership`: in signal-whitened coordinates, each modality's space is split by
+   the spaces it shares with each other modality (squared cosine above 1/2), giving for
+   each direction the set of modalities it is shared with.
+4. :func:`_shared_blocks`: each shared subset's rank is its mean count over its
+   modalities, rounded to best reproduce the tested pair ranks (:func:`_consensus`).
+5. :func:`_specific_blocks`: each modality's specific rank, from the spectrum of ``S_mm``
+   compressed to the complement of its estimated shared directions.
 
-Levels: ``alpha`` is a family-wise level (Bonferroni). The pair tests each run at
-``alpha / (M (M - 1) / 2)`` and the specific-rank tests (and those of step 1b) at
-``alpha / M``, so the probability that the selected structure contains an invented shared
-rank is at most about ``alpha``, and an invented specific rank also at most about
-``alpha``: exact recovery needs every one of the ``M (M + 1) / 2`` decisions right, which a
-per-test level would not give for large ``M``. Step 1 (the reduced bases, a dimension
-reduction rather than a decision) runs at ``alpha``.
+Levels: ``alpha`` is family-wise (Bonferroni): each pair test runs at
+``alpha / (M (M - 1) / 2)``, each specific-rank test (and each test of step 1b) at
+``alpha / M``; step 1, a dimension reduction, at ``alpha``.
 
-Assumptions: Gaussian-like noise, isotropic within each modality (variances may differ
-between modalities); ``n`` large enough that canonical correlations are estimated
-(``n >> sum k_m``); each modality's stacked loadings have full column rank (the
-identifiability condition of METHOD.md). Errors go towards omission: a block whose
-signal is below the detection limit of any test is dropped (its directions end up in the
-specific block of the modality that still detects them, or nowhere).
-
-Limitation: a factor specific to one modality can only be seen in that modality's own
-covariance; step 5 finds it when its block singular value clears the detection limit
-``sigma_m^2 sqrt(p_m / n)`` with some margin *and* the shared directions of ``m`` are
-estimated well enough that little shared signal is left in their complement (a shared
-factor weak in the other modalities is estimated poorly and can leave a spurious spike
-there; see ``simulations/selection_study.py``).
-
-Cost: one symmetric eigendecomposition per modality, ``O(sum_m p_m^3)``, plus
-``O(M^2)`` SVDs of ``k_a x k_b`` matrices and ``O(M^2)`` eigenproblems of size ``k_m``;
-nothing grows with the number of candidate structures (``2^(2^M - 1)``), and only the
-subsets the pairwise tests support are ever formed. Steps 1b, 2 and 5 add ``O(M)`` SVDs of
-``p_m x sum_a k_a`` matrices, ``O(M^2)`` products of ``p_m x p_m`` whitening matrices with
-``p_m x k_b`` cross-covariances, and one more ``p_m x p_m`` eigendecomposition per modality;
-the consensus enumerates the roundings of at most 12 fractional subsets (``2^12``
-evaluations of an ``M x M`` table), a coordinate descent beyond. M = 4 modalities of 200
-features (n = 2000) take about 0.2-0.3 s on one core.
+All the linear algebra runs on one BLAS thread (:func:`select_structure`), so that
+decisions at a threshold do not depend on the thread count.
 """
 
 from __future__ import annotations
