@@ -322,3 +322,27 @@ def test_selection_study_full():
     below = run_study(Ms=(3, 6), kappas=(0.5,), reps=20, compare=False, seed=2026)
     assert (below["false_pos_shared"].sum() / below["n_absent_shared"].sum()) <= 0.05
     assert (below["false_pos"].sum() / below["n_absent"].sum()) <= 0.05
+
+
+def test_selection_identical_with_one_and_two_blas_threads():
+    """Six modalities of 6 to 240 features, n = 2000: the eigen- and singular value
+    decompositions of the larger blocks differ in the last bits with the BLAS thread
+    count, which must not change any decision or statistic."""
+    from threadpoolctl import threadpool_limits
+
+    widths = [6, 20, 40, 80, 160, 240]
+    truth = Structure({(0, 1, 2, 3, 4, 5): 2, (0, 1, 2): 1, (3, 4, 5): 2, (1, 4): 1,
+                       (0,): 1, (2,): 1, (5,): 2})
+    for seed in (0, 1):
+        X = make_hierarchical(2000, widths, truth, singular_values=(0.3, 0.9),
+                              random_state=seed)
+        S, _, n = sample_covariance(X)
+        results = []
+        for threads in (1, 2):
+            with threadpool_limits(threads):
+                results.append(select_structure(S, widths, n_samples=n))
+        one, two = results
+        assert one.structure == two.structure
+        pd.testing.assert_frame_equal(one.evidence, two.evidence, check_exact=True)
+        for field in ("noise_variance", "modality_rank", "pair_rank", "specific_rank"):
+            np.testing.assert_array_equal(getattr(one, field), getattr(two, field))
