@@ -39,7 +39,6 @@ from itertools import combinations
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils import check_random_state
 
 from hcl_stats._structure import Structure
 
@@ -221,7 +220,7 @@ def check_rank_conditions(structure, n_features, *, random_state=None):
     structure : Structure or dict
     n_features : int or sequence of int
         Modality widths ``p_m``.
-    random_state : int, RandomState instance or None, default=None
+    random_state : int, numpy.random.Generator or None, default=None
         Draws the generic stacked loadings of narrow modalities (only used then).
 
     Returns
@@ -256,7 +255,7 @@ def check_rank_conditions(structure, n_features, *, random_state=None):
             True, "every modality is at least as wide as the factors it carries "
             "(p_m >= r_m), so only the per-block rotations are free", True, [], narrow)
     dim, inseparable = _free_couplings(structure, widths, narrow,
-                                       check_random_state(random_state))
+                                       np.random.default_rng(random_state))
     names = ", ".join(structure.modality_label(m) for m in narrow)
     if dim == 0:
         return RankConditions(
@@ -300,7 +299,7 @@ def jacobian_rank_check(structure, n_features, *, random_state=None, max_free=25
     ----------
     structure : Structure or dict
     n_features : int or sequence of int
-    random_state : int, RandomState instance or None, default=None
+    random_state : int, numpy.random.Generator or None, default=None
     max_free : int, default=2500
 
     Returns
@@ -321,7 +320,7 @@ def jacobian_rank_check(structure, n_features, *, random_state=None, max_free=25
     if int(mask.sum()) > max_free:
         widths = [min(p, K) for p in widths]
         mask = structure.mask(widths)
-    rng = check_random_state(random_state)
+    rng = np.random.default_rng(random_state)
     W = np.where(mask, rng.standard_normal(mask.shape), 0.0)
     J = _jacobian(W, mask)
     sv = np.linalg.svd(J, compute_uv=False)
@@ -388,7 +387,7 @@ def check_identifiability(structure, n_features, *, random_state=None):
     >>> out.identifiable, out.agree
     (False, True)
     """
-    rng = check_random_state(random_state)
+    rng = np.random.default_rng(random_state)
     rc = check_rank_conditions(structure, n_features, random_state=rng)
     jc = jacobian_rank_check(structure, n_features, random_state=rng)
     return IdentifiabilityCheck(rc, jc, jc.identifiable, rc.identifiable == jc.identifiable)

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 
 from hcl_stats._estimation.selection import select_structure
 from hcl_stats._hcl import HCL
@@ -127,8 +126,8 @@ def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha
         Passed to :func:`select_structure`.
     loadings : bool, default=True
         Also measure the spread of each block's loadings (one HCL fit per subsample).
-    random_state : int, RandomState or None, default=None
-        Seed of the subsamples.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the subsamples (``numpy.random.default_rng``; None: fresh entropy).
 
     Returns
     -------
@@ -151,7 +150,7 @@ def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha
     fraction = check_positive_float(fraction, "fraction")
     if not fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
-    rng = check_random_state(random_state)
+    rng = np.random.default_rng(random_state)
     n = blocks[0].shape[0]
     n_sub = int(round(fraction * n))
     if n_sub < 3:
