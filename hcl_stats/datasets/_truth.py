@@ -12,17 +12,13 @@ __all__ = ["CovarianceTruth", "HierarchicalTruth"]
 
 
 @dataclass(frozen=True)
-class HierarchicalTruth:
-    """Truth behind :func:`~hcl_stats.datasets.make_hierarchical`.
+class _ModelTruth:
+    """The parameters of the simulated model.
 
     Attributes
     ----------
     W : ndarray of shape (d, K)
         Loadings, zero outside the structure's mask.
-    Z : ndarray of shape (n, K)
-        Factor scores.
-    noise : list of ndarray of shape (n, p_m)
-        The noise added to each modality.
     noise_variance : ndarray of shape (M,)
         Noise variance of each modality.
     structure : Structure
@@ -31,35 +27,42 @@ class HierarchicalTruth:
     """
 
     W: np.ndarray
-    Z: np.ndarray
-    noise: list
     noise_variance: np.ndarray
     structure: Structure
     n_features: np.ndarray
 
 
 @dataclass(frozen=True)
-class CovarianceTruth:
-    """Truth behind :func:`~hcl_stats.datasets.make_hierarchical_covariance`.
+class HierarchicalTruth(_ModelTruth):
+    """Truth behind :func:`~hcl_stats.datasets.make_hierarchical`.
+
+    The model's ``W``, ``noise_variance``, ``structure`` and ``n_features``, plus the draw:
 
     Attributes
     ----------
-    W : ndarray of shape (d, K)
-        Loadings, zero outside the structure's mask.
+    Z : ndarray of shape (n, K)
+        Factor scores.
+    noise : list of ndarray of shape (n, p_m)
+        The noise added to each modality.
+    """
+
+    Z: np.ndarray = None
+    noise: list = None
+
+
+@dataclass(frozen=True)
+class CovarianceTruth(_ModelTruth):
+    """Truth behind :func:`~hcl_stats.datasets.make_hierarchical_covariance`.
+
+    The model's ``W``, ``noise_variance``, ``structure`` and ``n_features``, plus:
+
+    Attributes
+    ----------
     covariance : ndarray of shape (d, d)
         Population covariance ``W W^T + Psi``.
-    noise_variance : ndarray of shape (M,)
-        Noise variance of each modality.
-    structure : Structure
-    n_features : ndarray of shape (M,)
-        Modality widths.
     n_samples : int
         Number of samples the sample covariance is drawn for.
     """
 
-    W: np.ndarray
-    covariance: np.ndarray
-    noise_variance: np.ndarray
-    structure: Structure
-    n_features: np.ndarray
-    n_samples: int
+    covariance: np.ndarray = None
+    n_samples: int = None
