@@ -502,13 +502,12 @@ def sample_split_inference(X, y, groups, *, selector=None, loss="squared",
     >>> list(res.wald_table.columns)
     ['df', 'statistic', 'p_value', 'partial_r2']
     """
-
     Z, y = check_X_y(X, y, dtype=np.float64 if loss == "squared" else None,
                      y_numeric=loss == "squared")
     if not 0 < selection_size < 1:
         raise ValueError(f"selection_size must be in (0, 1), got {selection_size!r}")
-    rows = np.arange(len(y))
-    sel, inf = train_test_split(rows, train_size=selection_size, random_state=random_state,
+    sel, inf = train_test_split(np.arange(len(y)), train_size=selection_size,
+                                random_state=random_state,
                                 stratify=y if loss == "logistic" else None)
     if selector is None:
         selector = StructuredGroupLasso(groups, loss=loss, random_state=random_state)
