@@ -10,7 +10,7 @@ structure with unequal ranks is drawn per replication (random subsets of all siz
 ``[kappa, 2 kappa] * sigma^2 sqrt(p / n)`` (``kappa = 1`` is the detection threshold of a
 spike in one modality). :func:`~hcl_stats.datasets.make_loadings` draws each block as
 ``Q1 diag(a) Q2`` with orthonormal ``Q1`` and orthogonal ``Q2``, so the block singular values
-are exactly the drawn ``a`` and ``kappa >= 2`` is the issue's "every squared block singular
+are exactly the drawn ``a`` and ``kappa >= 2`` means "every squared block singular
 value at least twice the detection threshold". Blocks of different subsets are drawn
 independently, so they are *not* orthogonal within a modality: a modality carrying ``k``
 factors has modality-level spikes (eigenvalues of ``B_m^T B_m``) spread by about

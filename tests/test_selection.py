@@ -227,7 +227,7 @@ def test_m6_completes_and_m4_timing():
     found, evidence = _select(X)
     assert found.n_modalities == 6
     assert found == truth6
-    # M = 4, 200 features, n = 2000: the timing case (budget 30 s on 2 cores)
+    # M = 4, 200 features, n = 2000 completes (a generous budget for a loaded machine)
     X4 = make_hierarchical(2000, [200] * 4, STRUCTURE_M4, singular_values=(0.8, 1.2),
                            random_state=6)
     S, _, n = sample_covariance(X4)
@@ -315,7 +315,7 @@ def test_selection_study_full():
     from simulations.selection_study import run_study
 
     df = run_study(Ms=(3, 4, 5, 6), kappas=(2.0,), reps=40, compare=False, seed=2026)
-    assert (df["min_block_ratio"] >= 2 - 1e-9).all()  # the design is the issue's
+    assert (df["min_block_ratio"] >= 2 - 1e-9).all()  # twice the detection threshold
     for M, part in df.groupby("M"):
         assert part["exact"].mean() >= 0.95, M
         assert part["false_pos"].sum() / part["n_absent"].sum() <= 0.05
