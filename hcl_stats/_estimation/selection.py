@@ -285,7 +285,7 @@ def _consensus(order, means, pair_rank, M, max_rank):
     return best
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SelectionResult:
     """Outcome of :func:`select_structure`.
 

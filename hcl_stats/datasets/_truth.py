@@ -11,7 +11,7 @@ from hcl_stats._structure import Structure
 __all__ = ["CovarianceTruth", "HierarchicalTruth"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _ModelTruth:
     """The parameters of the simulated model.
 
@@ -32,7 +32,7 @@ class _ModelTruth:
     n_features: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HierarchicalTruth(_ModelTruth):
     """Truth behind :func:`~hcl_stats.datasets.make_hierarchical`.
 
@@ -50,7 +50,7 @@ class HierarchicalTruth(_ModelTruth):
     noise: list = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CovarianceTruth(_ModelTruth):
     """Truth behind :func:`~hcl_stats.datasets.make_hierarchical_covariance`.
 

@@ -31,7 +31,7 @@ from hcl_stats._structure import Structure
 __all__ = ["ScoreBootstrap", "bootstrap_scores", "align_scores"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ScoreBootstrap:
     """Result of :func:`bootstrap_scores`: reference scores and aligned bootstrap draws.
 

@@ -89,7 +89,7 @@ __all__ = ["StructureInference", "structure_inference", "sample_split_inference"
            "SampleSplitInference"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StructureInference:
     """Result of :func:`structure_inference`.
 
@@ -409,7 +409,7 @@ def _find_group(groups, keys, s):
     raise ValueError(f"{s!r} is not one of the groups {keys!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SampleSplitInference:
     """Result of :func:`sample_split_inference`.
 

@@ -20,7 +20,7 @@ from hcl_stats._structure import Structure, row_slices, subset_label
 __all__ = ["StabilityResult", "structure_stability"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StabilityResult:
     """Outcome of :func:`structure_stability`.
 
