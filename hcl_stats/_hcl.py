@@ -83,8 +83,8 @@ class HCL(CovarianceFactorModel):
     max_rank : int or None, default=None
         With ``structure="auto"``: the largest rank considered for any block.
     random_state : int, numpy.random.Generator or None, default=None
-        Seed (for :func:`numpy.random.default_rng`) of the Lanczos start vector and, on the
-        reduced path, of the range finder; ``None``: fresh entropy.
+        Seed of the Lanczos start vector and, on the reduced path, of the range finder;
+        ``None``: a fixed default seed, so that repeated fits are identical.
     path : {"auto", "covariance", "reduced"}, default="auto"
         How the data reach the solver. ``"covariance"``: the ``d x d`` sample covariance
         (accumulated chunk by chunk for Dask arrays and memmaps), memory O(d^2).

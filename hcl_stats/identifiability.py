@@ -40,6 +40,7 @@ from numbers import Integral
 
 import numpy as np
 
+from hcl_stats._numerics.random import as_generator
 from hcl_stats._structure import Structure
 
 __all__ = ["IdentifiabilityCheck", "JacobianCheck", "RankConditions", "check_identifiability",
@@ -255,7 +256,7 @@ def check_rank_conditions(structure, n_features, *, random_state=None):
             True, "every modality is at least as wide as the factors it carries "
             "(p_m >= r_m), so only the per-block rotations are free", True, [], narrow)
     dim, inseparable = _free_couplings(structure, widths, narrow,
-                                       np.random.default_rng(random_state))
+                                       as_generator(random_state))
     names = ", ".join(structure.modality_label(m) for m in narrow)
     if dim == 0:
         return RankConditions(
@@ -320,7 +321,7 @@ def jacobian_rank_check(structure, n_features, *, random_state=None, max_free=25
     if int(mask.sum()) > max_free:
         widths = [min(p, K) for p in widths]
         mask = structure.mask(widths)
-    rng = np.random.default_rng(random_state)
+    rng = as_generator(random_state)
     W = np.where(mask, rng.standard_normal(mask.shape), 0.0)
     J = _jacobian(W, mask)
     sv = np.linalg.svd(J, compute_uv=False)
@@ -387,7 +388,7 @@ def check_identifiability(structure, n_features, *, random_state=None):
     >>> out.identifiable, out.agree
     (False, True)
     """
-    rng = np.random.default_rng(random_state)
+    rng = as_generator(random_state)
     rc = check_rank_conditions(structure, n_features, random_state=rng)
     jc = jacobian_rank_check(structure, n_features, random_state=rng)
     return IdentifiabilityCheck(rc, jc, jc.identifiable, rc.identifiable == jc.identifiable)

@@ -127,8 +127,8 @@ def test_results_identical_with_one_and_two_blas_threads(data):
                                   two["AJIVE"].randdir_samples_)
 
 
-def test_random_state_follows_default_rng(data):
-    """An int seeds, a Generator is used as is (same stream as its seed), None is fresh."""
+def test_random_state_none_is_the_default_seed(data):
+    """An int seeds, a Generator is used as is (same stream as its seed), None is seed 0."""
 
     def draws(random_state):
         model = AJIVE(init_signal_ranks=[3, 2, 2], n_wedin_samples=50,
@@ -136,4 +136,5 @@ def test_random_state_follows_default_rng(data):
         return model.wedin_samples_
 
     np.testing.assert_array_equal(draws(5), draws(np.random.default_rng(5)))
-    assert not np.array_equal(draws(None), draws(None))
+    np.testing.assert_array_equal(draws(None), draws(0))
+    assert not np.array_equal(draws(0), draws(1))

@@ -6,7 +6,6 @@ import re
 import runpy
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +22,10 @@ VIGNETTES = sorted((ROOT / "vignettes").glob("*.py"))
 def test_vignette_runs(path, tmp_path):
     env = dict(os.environ, HCL_VIGNETTE_SMALL="1", HCL_VIGNETTE_OUT=str(tmp_path),
                MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
-    start = time.perf_counter()
     proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
-    seconds = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip()  # narrated output
-    assert seconds < 60
 
 
 def _run(name, tmp_path, monkeypatch, capsys):

@@ -137,12 +137,10 @@ def top_eigenpairs(S, k, *, random_state=None):
     mixed-precision mode: the fit needs the eigenvalues (noise level) and a starting
     subspace, both of which it gives to float64 accuracy at half the cost. Other
     namespaces use the standard's full ``eigh`` on their device. ``random_state`` seeds
-    the ARPACK start vector (``None``: fresh entropy).
+    the ARPACK start vector (see :mod:`hcl_stats._numerics.random`).
     """
     xp = get_namespace(S)
     if is_numpy(xp):
-        if random_state is None:
-            random_state = np.random.default_rng()
         return top_eigh(np.asarray(S), k, random_state=random_state, mixed=True)
     values, vectors = xp.linalg.eigh(S)
     values = np.asarray(to_numpy(values), dtype=float)[::-1][:k]

@@ -44,6 +44,7 @@ from hcl_stats._estimation.fit import (
 )
 from hcl_stats._estimation.noise import Spectrum, estimate_noise
 from hcl_stats._numerics.linalg import orthonormal_basis
+from hcl_stats._numerics.random import as_generator
 from hcl_stats._statistics.chunked import column_moments, iter_row_slices, release_pages
 from hcl_stats._structure import row_slices
 
@@ -260,7 +261,7 @@ def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solve
     n_features = [b.shape[1] for b in blocks]
     means, variances = column_moments(blocks, names)
     bases = _Bases(blocks, means, reduced_ranks(n, n_features, structure, n_oversamples),
-                   n_power_iter=n_power_iter, rng=np.random.default_rng(random_state))
+                   n_power_iter=n_power_iter, rng=as_generator(random_state))
     mask = structure.mask(n_features)
     n_iter = 0
     for expansion in range(max_expansions + 1):

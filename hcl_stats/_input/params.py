@@ -65,9 +65,10 @@ def optional(check):
 
 
 def seed(value, name):
-    """Check: ``None`` (fresh entropy), an integer >= 0 or a ``numpy.random.Generator``.
+    """Check: ``None`` (a fixed default seed), an integer >= 0 or a ``numpy.random.Generator``.
 
-    The value is passed to :func:`numpy.random.default_rng` by the steps that draw.
+    The value is passed to :func:`hcl_stats._numerics.random.as_generator` by the steps
+    that draw.
     """
     if value is None or isinstance(value, np.random.Generator):
         return value

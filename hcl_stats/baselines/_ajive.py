@@ -9,9 +9,9 @@ import scipy.linalg
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._models.data_model import DataFactorModel, DataFit
 from hcl_stats._numerics.linalg import serial_blas, truncated_svd
+from hcl_stats._numerics.random import as_generator
 from hcl_stats._structure import Structure, modality_description
 from hcl_stats.baselines._common import (
-    check_generator,
     check_rank_list,
     gavish_donoho_rank,
     joint_individual_structure,
@@ -102,8 +102,8 @@ class AJIVE(DataFactorModel):
     n_randdir_samples : int, default=1000
         Resamples for the random-direction bound.
     random_state : int, numpy.random.Generator or None, default=None
-        Seed of the resampling (``None``: fresh entropy; see
-        :func:`numpy.random.default_rng`).
+        Seed of the resampling (``None``: a fixed default seed, so repeated fits
+        agree; see :mod:`hcl_stats._numerics.random`).
 
     Attributes
     ----------
@@ -200,7 +200,7 @@ class AJIVE(DataFactorModel):
         n = blocks[0].shape[0]
         M = len(blocks)
         params = self._check_params(n, [b.shape[1] for b in blocks], names)
-        rng = check_generator(self.random_state)
+        rng = as_generator(self.random_state)
         svds, init, sv_thresholds = self._signal(blocks, params)
         joint_scores, sv2, bounds = self._joint(blocks, svds, init, sv_thresholds, params,
                                                 rng)

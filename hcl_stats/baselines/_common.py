@@ -34,7 +34,6 @@ from hcl_stats._structure import Structure, modality_description, row_slices
 __all__ = [
     "RowCompression",
     "block_scales",
-    "check_generator",
     "check_rank_list",
     "gavish_donoho_rank",
     "joint_individual_structure",
@@ -172,18 +171,6 @@ def ranks_from_structure(structure, n_features, names):
     joint = structure.rank(glob) if glob in structure else 0
     ind = [structure.rank((m,)) if (m,) in structure else 0 for m in range(M)]
     return joint, ind
-
-
-def check_generator(random_state):
-    """A :class:`numpy.random.Generator` for ``random_state``.
-
-    ``None`` draws fresh entropy, an int seeds a new generator and a Generator is used as
-    is (:func:`numpy.random.default_rng`). A legacy ``RandomState`` seeds a new generator
-    with one draw from it.
-    """
-    if isinstance(random_state, np.random.RandomState):
-        random_state = int(random_state.randint(2 ** 31 - 1))
-    return np.random.default_rng(random_state)
 
 
 def block_scales(blocks, scale):

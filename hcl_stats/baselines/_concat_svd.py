@@ -46,7 +46,7 @@ class ConcatSVD(CovarianceFactorModel):
         Noise removed from the covariance before its eigen-decomposition, as in
         :class:`hcl_stats.HCL` (``None``: none).
     random_state : int, numpy.random.Generator or None, default=None
-        Seed of the Lanczos start vector (``None``: fresh entropy).
+        Seed of the Lanczos start vector (``None``: a fixed default seed).
 
     Attributes
     ----------

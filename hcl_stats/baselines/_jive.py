@@ -12,11 +12,11 @@ from sklearn.exceptions import ConvergenceWarning
 from hcl_stats._input.params import check_positive_float, check_positive_int
 from hcl_stats._models.data_model import DataFactorModel, DataFit
 from hcl_stats._numerics.linalg import serial_blas, truncated_svd
+from hcl_stats._numerics.random import as_generator
 from hcl_stats._structure import Structure, modality_description, row_slices
 from hcl_stats.baselines._common import (
     RowCompression,
     block_scales,
-    check_generator,
     check_rank_list,
     joint_individual_structure,
     ranks_from_structure,
@@ -293,8 +293,8 @@ class JIVE(DataFactorModel):
     tol : float, default=1e-6
         Stop when ``||(J + A)_new - (J + A)_old||_F <= tol ||J + A||_F``.
     random_state : int, numpy.random.Generator or None, default=None
-        Seed of the permutations and of the Lanczos start vectors (``None``: fresh
-        entropy; see :func:`numpy.random.default_rng`).
+        Seed of the permutations and of the Lanczos start vectors (``None``: a
+        fixed default seed; see :mod:`hcl_stats._numerics.random`).
 
     Attributes
     ----------
@@ -404,7 +404,7 @@ class JIVE(DataFactorModel):
         """Rank selection (if asked), the final alternating fit, loadings and residuals."""
         n = blocks[0].shape[0]
         joint, ind = self._check_params(n, [b.shape[1] for b in blocks], names)
-        rng = check_generator(self.random_state)
+        rng = as_generator(self.random_state)
         seed = int(rng.integers(2 ** 31 - 1))
         scales = block_scales(blocks, self.scale)
         data = [b / s for b, s in zip(blocks, scales)]

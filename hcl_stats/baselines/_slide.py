@@ -13,11 +13,11 @@ from hcl_stats._input.params import check_positive_float, check_positive_int
 from hcl_stats._input.validation import check_structure
 from hcl_stats._models.data_model import DataFactorModel, DataFit
 from hcl_stats._numerics.linalg import lapack_svd, singular_values, truncated_svd
+from hcl_stats._numerics.random import as_generator
 from hcl_stats._structure import Structure, row_slices
 from hcl_stats.baselines._common import (
     RowCompression,
     block_scales,
-    check_generator,
     gavish_donoho_rank,
 )
 
@@ -268,8 +268,8 @@ class SLIDE(DataFactorModel):
     tol : float, default=1e-7
         Stop when the objective decreases by less than ``tol * ||V||_F^2``.
     random_state : int, numpy.random.Generator or None, default=None
-        Seed of the folds and of the Lanczos start vectors (``None``: fresh entropy; see
-        :func:`numpy.random.default_rng`).
+        Seed of the folds and of the Lanczos start vectors (``None``: a fixed default
+        seed; see :mod:`hcl_stats._numerics.random`).
 
     Attributes
     ----------
@@ -346,7 +346,7 @@ class SLIDE(DataFactorModel):
         max_iter, tol = self._check_params()
         n = blocks[0].shape[0]
         n_features = [b.shape[1] for b in blocks]
-        rng = check_generator(self.random_state)
+        rng = as_generator(self.random_state)
         seed = int(rng.integers(2 ** 31 - 1))
         scales = block_scales(blocks, self.scale)
         data = [b / s for b, s in zip(blocks, scales)]

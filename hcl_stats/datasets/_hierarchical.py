@@ -5,8 +5,8 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils import check_random_state
 
+from hcl_stats._numerics.random import as_legacy_random_state
 from hcl_stats._structure import Structure, row_slices
 from hcl_stats.datasets._truth import HierarchicalTruth
 
@@ -49,7 +49,7 @@ def _check_design(n_samples, n_features, structure, noise_variance, random_state
         kind = "non-negative" if zero_noise else "positive"
         raise ValueError(f"noise_variance must be one {kind} value or {M}, "
                          f"got {noise_variance!r}")
-    return structure, widths, noise, check_random_state(random_state)
+    return structure, widths, noise, as_legacy_random_state(random_state)
 
 
 def _haar_orthonormal(rng, p, r):
@@ -72,7 +72,7 @@ def make_loadings(n_features, structure, *, singular_values=(0.5, 1.5), random_s
     """
     if not isinstance(structure, Structure):
         structure = Structure(structure)
-    rng = check_random_state(random_state)
+    rng = as_legacy_random_state(random_state)
     widths = _widths(n_features, structure)
     if np.ndim(singular_values) == 0:
         low = high = float(singular_values)

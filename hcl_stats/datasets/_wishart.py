@@ -15,8 +15,8 @@ from numbers import Integral
 import numpy as np
 import scipy.linalg
 import scipy.linalg.lapack
-from sklearn.utils import check_random_state
 
+from hcl_stats._numerics.random import as_legacy_random_state
 from hcl_stats.datasets._hierarchical import (
     _check_design,
     make_loadings,
@@ -63,7 +63,7 @@ def sample_wishart_covariance(covariance, n_samples, *, random_state=None):
     covariance = np.asarray(covariance, dtype=float)
     if covariance.ndim != 2 or covariance.shape[0] != covariance.shape[1]:
         raise ValueError(f"covariance must be a square matrix, got shape {covariance.shape}")
-    rng = check_random_state(random_state)
+    rng = as_legacy_random_state(random_state)
     d = covariance.shape[0]
     df = int(n_samples) - 1
     try:

@@ -20,12 +20,12 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._input.validation import check_fitted_blocks
 from hcl_stats._numerics.linalg import procrustes_rotation
+from hcl_stats._numerics.random import as_generator
 from hcl_stats._structure import Structure
 
 __all__ = ["ScoreBootstrap", "bootstrap_scores", "align_scores"]
@@ -148,8 +148,8 @@ def bootstrap_scores(model, X_fit, X, *, n_bootstrap=100, random_state=None, n_j
         Number of refits. Cost: ``n_bootstrap`` fits of the factor model plus as many
         ``transform`` calls; the second stage adds one least-squares (or Logit) fit per
         draw at inference time.
-    random_state : int, RandomState or None, default=None
-        The resamples (the refits use ``model``'s own ``random_state``).
+    random_state : int, numpy.random.Generator or None, default=None
+        The resamples (``None``: a fixed default seed, see :mod:`hcl_stats._numerics.random`) (the refits use ``model``'s own ``random_state``).
     n_jobs : int or None, default=None
         Parallel refits (joblib).
 
@@ -180,8 +180,8 @@ def bootstrap_scores(model, X_fit, X, *, n_bootstrap=100, random_state=None, n_j
     n = blocks[0].shape[0]
     structure = model.structure_
     W_ref = np.asarray(model.loadings_, dtype=np.float64)
-    rng = check_random_state(random_state)
-    resamples = [rng.randint(0, n, n) for _ in range(n_bootstrap)]
+    rng = as_generator(random_state)
+    resamples = [rng.integers(0, n, n) for _ in range(n_bootstrap)]
     out = Parallel(n_jobs=n_jobs)(
         delayed(_refit)(model, blocks, names, rows, W_ref, structure, X_checked)
         for rows in resamples)

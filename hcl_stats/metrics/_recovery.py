@@ -118,7 +118,7 @@ def recovery_table(model, truth, *, norm="spectral"):
     model : fitted estimator
         Any estimator of the package (needs ``loadings_``, ``structure_`` and
         ``n_features_per_modality_``).
-    truth : Bunch
+    truth : HierarchicalTruth
         As returned by :func:`hcl_stats.datasets.make_hierarchical` with
         ``return_truth=True`` (needs ``W``, ``structure``, ``n_features``).
 

@@ -14,6 +14,7 @@ from hcl_stats._estimation.selection import select_structure
 from hcl_stats._hcl import HCL
 from hcl_stats._input.params import check_positive_float, check_positive_int
 from hcl_stats._input.validation import check_blocks
+from hcl_stats._numerics.random import as_generator
 from hcl_stats._statistics.covariance import sample_covariance
 from hcl_stats._structure import Structure, row_slices, subset_label
 
@@ -127,7 +128,7 @@ def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha
     loadings : bool, default=True
         Also measure the spread of each block's loadings (one HCL fit per subsample).
     random_state : int, numpy.random.Generator or None, default=None
-        Seed of the subsamples (``numpy.random.default_rng``; None: fresh entropy).
+        Seed of the subsamples (``None``: a fixed default seed).
 
     Returns
     -------
@@ -150,7 +151,7 @@ def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha
     fraction = check_positive_float(fraction, "fraction")
     if not fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
-    rng = np.random.default_rng(random_state)
+    rng = as_generator(random_state)
     n = blocks[0].shape[0]
     n_sub = int(round(fraction * n))
     if n_sub < 3:
