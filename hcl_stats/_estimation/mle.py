@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.linalg
 import scipy.optimize
+import scipy.sparse.linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from hcl_stats._estimation.likelihood import LOG_2PI, NOISE_FLOOR
@@ -81,9 +82,9 @@ class _Problem:
     identity. Noise: ``psi_g = floor_g + exp(theta_g)``, ``theta_g = y_g / sqrt(|g|)``.
     """
 
-    def __init__(self, S, n_features, mask, W0, psi0, groups, n_groups):
+    def __init__(self, S, diag_S, n_features, mask, W0, psi0, groups, n_groups):
         self.S = S
-        self.diagS = np.array(np.diagonal(S), dtype=np.float64)
+        self.diagS = np.asarray(diag_S, dtype=np.float64)
         self.mask = mask
         self.groups, self.n_groups = groups, n_groups
         size = np.bincount(groups, minlength=n_groups).astype(float)
@@ -163,7 +164,7 @@ class _Problem:
 
 
 def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal",
-                     n_samples=1, max_iter=1000, tol=1e-5):
+                     n_samples=1, max_iter=1000, tol=1e-5, diag_S=None):
     """Structured maximum-likelihood loadings and noise variances by preconditioned L-BFGS.
 
     Started from ``(W_init, noise_init)`` (the least-squares fit); the variables are the free
@@ -175,8 +176,9 @@ def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal
 
     Parameters
     ----------
-    S : ndarray of shape (d, d)
-        Sample covariance.
+    S : ndarray of shape (d, d) or scipy.sparse.linalg.LinearOperator
+        Sample covariance, or an operator that multiplies by it (for instance
+        ``V -> X^T (X V) / (n - 1)`` from centred data, which never forms ``S``).
     n_features : sequence of int
     mask : ndarray of bool of shape (d, K)
         Structural mask.
@@ -188,16 +190,23 @@ def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal
         Only scales the reported log-likelihood.
     max_iter : int, default=1000
     tol : float, default=1e-5
+    diag_S : ndarray of shape (d,), optional
+        The diagonal of ``S``; required when ``S`` is an operator.
 
     Returns
     -------
     MLEResult
     """
-    S = np.asarray(S, dtype=np.float64)
+    if isinstance(S, scipy.sparse.linalg.LinearOperator):
+        if diag_S is None:
+            raise ValueError("solve_likelihood needs diag_S when S is an operator")
+    else:
+        S = np.asarray(S, dtype=np.float64)
+        diag_S = np.diagonal(S) if diag_S is None else diag_S
     groups, n_groups = noise_groups(noise, n_features)
     W_init = np.where(mask, np.asarray(W_init, dtype=np.float64), 0.0)
     with serial_blas():
-        problem = _Problem(S, n_features, mask, W_init, noise_init, groups, n_groups)
+        problem = _Problem(S, diag_S, n_features, mask, W_init, noise_init, groups, n_groups)
         cache = {}
 
         def fun(y):
