@@ -248,3 +248,52 @@ def test_not_converged_warns(hetero):
 def test_unknown_noise_rule_raises():
     with pytest.raises(ValueError, match="'isotropic', 'modality' or 'diagonal'"):
         noise_groups("bogus", [2, 3])
+
+
+# -- closed forms: probabilistic PCA ----------------------------------------------------------
+def test_isotropic_global_mle_is_probabilistic_pca():
+    # Tipping and Bishop (1999): the isotropic-noise MLE is sklearn's PCA model covariance
+    from sklearn.decomposition import PCA
+
+    X, widths, st = _global_only_data(seed=10)
+    S = np.cov(X.T)  # PCA's eigenvalues have the divisor n - 1
+    W0, psi0 = _spectral_start(S, 3)
+    res = solve_likelihood(S, widths, st.mask(widths), 0.5 * W0, 2.0 * psi0,
+                           noise="isotropic", tol=1e-8)
+    ref = PCA(n_components=3).fit(X).get_covariance()
+    got = res.loadings @ res.loadings.T + np.diag(res.noise_variance)
+    assert res.converged
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-8 * np.abs(ref).max())
+
+
+def test_fixed_noise_mle_is_the_shrunk_eigendecomposition():
+    # with sigma^2 fixed the MLE is W W^T = U_K (Lambda_K - sigma^2) U_K^T
+    X, widths, st = _global_only_data(seed=11)
+    S = np.cov(X.T)
+    vals, vecs = np.linalg.eigh(S)
+    sigma2 = 0.5 * vals[:-3].mean()
+    W0, _ = _spectral_start(S, 3)
+    res = solve_likelihood(S, widths, st.mask(widths), W0, np.full(len(S), sigma2),
+                           noise="fixed", tol=1e-8)
+    U, lam = vecs[:, -3:], vals[-3:]
+    ref = (U * (lam - sigma2)) @ U.T
+    np.testing.assert_allclose(res.loadings @ res.loadings.T, ref,
+                               atol=1e-6 * np.abs(ref).max())
+    assert np.all(res.noise_variance == sigma2)
+
+
+def test_mle_from_a_data_operator_equals_the_covariance_fit(hetero):
+    from scipy.sparse.linalg import LinearOperator
+
+    X, _, _, widths, st = hetero
+    Xc = X - X.mean(axis=0)
+    n, d = Xc.shape
+    S = Xc.T @ Xc / (n - 1)
+    op = LinearOperator((d, d), matvec=lambda v: Xc.T @ (Xc @ v) / (n - 1),
+                        matmat=lambda V: Xc.T @ (Xc @ V) / (n - 1), dtype=float)
+    W0, psi0 = _spectral_start(S, st.n_components)
+    mask = st.mask(widths)
+    a = solve_likelihood(S, widths, mask, W0, psi0, tol=1e-7)
+    b = solve_likelihood(op, widths, mask, W0, psi0, tol=1e-7, diag_S=np.diag(S))
+    assert _relative_gap(b.objective, a.objective) <= 1e-10
+    np.testing.assert_allclose(b.noise_variance, a.noise_variance, rtol=1e-4)

@@ -87,10 +87,15 @@ class _Problem:
         self.diagS = np.asarray(diag_S, dtype=np.float64)
         self.mask = mask
         self.groups, self.n_groups = groups, n_groups
-        size = np.bincount(groups, minlength=n_groups).astype(float)
-        self.floor = NOISE_FLOOR * np.bincount(groups, self.diagS, n_groups) / size
-        self.theta_scale = 1.0 / np.sqrt(size)
-        psi0 = np.maximum(np.asarray(psi0, dtype=np.float64), 2.0 * self.floor[groups])
+        psi0 = np.asarray(psi0, dtype=np.float64)
+        if groups is None:  # fixed noise: the loadings are the only variables
+            self.fixed = psi0
+        else:
+            self.fixed = None
+            size = np.bincount(groups, minlength=n_groups).astype(float)
+            self.floor = NOISE_FLOOR * np.bincount(groups, self.diagS, n_groups) / size
+            self.theta_scale = 1.0 / np.sqrt(size)
+            psi0 = np.maximum(psi0, 2.0 * self.floor[groups])
         U0 = W0 / psi0[:, None]
         M0 = W0.T @ U0
         A = M0 @ np.linalg.inv(np.eye(len(M0)) + M0)
@@ -113,6 +118,8 @@ class _Problem:
         for sl, cols, scale, Lt in self.blocks:
             parts.append(scipy.linalg.solve_triangular(
                 Lt, (W[sl][:, cols] / scale).T, trans="T", lower=False).T.ravel())
+        if self.fixed is not None:
+            return np.concatenate(parts)
         psi_g = np.bincount(self.groups, psi, self.n_groups) / np.bincount(
             self.groups, minlength=self.n_groups)
         theta = np.log(np.maximum(psi_g - self.floor, self.floor))
@@ -126,6 +133,8 @@ class _Problem:
             Y = y[off:off + p * len(cols)].reshape(p, len(cols))
             W[sl, cols] = scale * (Y @ Lt)
             off += p * len(cols)
+        if self.fixed is not None:
+            return W, self.fixed, np.zeros(0)
         e = np.exp(y[self.n_w:] * self.theta_scale)
         return W, (self.floor + e)[self.groups], e
 
@@ -149,13 +158,16 @@ class _Problem:
         diag_inv = P - np.sum(UC * U, axis=1)
         diag_sss = P * P * self.diagS - 2.0 * np.sum(PTC * U, axis=1) + np.sum(
             (U @ CQC) * U, axis=1)
-        g_psi = np.bincount(self.groups, diag_inv - diag_sss, self.n_groups)
-        a_psi = np.bincount(self.groups, diag_sss, self.n_groups)
+        if self.fixed is None:
+            g_psi = np.bincount(self.groups, diag_inv - diag_sss, self.n_groups)
+            a_psi = np.bincount(self.groups, diag_sss, self.n_groups)
+            g_theta = g_psi * e * self.theta_scale
+        else:
+            g_psi = a_psi = g_theta = np.zeros(0)
         parts, scale_w = [], 0.0
         for sl, cols, scale, Lt in self.blocks:
             parts.append(((g_w[sl][:, cols] * scale) @ Lt.T).ravel())
             scale_w += float(np.sum(a_w[sl][:, cols] ** 2))
-        g_theta = g_psi * e * self.theta_scale
         grad = np.concatenate(parts + [g_theta])
         # relative gradient: the free gradient against the size of its S-dependent part
         num = float(np.sum(g_w[self.mask] ** 2)) + float(np.sum((g_psi * e) ** 2))
@@ -185,7 +197,8 @@ def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal
     W_init : ndarray of shape (d, K)
     noise_init : ndarray of shape (d,)
         Starting noise variance per feature.
-    noise : {"isotropic", "modality", "diagonal"}, default="diagonal"
+    noise : {"isotropic", "modality", "diagonal", "fixed"}, default="diagonal"
+        Noise rule; ``"fixed"`` keeps ``noise_init`` (positive) and fits the loadings only.
     n_samples : int, default=1
         Only scales the reported log-likelihood.
     max_iter : int, default=1000
@@ -203,7 +216,9 @@ def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal
     else:
         S = np.asarray(S, dtype=np.float64)
         diag_S = np.diagonal(S) if diag_S is None else diag_S
-    groups, n_groups = noise_groups(noise, n_features)
+    groups, n_groups = (None, 0) if noise == "fixed" else noise_groups(noise, n_features)
+    if noise == "fixed" and not np.all(np.asarray(noise_init) > 0):
+        raise ValueError("the likelihood needs positive noise variances")
     W_init = np.where(mask, np.asarray(W_init, dtype=np.float64), 0.0)
     with serial_blas():
         problem = _Problem(S, diag_S, n_features, mask, W_init, noise_init, groups, n_groups)
