@@ -175,6 +175,42 @@ class _Problem:
         return f, grad, math.sqrt(num / max(den, np.finfo(float).tiny))
 
 
+def _minimise(problem, max_iter, tol):
+    """L-BFGS-B (scipy) on ``problem`` until its relative gradient is at most ``tol``.
+
+    scipy's own tolerances are off (``ftol = gtol = 0``): a callback stops the iterations
+    on the relative gradient of the last evaluation, cached so that no point is evaluated
+    twice. Runs under one BLAS thread (the caller's ``serial_blas``), so that scipy's and
+    NumPy's BLAS pools do not compete for the cores. Returns ``(y, n_iter, f, rel)``.
+    """
+    cache = {}
+
+    def fun(y):
+        if cache.get("y") is None or not np.array_equal(cache["y"], y):
+            cache["y"] = y.copy()
+            cache["value"] = problem.evaluate(y)
+        f, g, _ = cache["value"]
+        return f, g
+
+    def callback(intermediate_result):
+        fun(intermediate_result.x)
+        if cache["value"][2] <= tol:
+            raise StopIteration
+
+    fun(problem.y0)
+    if cache["value"][2] <= tol:
+        y, n_iter = problem.y0, 0
+    else:
+        res = scipy.optimize.minimize(
+            fun, problem.y0, jac=True, method="L-BFGS-B", callback=callback,
+            options={"maxiter": max_iter, "maxfun": 4 * max_iter + 20, "ftol": 0.0,
+                     "gtol": 0.0, "maxcor": 10})
+        y, n_iter = res.x, int(res.nit)
+    fun(y)
+    f, _, rel = cache["value"]
+    return y, n_iter, f, rel
+
+
 def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal",
                      n_samples=1, max_iter=1000, tol=1e-5, diag_S=None):
     """Structured maximum-likelihood loadings and noise variances by preconditioned L-BFGS.
@@ -222,30 +258,7 @@ def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal
     W_init = np.where(mask, np.asarray(W_init, dtype=np.float64), 0.0)
     with serial_blas():
         problem = _Problem(S, diag_S, n_features, mask, W_init, noise_init, groups, n_groups)
-        cache = {}
-
-        def fun(y):
-            if cache.get("y") is None or not np.array_equal(cache["y"], y):
-                cache["y"] = y.copy()
-                cache["value"] = problem.evaluate(y)
-            f, g, _ = cache["value"]
-            return f, g
-
-        def callback(intermediate_result):
-            fun(intermediate_result.x)
-            if cache["value"][2] <= tol:
-                raise StopIteration
-
-        fun(problem.y0)
-        if cache["value"][2] <= tol:
-            y, n_iter = problem.y0, 0
-        else:
-            res = scipy.optimize.minimize(
-                fun, problem.y0, jac=True, method="L-BFGS-B", callback=callback,
-                options={"maxiter": max_iter, "maxfun": 4 * max_iter + 20, "ftol": 0.0,
-                         "gtol": 0.0, "maxcor": 10})
-            y, n_iter = res.x, int(res.nit)
-        f, _, rel = cache["value"] if np.array_equal(cache["y"], y) else problem.evaluate(y)
+        y, n_iter, f, rel = _minimise(problem, max_iter, tol)
         W, psi, _ = problem.unpack(y)
     if not (np.isfinite(f) and np.all(np.isfinite(W))):
         raise FloatingPointError("the likelihood fit produced non-finite values")
