@@ -54,7 +54,8 @@ def designs():
 
 def simulate(n, widths, structure, noise, rng):
     """Train and test data (``n`` samples each), true loadings and noise variances."""
-    W = make_loadings(widths, structure, singular_values=(1.0, 3.0), random_state=rng)
+    W = make_loadings(widths, structure, singular_values=(1.0, 3.0),
+                      random_state=int(rng.integers(2 ** 31)))
     d = W.shape[0]
     psi = np.ones(d) if noise == "homoscedastic" else rng.uniform(0.1, 2.0, size=d)
     edges = np.concatenate([[0], np.cumsum(widths)])

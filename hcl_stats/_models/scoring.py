@@ -19,6 +19,7 @@ from hcl_stats._estimation.likelihood import (
     observed_rows,
 )
 from hcl_stats._input.validation import check_fitted_blocks
+from hcl_stats._structure import row_slices
 
 __all__ = ["GaussianScoreMixin"]
 
@@ -51,6 +52,20 @@ class GaussianScoreMixin:
         if psi.shape == (int(widths.sum()),):
             return psi.copy()
         return np.repeat(psi, widths)
+
+    def modality_noise_variance(self):
+        """Noise variance per modality, shape (M,): the mean over its features.
+
+        Returns
+        -------
+        ndarray of shape (M,)
+        """
+        check_is_fitted(self, "loadings_")
+        psi = np.asarray(self.noise_variance_, dtype=np.float64)
+        widths = self.n_features_per_modality_
+        if psi.shape == (len(widths),):
+            return psi.copy()
+        return np.array([float(np.mean(psi[r])) for r in row_slices(widths)])
 
     def score_samples(self, X):
         """Log-likelihood of each sample under the fitted Gaussian ``N(mu, W W^T + Psi)``.
