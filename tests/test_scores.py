@@ -187,3 +187,29 @@ def test_likelihood_fit_with_default_noise_converges():
         warnings.simplefilter("error", ConvergenceWarning)
         model = HCL(st, objective="likelihood").fit(X)
     assert np.isfinite(model.objective_) and model.path_ == "covariance"
+
+
+def test_concat_svd_isotropic_score_is_sklearn_pca_score(data):
+    # probabilistic PCA: the same Gaussian model and the same likelihood
+    from sklearn.decomposition import PCA
+
+    X, _, _, st = data
+    Xs = np.hstack(X)
+    model = ConcatSVD(st, denoise="isotropic").fit(X)
+    pca = PCA(n_components=st.n_components).fit(Xs)
+    test = [x[:100] * 1.1 for x in X]
+    np.testing.assert_allclose(model.score_samples(test), pca.score_samples(np.hstack(test)),
+                               rtol=1e-8)
+
+
+def test_likelihood_fit_identical_with_one_and_two_blas_threads(data):
+    from threadpoolctl import threadpool_limits
+
+    X, _, _, st = data
+    fits = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            fits.append(HCL(st, objective="likelihood", denoise="diagonal",
+                            random_state=0).fit(X))
+    np.testing.assert_allclose(fits[0].loadings_, fits[1].loadings_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fits[0].noise_variance_, fits[1].noise_variance_, rtol=1e-10)

@@ -274,6 +274,24 @@ def _likelihood_fit(blocks, means, variances, structure, W, psi, denoise, *, max
     return res, per_rule(res.noise_variance, denoise, n_features)
 
 
+def _reduced_solve(bases, T, noise, structure, variances, *, diagonal, solver, max_iter,
+                   tol, random_state):
+    """One reduced problem: the least-squares fit of ``T`` (and the per-feature noise).
+
+    Returns ``(result of fit_hcl, W, psi (d,), f, n_iter, converged, rel_grad)``.
+    """
+    result = fit_hcl(T, bases.sizes(), structure, denoise=noise, solver=solver,
+                     max_iter=max_iter, tol=tol, random_state=random_state)
+    W, f, rel = bases.lift(result.loadings), result.objective, result.gradient_norm
+    converged, psi, n_iter = result.converged, np.repeat(noise, bases.n_features), \
+        result.n_iter
+    if diagonal:
+        C, psi, f, more, converged, rel = _diagonal_noise_fit(
+            bases, T, result.loadings, variances, structure, max_iter=max_iter, tol=tol)
+        n_iter, W = n_iter + more, bases.lift(C)
+    return result, W, psi, f, n_iter, converged, rel
+
+
 def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solver="lbfgs",
                     max_iter=2000, tol=1e-5, n_oversamples=20, n_power_iter=3,
                     max_expansions=10, random_state=None, objective="least_squares"):
@@ -325,16 +343,10 @@ def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solve
         q, T = bases.sizes(), bases.reduced_covariance()
         noise = estimate_noise(denoise, reduced_spectrum(T, q, variances, n_features,
                                                          structure))
-        result = fit_hcl(T, q, structure, denoise=noise, solver=solver, max_iter=max_iter,
-                         tol=0.5 * tol, random_state=random_state)
-        n_iter += result.n_iter
-        W, f, rel = bases.lift(result.loadings), result.objective, result.gradient_norm
-        converged, psi = result.converged, np.repeat(noise, n_features)
-        if diagonal:
-            C, psi, f, more, converged, rel = _diagonal_noise_fit(
-                bases, T, result.loadings, variances, structure, max_iter=max_iter,
-                tol=0.5 * tol)
-            n_iter, W = n_iter + more, bases.lift(C)
+        result, W, psi, f, used, converged, rel = _reduced_solve(
+            bases, T, noise, structure, variances, diagonal=diagonal, solver=solver,
+            max_iter=max_iter, tol=0.5 * tol, random_state=random_state)
+        n_iter += used
         if bases.exact:
             break
         rel, outside, scale = _full_gradient(blocks, means, W, psi, mask, n_features,

@@ -122,11 +122,10 @@ class GaussianScoreMixin:
                                 self._noise_rule())
 
     def aic(self, X):
-        """Akaike information criterion on ``X``: ``-2 log L + 2 k`` (lower is better).
+        """Akaike information criterion ``-2 log L + 2 k`` on ``X`` (lower is better).
 
-        Parameters
-        ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
+        ``log L`` is the sum of :meth:`score_samples` over the samples of ``X`` (list,
+        tuple or dict of modalities, as for :meth:`score`), ``k`` is :meth:`n_parameters`.
 
         Returns
         -------
@@ -135,11 +134,9 @@ class GaussianScoreMixin:
         return float(-2.0 * np.sum(self.score_samples(X)) + 2.0 * self.n_parameters())
 
     def bic(self, X):
-        """Bayesian information criterion on ``X``: ``-2 log L + k log n`` (lower is better).
+        """Bayesian (Schwarz) information criterion ``-2 log L + k log n`` on ``X``.
 
-        Parameters
-        ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
+        As :meth:`aic`, with the penalty ``log n`` per parameter for ``n`` samples in ``X``.
 
         Returns
         -------
