@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from hcl_stats._estimation.noise import check_denoise
 from hcl_stats._estimation.pipeline import (
     plan_fit,
@@ -9,6 +11,7 @@ from hcl_stats._estimation.pipeline import (
     run_covariance,
     run_fit,
 )
+from hcl_stats._estimation.refine import OBJECTIVES
 from hcl_stats._input.params import integer, optional, options, positive_float, seed
 from hcl_stats._input.validation import check_blocks
 from hcl_stats._models.covariance_model import CovarianceFactorModel
@@ -69,10 +72,14 @@ class HCL(CovarianceFactorModel):
         ``{(0, 1, 2): 3, (0, 1): 2, (2,): 1}``. With dict data, subsets may use names.
         ``"auto"`` selects the structure from the data (:mod:`hcl_stats.selection`); the
         evidence is stored in ``selection_``.
-    denoise : {"isotropic", "modality"}, None, float or array-like, default="isotropic"
+    denoise : {"isotropic", "modality", "diagonal"}, None, float or array-like, \
+            default="isotropic"
         Noise rule: one variance for all features (the paper), one per modality (each
-        modality's own eigenvalues), none (``None`` or ``"none"``), or given variance(s):
-        one number, or one per modality.
+        modality's own eigenvalues), one per feature (``"diagonal"``, estimated jointly
+        with the loadings: principal-axis alternation ``psi = diag(S - W W^T)`` for least
+        squares, inside the maximisation for the likelihood; floored at ``1e-6`` times the
+        feature's variance), none (``None`` or ``"none"``), or given variance(s): one
+        number, or one per modality.
     solver : {"lbfgs", "subspace"}, default="lbfgs"
         Optimiser of the objective (see Algorithm). ``"subspace"`` needs the NumPy
         namespace (a ValueError otherwise).
@@ -112,6 +119,15 @@ class HCL(CovarianceFactorModel):
     max_expansions : int, default=10
         Reduced path: at most this many rounds that grow each basis by the part of the
         full gradient outside it (0: solve the first reduced problem only).
+    objective : {"least_squares", "likelihood"}, default="least_squares"
+        ``"least_squares"``: the paper's objective above. ``"likelihood"``: the Gaussian
+        maximum-likelihood estimate of the same structured model, ``x ~ N(mu, W W^T +
+        Psi)`` with the zero pattern and the noise of ``denoise`` (estimated jointly, or
+        kept when given; ``None`` raises), started from the least-squares fit and
+        maximised by preconditioned L-BFGS over the free loadings and the log noise
+        variances until the relative gradient is below ``tol`` (one product with the
+        covariance per iteration; on the reduced path two passes over the data). It runs
+        on the host (NumPy). See ``docs/estimation.md``.
     backend : {"auto", "numpy", "cupy"}, default="auto"
         Array library for the ``d x d`` numerics (covariance, eigen-decomposition, solver;
         written against the array API standard). ``"auto"``: that of the input arrays
@@ -128,14 +144,19 @@ class HCL(CovarianceFactorModel):
         outside the mask.
     means_ : list of ndarray of shape (p_m,)
         Per-modality means.
-    noise_variance_ : ndarray of shape (M,)
-        Noise variance per modality (equal entries for ``denoise="isotropic"``).
+    noise_variance_ : ndarray of shape (M,) or (d,)
+        Noise variance per modality (equal entries for ``denoise="isotropic"``), or per
+        feature, shape ``(d,)``, for ``denoise="diagonal"``. ``feature_noise_variance()``
+        and ``modality_noise_variance()`` give the ``(d,)`` and ``(M,)`` views for every
+        rule.
     n_features_per_modality_ : ndarray of shape (M,)
         Modality widths ``p_m``.
     total_variance_ : ndarray of shape (M,)
         ``trace(S_mm)`` per modality.
     objective_ : float
-        Objective value at the solution.
+        Objective value at the solution: the least-squares objective, or the Gaussian
+        log-likelihood of the data for ``objective="likelihood"`` (the sum of
+        ``score_samples`` over the training samples).
     n_iter_ : int
         Solver iterations.
     converged_ : bool
@@ -184,17 +205,25 @@ class HCL(CovarianceFactorModel):
         "n_power_iter": integer(0),
         "max_expansions": integer(0),
         "backend": options(*BACKENDS),
+        "objective": options(*OBJECTIVES),
     }
     #: (conflict on the checked parameters, message)
     _parameter_combinations = (
         (lambda p: p["path"] == "reduced" and isinstance(p["structure"], str),
          "path='reduced' needs a given structure (structure='auto' selects it from the "
          "covariance)"),
+        (lambda p: p["objective"] == "likelihood" and p["denoise"] is None,
+         "objective='likelihood' needs a noise model: denoise='isotropic', 'modality', "
+         "'diagonal' or positive noise variances, not None"),
+        (lambda p: p["objective"] == "likelihood" and not isinstance(p["denoise"], str)
+         and not np.all(p["denoise"] > 0),
+         "objective='likelihood' needs positive noise variances (denoise has a zero)"),
     )
 
     def __init__(self, structure="auto", *, denoise="isotropic", solver="lbfgs",
                  max_iter=2000, tol=1e-5, max_rank=None, random_state=None, path="auto",
-                 n_oversamples=20, n_power_iter=3, backend="auto", max_expansions=10):
+                 n_oversamples=20, n_power_iter=3, backend="auto", max_expansions=10,
+                 objective="least_squares"):
         self.structure = structure
         self.denoise = denoise
         self.solver = solver
@@ -207,6 +236,7 @@ class HCL(CovarianceFactorModel):
         self.n_power_iter = n_power_iter
         self.backend = backend
         self.max_expansions = max_expansions
+        self.objective = objective
 
     def fit(self, X, y=None):
         """Fit the model.
@@ -250,6 +280,9 @@ class HCL(CovarianceFactorModel):
         self.path_ = result.path
         self.reduced_ranks_ = result.reduced_ranks
         return self
+
+    def _noise_rule(self):
+        return self.denoise if isinstance(self.denoise, str) else None
 
     def fit_transform(self, X, y=None):
         """Fit and return the posterior-mean scores of ``X`` (see :meth:`transform`)."""

@@ -21,6 +21,8 @@ COMMANDS = {
     "baseline-selection": ("simulations.baseline_selection",
                            "JIVE / AJIVE rank and SLIDE structure selection rates"),
     "bench-gpu": ("simulations.bench_gpu", "CuPy against NumPy fit time (skips without a GPU)"),
+    "likelihood": ("simulations.likelihood_study",
+                   "least squares vs likelihood, isotropic vs diagonal noise (M = 3..5)"),
     "bench-scale": ("simulations.bench_scale",
                     "Dask fit of an on-disk array; time and memory of the many-features path"),
 }

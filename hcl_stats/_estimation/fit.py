@@ -20,6 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._estimation.lbfgs import solve_lbfgs
 from hcl_stats._estimation.noise import check_denoise, denoised_eigenpairs
+from hcl_stats._estimation.refine import needs_refinement, refine_covariance
 from hcl_stats._estimation.subspace import solve_subspace
 from hcl_stats._numerics.backend import get_namespace, to_numpy
 from hcl_stats._numerics.linalg import flip_signs
@@ -33,8 +34,10 @@ class HCLFitResult:
     """What both paths of the HCL fit return (NumPy arrays, whatever the input namespace)."""
 
     loadings: np.ndarray  #: (d, K), exact zeros outside the mask
-    noise_variance: np.ndarray  #: (M,)
-    objective: float  #: f(W) at the solution (reduced path: of the last reduced problem)
+    noise_variance: np.ndarray  #: (M,), or (d,) for denoise="diagonal"
+    #: f(W) at the solution (reduced path: of the last reduced problem), or the
+    #: log-likelihood for objective="likelihood"
+    objective: float
     n_iter: int  #: inner solver iterations in total
     converged: bool  #: whether the relative gradient of the full problem is <= tol
     gradient_norm: float  #: ||grad f||_F / ||(S_W W) masked||_F of the full problem
@@ -97,7 +100,8 @@ def _split_moments(S, means, n_features):
 
 
 def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="lbfgs",
-            max_iter=2000, tol=1e-5, random_state=None, means=None):
+            max_iter=2000, tol=1e-5, random_state=None, means=None,
+            objective="least_squares", n_samples=None):
     """Fit HCL to a covariance matrix: the functional core behind :class:`hcl_stats.HCL`.
 
     Parameters
@@ -115,6 +119,11 @@ def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="lbfgs",
     means : array-like of shape (d,), default=None
         Stacked feature means behind ``S``, split per modality into the result (zeros when
         not given).
+    objective : {"least_squares", "likelihood"}, default="least_squares"
+        See :class:`hcl_stats.HCL`; the likelihood fit and ``denoise="diagonal"`` continue
+        from the least-squares solution (:func:`hcl_stats._estimation.refine.refine_covariance`).
+    n_samples : int, optional
+        Needed for ``objective="likelihood"`` (the log-likelihood is that of the data).
 
     Returns
     -------
@@ -122,15 +131,21 @@ def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="lbfgs",
         With NumPy arrays, whatever the namespace of ``S``.
     """
     n_features = [int(p) for p in n_features]
+    denoise = check_denoise(denoise)
     noise, S_W, values, vectors = denoised_eigenpairs(
-        S, n_features, structure, check_denoise(denoise), random_state=random_state)
+        S, n_features, structure, denoise, random_state=random_state)
     mask = structure.mask(n_features)
     W_init = spectral_init(values, vectors, structure, n_features)
     W, f, n_iter, converged, rel_grad = SOLVERS[solver](
         S_W, W_init, mask, n_features, vectors=vectors, max_iter=max_iter, tol=tol)
     if not np.all(np.isfinite(W)):
         raise FloatingPointError("the HCL solver produced non-finite loadings")
-    if not converged:
+    if needs_refinement(denoise, objective):  # warns itself when it does not converge
+        W, noise, f, more, converged, rel_grad = refine_covariance(
+            S, n_features, structure, W, noise, denoise=denoise, objective=objective,
+            n_samples=n_samples, max_iter=max_iter, tol=tol)
+        n_iter += more
+    elif not converged:
         warn_not_converged(
             f"HCL did not converge in {n_iter} iterations (relative gradient {rel_grad:.2e} > "
             f"tol={tol:g}); increase max_iter or loosen tol")

@@ -84,6 +84,17 @@ def _per_modality(spectrum):
     return out
 
 
+@noise_rule("diagonal")
+def _diagonal_start(spectrum):
+    """One variance per feature, estimated jointly with the loadings by the fit.
+
+    The rule itself gives the per-modality values that start the joint estimation (the
+    fit then alternates ``psi = diag(S - W W^T)`` with the loadings, or maximises the
+    likelihood over both; :mod:`hcl_stats._estimation.refine`).
+    """
+    return _per_modality(spectrum)
+
+
 def check_denoise(value, name="denoise"):
     """Up-front check of ``denoise``: a registered rule, ``None``/"none" or variances.
 

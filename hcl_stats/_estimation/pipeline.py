@@ -150,7 +150,8 @@ def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=N
     S_fit = plan.xp.asarray(S) if not is_numpy(plan.xp) else np.asarray(to_numpy(S))
     result = fit_hcl(S_fit, n_features, structure, denoise=params["denoise"],
                      solver=params["solver"], max_iter=params["max_iter"], tol=params["tol"],
-                     random_state=params["random_state"], means=to_numpy(means))
+                     random_state=params["random_state"], means=to_numpy(means),
+                     objective=params["objective"], n_samples=n_samples)
     return result, structure, selection
 
 
@@ -169,5 +170,6 @@ def run_fit(params, plan, blocks, names):
         blocks, structure, names=names, denoise=params["denoise"], solver=params["solver"],
         max_iter=params["max_iter"], tol=params["tol"],
         n_oversamples=params["n_oversamples"], n_power_iter=params["n_power_iter"],
-        max_expansions=params["max_expansions"], random_state=params["random_state"])
+        max_expansions=params["max_expansions"], random_state=params["random_state"],
+        objective=params["objective"])
     return result, structure, selection

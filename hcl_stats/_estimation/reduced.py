@@ -35,6 +35,7 @@ See ``docs/large-data.md``.
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse.linalg import LinearOperator
 
 from hcl_stats._estimation.fit import (
     HCLFitResult,
@@ -42,7 +43,10 @@ from hcl_stats._estimation.fit import (
     fit_hcl,
     warn_not_converged,
 )
+from hcl_stats._estimation.mle import solve_likelihood
 from hcl_stats._estimation.noise import Spectrum, estimate_noise
+from hcl_stats._estimation.principal_axis import alternate_noise
+from hcl_stats._estimation.refine import likelihood_noise, per_rule
 from hcl_stats._numerics.linalg import orthonormal_basis
 from hcl_stats._numerics.random import as_generator
 from hcl_stats._statistics.chunked import column_moments, iter_row_slices, release_pages
@@ -194,6 +198,8 @@ class _Bases:
 def _full_gradient(blocks, means, W, noise, mask, n_features, bases):
     """Relative gradient of the full problem at ``W`` and its parts outside the bases.
 
+    ``noise``: one variance per feature, shape (d,).
+
     ``S_W W`` costs two passes over the data (``X W``, then ``X^T (X W)``), never ``S``.
     Returns ``(relative gradient, [outside part of modality m, columns C_m], ||S_W W||)``.
     """
@@ -208,7 +214,7 @@ def _full_gradient(blocks, means, W, noise, mask, n_features, bases):
         cols = mask[rows[m].start]
         Wm = W[rows[m]][:, cols]
         SW = _times_t(X, means[m], XW[:, cols]).astype(np.float64) / (n - 1)
-        SW -= noise[m] * Wm
+        SW -= noise[rows[m], None] * Wm
         grad = 2.0 * (Wm @ G[np.ix_(cols, cols)] - SW)
         grad_sq += float(np.sum(grad * grad))
         sw_sq += float(np.sum(SW * SW))
@@ -218,9 +224,77 @@ def _full_gradient(blocks, means, W, noise, mask, n_features, bases):
     return float(rel), outside, float(np.sqrt(sw_sq))
 
 
+def _diagonal_noise_fit(bases, T, C, variances, structure, *, max_iter, tol):
+    """Per-feature noise on the reduced problem: the principal-axis alternation in the bases.
+
+    ``f(Q C)`` with ``S_W = S - Psi`` is the same objective on ``Q^T S_W Q = T - Q^T Psi Q``
+    (``Q^T Psi Q`` block diagonal, ``Q_m^T diag(psi_m) Q_m``), so the alternation of
+    :func:`hcl_stats._estimation.principal_axis.alternate_noise` runs on ``q x q`` matrices;
+    ``diag(S)`` comes from the column variances.
+    """
+    q = bases.sizes()
+    inner, outer = row_slices(q), row_slices(bases.n_features)
+
+    def denoised(psi):
+        T_W = T.copy()
+        for m, Q in enumerate(bases.bases):
+            p = psi[outer[m]]
+            T_W[inner[m], inner[m]] -= np.diag(p) if Q is None else (Q * p[:, None]).T @ Q
+        return T_W
+
+    return alternate_noise(denoised, bases.lift, np.concatenate(variances), C,
+                           structure.mask(q), q, max_iter=max_iter, tol=tol)
+
+
+def _data_covariance(blocks, means):
+    """``V -> S_n V`` (divisor ``n``) as an operator: two passes over the data per product."""
+    n = blocks[0].shape[0]
+    n_features = [b.shape[1] for b in blocks]
+    rows = row_slices(n_features)
+    d = sum(n_features)
+
+    def matmat(V):
+        V = np.asarray(V, dtype=np.float64).reshape(d, -1)
+        XV = sum(_times(X, means[m], V[rows[m]]).astype(np.float64)
+                 for m, X in enumerate(blocks))
+        return np.vstack([_times_t(X, means[m], XV).astype(np.float64)
+                          for m, X in enumerate(blocks)]) / n
+
+    return LinearOperator((d, d), matvec=matmat, matmat=matmat, dtype=np.float64)
+
+
+def _likelihood_fit(blocks, means, variances, structure, W, psi, denoise, *, max_iter, tol):
+    """Structured maximum likelihood from the data (:func:`solve_likelihood` on an operator)."""
+    n = blocks[0].shape[0]
+    n_features = [b.shape[1] for b in blocks]
+    res = solve_likelihood(
+        _data_covariance(blocks, means), n_features, structure.mask(n_features), W, psi,
+        noise=likelihood_noise(denoise), n_samples=n, max_iter=max_iter, tol=tol,
+        diag_S=np.concatenate(variances) * ((n - 1) / n))
+    return res, per_rule(res.noise_variance, denoise, n_features)
+
+
+def _reduced_solve(bases, T, noise, structure, variances, *, diagonal, solver, max_iter,
+                   tol, random_state):
+    """One reduced problem: the least-squares fit of ``T`` (and the per-feature noise).
+
+    Returns ``(result of fit_hcl, W, psi (d,), f, n_iter, converged, rel_grad)``.
+    """
+    result = fit_hcl(T, bases.sizes(), structure, denoise=noise, solver=solver,
+                     max_iter=max_iter, tol=tol, random_state=random_state)
+    W, f, rel = bases.lift(result.loadings), result.objective, result.gradient_norm
+    converged, psi, n_iter = result.converged, np.repeat(noise, bases.n_features), \
+        result.n_iter
+    if diagonal:
+        C, psi, f, more, converged, rel = _diagonal_noise_fit(
+            bases, T, result.loadings, variances, structure, max_iter=max_iter, tol=tol)
+        n_iter, W = n_iter + more, bases.lift(C)
+    return result, W, psi, f, n_iter, converged, rel
+
+
 def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solver="lbfgs",
                     max_iter=2000, tol=1e-5, n_oversamples=20, n_power_iter=3,
-                    max_expansions=10, random_state=None):
+                    max_expansions=10, random_state=None, objective="least_squares"):
     """Fit HCL from the data through per-modality subspaces, never forming ``S``.
 
     1. Per-modality bases ``Q_m`` by randomized range finding (``q_m`` columns).
@@ -263,32 +337,39 @@ def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solve
     bases = _Bases(blocks, means, reduced_ranks(n, n_features, structure, n_oversamples),
                    n_power_iter=n_power_iter, rng=as_generator(random_state))
     mask = structure.mask(n_features)
+    diagonal = isinstance(denoise, str) and denoise == "diagonal"
     n_iter = 0
     for expansion in range(max_expansions + 1):
         q, T = bases.sizes(), bases.reduced_covariance()
         noise = estimate_noise(denoise, reduced_spectrum(T, q, variances, n_features,
                                                          structure))
-        result = fit_hcl(T, q, structure, denoise=noise, solver=solver, max_iter=max_iter,
-                         tol=0.5 * tol, random_state=random_state)
-        n_iter += result.n_iter
-        W = bases.lift(result.loadings)
+        result, W, psi, f, used, converged, rel = _reduced_solve(
+            bases, T, noise, structure, variances, diagonal=diagonal, solver=solver,
+            max_iter=max_iter, tol=0.5 * tol, random_state=random_state)
+        n_iter += used
         if bases.exact:
-            rel, converged = result.gradient_norm, result.converged
             break
-        rel, outside, scale = _full_gradient(blocks, means, W, noise, mask, n_features,
+        rel, outside, scale = _full_gradient(blocks, means, W, psi, mask, n_features,
                                              bases.bases)
         converged = rel <= tol
         if converged or expansion == max_expansions \
                 or not bases.grow(outside, 1e-3 * tol * scale):
             break
-    if not converged:
+    if not converged and objective == "least_squares":
         warn_not_converged(
             f"HCL (reduced path) stopped at a relative gradient of the full problem of "
             f"{rel:.2e} > tol={tol:g} after {expansion} basis expansions; increase "
             "max_expansions or n_oversamples, or loosen tol")
+    noise = psi if diagonal else noise
+    if objective == "likelihood":  # warns itself when it does not converge
+        res, noise = _likelihood_fit(blocks, means, variances, structure, W, psi, denoise,
+                                     max_iter=max_iter, tol=tol)
+        W, f, rel, converged = res.loadings, res.log_likelihood, res.gradient_norm, \
+            res.converged
+        n_iter += res.n_iter
     return HCLFitResult(
-        loadings=canonical_rotation(W, structure), noise_variance=result.noise_variance,
-        objective=result.objective, n_iter=n_iter, converged=converged, gradient_norm=rel,
+        loadings=canonical_rotation(W, structure), noise_variance=noise,
+        objective=f, n_iter=n_iter, converged=converged, gradient_norm=rel,
         init_loadings=bases.lift(result.init_loadings), means=tuple(means),
         total_variance=np.array([v.sum() for v in variances]), path="reduced",
         reduced_ranks=q)

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from hcl_stats._input.validation import (
     check_fitted_blocks,
 )
+from hcl_stats._models.scoring import GaussianScoreMixin
 from hcl_stats._models.summary import model_summary
 
 __all__ = ["BlockFactorModel"]
@@ -38,7 +39,7 @@ def _check_finite_attribute(model, name, value):
                 )
 
 
-class BlockFactorModel(TransformerMixin, BaseEstimator):
+class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
     """Base class of the multi-block factor models (not for direct use).
 
     Fitted attributes common to all subclasses
@@ -49,8 +50,10 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
         Stacked loadings, exactly zero where a modality is outside a block's subset.
     means_ : list of ndarray of shape (p_m,)
         Per-modality means removed before fitting.
-    noise_variance_ : ndarray of shape (M,)
-        Per-modality noise variance used for scores.
+    noise_variance_ : ndarray of shape (M,) or (d,)
+        Noise variances used for scores and likelihoods: one per modality, or one per
+        feature for a per-feature noise rule (``HCL(denoise="diagonal")``);
+        :meth:`feature_noise_variance` gives the per-feature view of either.
     n_features_per_modality_ : ndarray of shape (M,)
         Modality widths.
     total_variance_ : ndarray of shape (M,)
@@ -134,7 +137,7 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
         """Model covariance ``W W^T + Psi`` of shape (d, d)."""
         check_is_fitted(self, "loadings_")
         W = self.loadings_
-        return W @ W.T + np.diag(np.repeat(self.noise_variance_, self.n_features_per_modality_))
+        return W @ W.T + np.diag(self.feature_noise_variance())
 
     def transform(self, X):
         """Posterior-mean scores ``E[z | x]`` of new samples.
@@ -161,19 +164,21 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
         rhs = 0.0
         floor = 1e-12 * max(float(np.max(self.total_variance_ / self.n_features_per_modality_)),
                             1e-300)
+        noise = self.feature_noise_variance()
         for m, block in enumerate(blocks):
             if block is None:
                 continue
             Wm = self.loadings_[rows[m]]
-            psi = max(float(self.noise_variance_[m]), floor)
-            precision = precision + (Wm.T @ Wm) / psi
-            rhs = rhs + ((np.asarray(block, dtype=np.float64) - self.means_[m]) @ Wm) / psi
+            scaled = Wm / np.maximum(noise[rows[m]], floor)[:, None]  # Psi_m^{-1} W_m
+            precision = precision + Wm.T @ scaled
+            rhs = rhs + (np.asarray(block, dtype=np.float64) - self.means_[m]) @ scaled
         return np.linalg.solve(precision, np.atleast_2d(rhs).T).T
 
     def explained_variance(self, fraction=False):
         """Per-modality x per-structure variance table that adds up to each total.
 
-        Columns: one per block (``||B_{m,S}||_F^2``), ``noise`` (``p_m sigma_m^2``),
+        Columns: one per block (``||B_{m,S}||_F^2``), ``noise`` (the sum of the modality's
+        noise variances, ``p_m sigma_m^2`` for one variance per modality),
         ``residual`` (what the model leaves unexplained: total minus the rest, which can be
         negative when the model over-fits a modality) and ``total`` (``trace(S_mm)``).
         Signal columns add up exactly because ``trace(B_m B_m^T) = sum_S ||B_{m,S}||^2``.
@@ -197,7 +202,8 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
             cols = st.columns(s)
             data[st.label(s)] = [float(np.sum(self.loadings_[r, cols] ** 2)) for r in rows]
         table = pd.DataFrame(data, index=[st.modality_label(m) for m in range(len(rows))])
-        table["noise"] = self.noise_variance_ * self.n_features_per_modality_
+        noise = self.feature_noise_variance()
+        table["noise"] = [float(np.sum(noise[r])) for r in rows]
         table["residual"] = self.total_variance_ - table.sum(axis=1)
         table["total"] = self.total_variance_
         table.index.name = "modality"

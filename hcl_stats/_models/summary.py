@@ -154,15 +154,16 @@ def model_summary(model):
     modalities = pd.DataFrame(
         {"features": model.n_features_per_modality_.astype(int),
          "rank": [st.modality_rank(m) for m in range(M)],
-         "noise_variance": model.noise_variance_,
+         "noise_variance": model.modality_noise_variance(),
          "total_variance": model.total_variance_},
         index=pd.Index([st.modality_label(m) for m in range(M)], name="modality"))
     tables = {"structure": structure,
               "modalities": modalities,
               "explained_variance": model.explained_variance(),
               "explained_variance_fraction": model.explained_variance(fraction=True)}
-    notes = ["Explained variance: ||B_{m,S}||_F^2 per block, p_m sigma_m^2 for noise; "
-             "rows add up to trace(S_mm)."]
+    notes = ["Explained variance: ||B_{m,S}||_F^2 per block, the sum of the noise variances "
+             "for noise; rows add up to trace(S_mm). Modality noise_variance: the mean over "
+             "its features."]
     if hasattr(model, "converged_") and not model.converged_:
         notes.append("Warning: the solver did not converge (see Iterations).")
     return Summary(f"{type(model).__name__} results", info, tables, notes)

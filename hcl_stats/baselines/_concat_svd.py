@@ -89,3 +89,6 @@ class ConcatSVD(CovarianceFactorModel):
         self._set_fitted_from_covariance(S, means, n, n_features, names, structure, W, noise)
         self.explained_eigenvalues_ = spectrum.top(K)
         return self
+
+    def _noise_rule(self):
+        return "isotropic"  # the variance used for scores and likelihoods

@@ -31,12 +31,12 @@ def pseudo_inverse_scores(model, X):
     Z : ndarray of shape (n_samples, K)
         Scores, columns ordered as ``model.structure_.blocks``.
     noise_cov : ndarray of shape (K, K)
-        ``C Psi C^T`` with ``Psi`` the model's per-modality noise variances.
+        ``C Psi C^T`` with ``Psi`` the model's noise variances (one per feature).
     """
     check_is_fitted(model, "loadings_")
     blocks = check_fitted_blocks(model, X)
     W = model.loadings_
     C = np.linalg.solve(W.T @ W, W.T)
     x = np.hstack([np.asarray(b, dtype=np.float64) - mu for b, mu in zip(blocks, model.means_)])
-    psi = np.repeat(model.noise_variance_, model.n_features_per_modality_)
+    psi = model.feature_noise_variance()
     return x @ C.T, (C * psi) @ C.T
