@@ -60,7 +60,6 @@ import tomllib
 import warnings
 from pathlib import Path
 
-
 from hcl_stats._models.covariance_model import CovarianceFactorModel
 
 __all__ = ["COLUMNS", "load_scenario", "scenario_seed", "run_task", "run_scenario",
