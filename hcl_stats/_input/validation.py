@@ -118,13 +118,8 @@ def _to_array(block, where):
         if converted is None:
             raise TypeError(f"{where}: non-numeric data (dtype {arr.dtype}); expected numbers")
         arr = converted
-    elif arr.dtype.kind not in "biuf":
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"{where}: non-numeric data (dtype {arr.dtype}); expected numbers"
-            ) from None
+    elif arr.dtype.kind not in "biuf":  # text (even text of numbers), dates, records
+        raise TypeError(f"{where}: non-numeric data (dtype {arr.dtype}); expected numbers")
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     return arr
