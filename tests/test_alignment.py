@@ -173,7 +173,12 @@ def _mudata(X, shuffle=False):
     mods = {name: anndata.AnnData(f.to_numpy(), obs=pd.DataFrame(index=f.index),
                                   var=pd.DataFrame(index=f.columns))
             for name, f in zip(NAMES, frames)}
-    return mudata.MuData(mods), frames
+    return _mu(mudata, mods), frames
+
+
+def _mu(mudata, mods):
+    with mudata.set_options(pull_on_update=False):
+        return mudata.MuData(mods)
 
 
 def test_mudata_gives_the_fit_of_the_equivalent_dict_of_frames(data):
@@ -211,4 +216,4 @@ def test_mudata_with_unmatched_samples_is_refused(data):
             for name, f in zip(NAMES, frames)}
     mods["labs"] = mods["labs"][10:].copy()
     with pytest.raises(ValueError, match="modality 'labs'.*10 unmatched"):
-        HCL(NAMED).fit(mudata.MuData(mods))
+        HCL(NAMED).fit(_mu(mudata, mods))

@@ -162,6 +162,9 @@ def _bad(X):
     out["overflow"] = ([X[0], X[1] * 1e200, X[2]], ValueError, r"modality 1.*overflow")
     out["negative overflow"] = ([X[0], X[1], -1e180 * np.abs(X[2])], ValueError,
                                 r"modality 2.*overflow")
+    out["constant modality"] = ([X[0], np.ones_like(X[1]), X[2]], ValueError,
+                                r"modality 1 is constant")
+    out["underflow"] = ([X[0], X[1], 1e-200 * X[2]], ValueError, r"modality 2.*underflow")
     out["Series of numbers"] = ([frames[0], frames[1].iloc[:, 0], frames[2]], ValueError,
                                 r"modality 1 is a Series")
     mixed = frames[0].copy()

@@ -199,11 +199,29 @@ def check_scale(largest, where, n_samples, n_total_features):
                 (budget / (16.0 * n_total_features ** 2)) ** 0.25)
     if largest > limit:
         raise ValueError(
-            f"{where} has values up to {largest:.3g} in absolute value: its covariance would "
-            f"overflow (the limit is about {limit:.3g} for {n_samples} samples and "
-            f"{n_total_features} features); divide it by a constant such as its standard "
-            "deviation (scaling) before fitting"
+            f"{where} has values up to {largest:.3g} in absolute value: the covariance and "
+            f"its squares would overflow (the limit is about {limit:.3g} for {n_samples} "
+            f"samples and {n_total_features} features); divide it by a constant such as its "
+            "standard deviation (scaling) before fitting"
         )
+
+
+def check_spread(arr, where):
+    """Raise ValueError naming ``where`` when a modality (to be fitted) does not vary, or
+    varies so little that the squares of its covariance underflow (``(1e-70)^4`` is
+    below the smallest normal float64)."""
+    spread = float(np.max(np.max(arr, axis=0).astype(np.float64) - np.min(arr, axis=0)))
+    if spread == 0.0:
+        raise ValueError(f"{where} is constant (every feature takes one value): it carries "
+                         "no information to fit")
+    if spread < _SMALLEST_SPREAD:
+        raise ValueError(
+            f"{where} varies by at most {spread:.3g}: the squares of its covariance would "
+            "underflow; multiply it by a constant (scaling) before fitting"
+        )
+
+
+_SMALLEST_SPREAD = 1e-70
 
 
 @dataclass(frozen=True)
@@ -344,11 +362,11 @@ def read_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samp
     if all(a is None for a in arrays):
         raise ValueError("every modality is None: at least one must be observed")
     arrays, index = align_samples(arrays, labels, wheres, reference)
-    _check_values(arrays, wheres, deferred, min_samples)
+    _check_values(arrays, wheres, deferred, min_samples, at_fit=n_features is None)
     return Blocks(tuple(arrays), got_names, index, tuple(features))
 
 
-def _check_values(arrays, wheres, deferred, min_samples):
+def _check_values(arrays, wheres, deferred, min_samples, at_fit):
     """Enough samples; finite values of a scale the fit can square (in-memory arrays)."""
     present = [m for m, a in enumerate(arrays) if a is not None]
     n = arrays[present[0]].shape[0]
@@ -360,6 +378,8 @@ def _check_values(arrays, wheres, deferred, min_samples):
         if not deferred[m]:
             largest = check_finite(arrays[m], wheres[m])
             check_scale(largest, wheres[m], n, d)
+            if at_fit:
+                check_spread(arrays[m], wheres[m])
 
 
 def check_blocks(X, **kwargs):
