@@ -212,7 +212,8 @@ def test_mudata_with_unmatched_samples_is_refused(data):
     anndata = pytest.importorskip("anndata")
     mudata = pytest.importorskip("mudata")
     frames = _frames(data)
-    mods = {name: anndata.AnnData(f.to_numpy(), obs=pd.DataFrame(index=f.index))
+    mods = {name: anndata.AnnData(f.to_numpy(), obs=pd.DataFrame(index=f.index),
+                                  var=pd.DataFrame(index=f.columns))
             for name, f in zip(NAMES, frames)}
     mods["labs"] = mods["labs"][10:].copy()
     with pytest.raises(ValueError, match="modality 'labs'.*10 unmatched"):
