@@ -3,7 +3,9 @@
 The objects are recognised by their attributes, so neither ``anndata`` nor ``mudata`` is
 imported here: a ``MuData`` gives its modalities by name from ``mod`` and its samples by
 ``obs_names``; an ``AnnData`` gives its matrix ``X`` (dense or SciPy sparse), sample labels
-``obs_names`` and feature names ``var_names``. See ``docs/large-data.md``.
+``obs_names`` and feature names ``var_names``. Scores of a MuData object come in the order
+of its ``obs_names``, so ``mdata.obsm[key] = model.transform(mdata)`` stores them. See
+``docs/large-data.md``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["is_mudata", "is_anndata", "mudata_modalities", "anndata_parts",
-           "write_scores"]
+__all__ = ["is_mudata", "is_anndata", "mudata_modalities", "anndata_parts"]
 
 
 def is_mudata(X):
@@ -46,22 +47,3 @@ def anndata_parts(adata, where):
         matrix = matrix.toarray()
     return (np.asarray(matrix), pd.Index(np.asarray(adata.obs_names)),
             pd.Index(np.asarray(adata.var_names)))
-
-
-def write_scores(container, scores, key):
-    """Store ``scores`` (rows in the container's sample order) as ``container.obsm[key]``.
-
-    ``container`` is a MuData or AnnData object. A DataFrame of scores (indexed by sample,
-    as ``transform`` returns under ``set_output(transform="pandas")``) is put in the
-    container's ``obs_names`` order; an array must already be in that order.
-    """
-    obs = pd.Index(np.asarray(container.obs_names))
-    if len(scores) != len(obs):
-        raise ValueError(f"{len(scores)} rows of scores for {len(obs)} samples: transform "
-                         "the object you write them to")
-    if isinstance(scores, pd.DataFrame):
-        if not scores.index.isin(obs).all():
-            raise ValueError("the scores' index is not the container's obs_names")
-        scores = scores.reindex(obs)
-    container.obsm[key] = scores
-    return container
