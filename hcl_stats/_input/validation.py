@@ -171,19 +171,21 @@ def check_finite(arr, where):
     hi, lo = float(np.max(arr)), float(np.min(arr))  # NaN and inf propagate: one cheap pass
     if np.isfinite(hi) and np.isfinite(lo):
         return max(hi, -lo)
-    n_missing = int(np.count_nonzero(np.isnan(arr)))
-    n_infinite = int(np.count_nonzero(np.isinf(arr)))
+    missing, infinite = np.isnan(arr), np.isinf(arr)
+    n_missing, n_infinite = int(np.count_nonzero(missing)), int(np.count_nonzero(infinite))
+    bad = missing if n_missing else infinite
+    rows = bad.any(axis=1) if arr.ndim == 2 else bad
+    where_rows = f" in {int(np.count_nonzero(rows))} sample(s), first in row " \
+        f"{int(np.argmax(rows))}"
     if n_missing:
-        rows = int(np.count_nonzero(np.isnan(arr).any(axis=1))) if arr.ndim == 2 else None
-        inside = f" in {rows} sample(s)" if rows is not None else ""
         also = f" (and {n_infinite} infinite value(s))" if n_infinite else ""
         raise ValueError(
-            f"{where} contains NaN: {n_missing} missing value(s){inside}{also} (NaN, None or "
-            "pd.NA); impute or drop them before fitting"
+            f"{where} contains NaN: {n_missing} missing value(s){where_rows}{also} (NaN, "
+            "None or pd.NA); impute or drop them before fitting"
         )
     raise ValueError(
-        f"{where} contains infinite values: {n_infinite} infinite value(s); check the "
-        "data's units or scale before fitting"
+        f"{where} contains infinite values: {n_infinite} infinite value(s){where_rows}; "
+        "check the data's units or scale before fitting"
     )
 
 
