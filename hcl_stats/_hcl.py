@@ -10,7 +10,7 @@ from hcl_stats._estimation.pipeline import (
     run_fit,
 )
 from hcl_stats._input.params import integer, optional, options, positive_float, seed
-from hcl_stats._input.validation import check_blocks
+from hcl_stats._input.validation import read_blocks
 from hcl_stats._models.covariance_model import CovarianceFactorModel
 from hcl_stats._numerics.backend import BACKENDS
 from hcl_stats._structure import Structure
@@ -213,8 +213,10 @@ class HCL(CovarianceFactorModel):
 
         Parameters
         ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
+        X : list, tuple or dict of array-like of shape (n_samples, p_m), or MuData
             The modalities, measured on the same samples (a dict maps names to arrays).
+            DataFrames, pandas Series of rows and AnnData objects are matched by sample
+            label (a MuData object gives its modalities by name); arrays pair by position.
             NumPy memmaps and Dask arrays are read chunk by chunk and never copied whole
             (see ``path``).
         y : ignored
@@ -224,10 +226,12 @@ class HCL(CovarianceFactorModel):
         self
         """
         params = self._validate_params()
-        blocks, names = check_blocks(X, lazy=True)
+        inputs = read_blocks(X, lazy=True)
+        blocks, names = list(inputs.arrays), inputs.names
         plan = plan_fit(params, blocks)
-        return self._store(*run_fit(params, plan, blocks, names), names=names,
-                           n_samples=blocks[0].shape[0])
+        self._store(*run_fit(params, plan, blocks, names), names=names,
+                    n_samples=blocks[0].shape[0])
+        return self._record_input(inputs)
 
     def _fit_covariance(self, params, S, means, n, n_features, names):
         plan = plan_from_covariance(params, S)
@@ -250,6 +254,9 @@ class HCL(CovarianceFactorModel):
         self.path_ = result.path
         self.reduced_ranks_ = result.reduced_ranks
         return self
+
+    def _noise_from_rule(self):
+        return True
 
     def fit_transform(self, X, y=None):
         """Fit and return the posterior-mean scores of ``X`` (see :meth:`transform`)."""

@@ -24,8 +24,9 @@ from hcl_stats._numerics.backend import (
 )
 from hcl_stats._structure import Structure, modality_description
 
-__all__ = ["Blocks", "read_blocks", "check_blocks", "check_structure", "check_fitted_blocks",
-           "read_fitted_blocks", "check_feature_names", "check_covariance"]
+__all__ = ["Blocks", "read_blocks", "check_blocks", "check_structure", "check_total_rank",
+           "check_fitted_blocks", "read_fitted_blocks", "check_feature_names",
+           "check_covariance"]
 
 
 def _frame_to_array(frame, where):
@@ -435,15 +436,20 @@ def check_structure(structure, n_features, names=None, n_samples=None):
                 f"{modality_description(m, names)} has {p} features but the structure asks it "
                 f"to carry {r} factors ({blocks})"
             )
-    K = structure.n_components
-    if n_samples is not None and K >= n_samples - 1:
-        raise ValueError(
-            f"the structure has {K} factors in total but there are {n_samples} samples: "
-            f"the centred data have rank at most {n_samples - 1}, so at most "
-            f"{max(n_samples - 2, 0)} factors can be estimated (with a noise level); use "
-            "more samples or smaller ranks"
-        )
+    if n_samples is not None:
+        check_total_rank(structure.n_components, n_samples, "the structure has")
     return structure
+
+
+def check_total_rank(K, n_samples, what="the model has"):
+    """Raise ValueError unless ``K < n_samples - 1`` (the rank of the centred data, with
+    room left for the noise), with both numbers in the message."""
+    if K >= n_samples - 1:
+        raise ValueError(
+            f"{what} {K} factors in total but there are {n_samples} samples: the centred "
+            f"data have rank at most {n_samples - 1}, so at most {max(n_samples - 2, 0)} "
+            "factors can be estimated with a noise level; use more samples or smaller ranks"
+        )
 
 
 def check_covariance(S, d):
