@@ -1,5 +1,6 @@
 """Feature names per modality, pandas output per structure block, rank and scale sanity."""
 
+import inspect
 import warnings
 
 import numpy as np
@@ -153,3 +154,34 @@ def test_noise_larger_than_a_modality_warns_at_fit():
         fitted = HCL(STRUCTURE, denoise="modality").fit(X)
     table = fitted.explained_variance()
     assert (table["residual"] >= -0.05 * table["total"]).all()
+
+
+# -- names bind by name in every estimator ---------------------------------------------------------
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_named_structure_with_unknown_names_is_refused_by_every_estimator(cls, data):
+    wrong = Structure({("ehr", "notes", "imaging"): 1, ("ehr",): 1, ("notes",): 1,
+                       ("imaging",): 1})
+    with pytest.raises(ValueError, match="'imaging'"):
+        _model(cls).set_params(**{_structure_param(cls): wrong}).fit(dict(zip(NAMES, data)))
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_named_structure_binds_by_name_in_every_estimator(cls, data):
+    named = Structure({NAMES: 1, ("ehr",): 2, ("notes",): 1, ("labs",): 1})
+    X = make_hierarchical(300, WIDTHS, named.bind(NAMES), noise_variance=0.1, random_state=7)
+    order = ("labs", "ehr", "notes")
+    a = _model(cls).set_params(**{_structure_param(cls): named}).fit(dict(zip(NAMES, X)))
+    b = _model(cls).set_params(**{_structure_param(cls): named}).fit(
+        {k: X[NAMES.index(k)] for k in order})
+    assert b.modality_names_in_ == order
+    for name in NAMES:  # each modality keeps its own number of factors and covariance
+        ia, ib = NAMES.index(name), order.index(name)
+        assert a.structure_.modality_rank(ia) == b.structure_.modality_rank(ib)
+        rows_a, rows_b = a._rows()[ia], b._rows()[ib]
+        np.testing.assert_allclose(b.get_covariance()[rows_b, rows_b],
+                                   a.get_covariance()[rows_a, rows_a], rtol=0.1, atol=0.02)
+
+
+def _structure_param(cls):
+    """The constructor argument that takes the Structure (the first one)."""
+    return list(inspect.signature(cls.__init__).parameters)[1]

@@ -15,6 +15,7 @@ import numpy as np
 
 from hcl_stats._input.validation import read_blocks
 from hcl_stats._models.base import BlockFactorModel
+from hcl_stats._numerics.linalg import serial_blas
 from hcl_stats._structure import Structure, row_slices
 
 __all__ = [
@@ -162,7 +163,11 @@ class DataFactorModel(BlockFactorModel):
         """
         blocks, means, inputs, total = centre_blocks(X)
         names = inputs.names
-        result = self._fit_centred(blocks, names)
+        # one BLAS thread: the alternating fits and resampling loops are many small
+        # products, which a multi-threaded pool on an oversubscribed machine slows several
+        # times over, and whose sums a thread count would otherwise round differently
+        with serial_blas():
+            result = self._fit_centred(blocks, names)
         n = blocks[0].shape[0]
         n_features = [b.shape[1] for b in blocks]
         structure = result.structure
