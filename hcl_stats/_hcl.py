@@ -239,20 +239,17 @@ class HCL(CovarianceFactorModel):
                            names=names, n_samples=n)
 
     def _store(self, result, structure, selection, *, names, n_samples):
-        """Set the fitted attributes from one :class:`HCLFitResult`."""
+        """Set the fitted attributes from one :class:`HCLFitResult` (all checked finite)."""
+        extra = {"objective_": result.objective, "n_iter_": result.n_iter,
+                 "converged_": result.converged, "gradient_norm_": result.gradient_norm,
+                 "init_loadings_": result.init_loadings, "path_": result.path,
+                 "reduced_ranks_": result.reduced_ranks}
+        if selection is not None:
+            extra["selection_"] = selection
         self._set_fitted(structure=structure, loadings=result.loadings, means=result.means,
                          noise_variance=result.noise_variance,
                          total_variance=result.total_variance, names=names,
-                         n_samples=n_samples)
-        if selection is not None:
-            self.selection_ = selection
-        self.objective_ = result.objective
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
-        self.gradient_norm_ = result.gradient_norm
-        self.init_loadings_ = result.init_loadings
-        self.path_ = result.path
-        self.reduced_ranks_ = result.reduced_ranks
+                         n_samples=n_samples, extra=extra)
         return self
 
     def _noise_from_rule(self):

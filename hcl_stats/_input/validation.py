@@ -161,15 +161,18 @@ def _is_lazy(block):
         isinstance(block, np.ndarray) and block.dtype.kind in "biuf")
 
 
-def check_finite(arr, where):
+def check_finite(arr, where, value_range=None):
     """Raise the ValueError naming ``where`` unless ``arr`` is all finite.
 
     Missing cells (NaN; ``None`` and ``pd.NA`` are read as NaN) and infinite cells are
-    counted in the message. Returns the largest absolute value.
+    counted in the message. Returns the largest absolute value. ``value_range``: the
+    column maxima and minima of ``arr`` when the caller has them.
     """
     if arr.size == 0:
         return 0.0
-    hi, lo = float(np.max(arr)), float(np.min(arr))  # NaN and inf propagate: one cheap pass
+    hi, lo = (np.max(arr), np.min(arr)) if value_range is None else \
+        (np.max(value_range[0]), np.min(value_range[1]))  # NaN and inf propagate
+    hi, lo = float(hi), float(lo)
     if np.isfinite(hi) and np.isfinite(lo):
         return max(hi, -lo)
     missing, infinite = np.isnan(arr), np.isinf(arr)
@@ -209,11 +212,12 @@ def check_scale(largest, where, n_samples, n_total_features):
         )
 
 
-def check_spread(arr, where):
+def check_spread(value_range, where):
     """Raise ValueError naming ``where`` when a modality (to be fitted) does not vary, or
     varies so little that the squares of its covariance underflow (``(1e-70)^4`` is
-    below the smallest normal float64)."""
-    spread = float(np.max(np.max(arr, axis=0).astype(np.float64) - np.min(arr, axis=0)))
+    below the smallest normal float64). ``value_range``: its column maxima and minima."""
+    hi, lo = value_range
+    spread = float(np.max(hi.astype(np.float64) - lo))
     if spread == 0.0:
         raise ValueError(f"{where} is constant (every feature takes one value): it carries "
                          "no information to fit")
@@ -378,11 +382,12 @@ def _check_values(arrays, wheres, deferred, min_samples, at_fit):
                          "are needed")
     d = sum(arrays[m].shape[1] for m in present)
     for m in present:
-        if not deferred[m]:
-            largest = check_finite(arrays[m], wheres[m])
+        if not deferred[m]:  # one pass for the column ranges, no temporary array
+            value_range = (np.max(arrays[m], axis=0), np.min(arrays[m], axis=0))
+            largest = check_finite(arrays[m], wheres[m], value_range)
             check_scale(largest, wheres[m], n, d)
             if at_fit:
-                check_spread(arrays[m], wheres[m])
+                check_spread(value_range, wheres[m])
 
 
 def check_blocks(X, **kwargs):
