@@ -185,3 +185,12 @@ def test_named_structure_binds_by_name_in_every_estimator(cls, data):
 def _structure_param(cls):
     """The constructor argument that takes the Structure (the first one)."""
     return list(inspect.signature(cls.__init__).parameters)[1]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: JIVE(rank_selection="permutation", n_permutations=10, random_state=0),
+    lambda: AJIVE(n_wedin_samples=50, n_randdir_samples=50, random_state=0)],
+    ids=["JIVE", "AJIVE"])
+def test_selected_ranks_the_samples_cannot_carry_are_refused(make, data):
+    with pytest.raises(ValueError, match=r"factors in total but there are 4 samples"):
+        make().fit([x[:4] for x in data])

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
 
-from hcl_stats._input.validation import read_fitted_blocks
+from hcl_stats._input.validation import check_total_rank, read_fitted_blocks
 from hcl_stats._models.summary import model_summary
 
 __all__ = ["BlockFactorModel"]
@@ -94,10 +94,15 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
 
         Raises
         ------
+        ValueError
+            When the total rank is not below ``n_samples - 1``.
         FloatingPointError
             When a fitted attribute holds a NaN or an infinite value (the model is not
             stored as fitted then).
         """
+        # whichever way the ranks came (given, selected from the data), the samples must
+        # carry them
+        check_total_rank(structure.n_components, n_samples)
         fitted = {
             "structure_": structure,
             "loadings_": np.asarray(loadings, dtype=np.float64),
