@@ -341,8 +341,8 @@ def read_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samp
     ValueError
         When a modality has the wrong shape, other samples than the others (a count of the
         unmatched labels), duplicated sample labels, missing or infinite values, values
-        large enough to overflow, or does not match the fitted model. The message names
-        the modality.
+        large enough to overflow, no variation (at fit: ``n_features`` not given), or
+        does not match the fitted model. The message names the modality.
     """
     items, got_names, reference = _modalities(X, names)
     if not items:
