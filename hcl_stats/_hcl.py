@@ -13,7 +13,7 @@ from hcl_stats._estimation.pipeline import (
 )
 from hcl_stats._estimation.refine import OBJECTIVES
 from hcl_stats._input.params import integer, optional, options, positive_float, seed
-from hcl_stats._input.validation import check_blocks
+from hcl_stats._input.validation import read_blocks
 from hcl_stats._models.covariance_model import CovarianceFactorModel
 from hcl_stats._numerics.backend import BACKENDS
 from hcl_stats._structure import Structure
@@ -243,8 +243,10 @@ class HCL(CovarianceFactorModel):
 
         Parameters
         ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
+        X : list, tuple or dict of array-like of shape (n_samples, p_m), or MuData
             The modalities, measured on the same samples (a dict maps names to arrays).
+            DataFrames, pandas Series of rows and AnnData objects are matched by sample
+            label (a MuData object gives its modalities by name); arrays pair by position.
             NumPy memmaps and Dask arrays are read chunk by chunk and never copied whole
             (see ``path``).
         y : ignored
@@ -254,10 +256,12 @@ class HCL(CovarianceFactorModel):
         self
         """
         params = self._validate_params()
-        blocks, names = check_blocks(X, lazy=True)
+        inputs = read_blocks(X, lazy=True)
+        blocks, names = list(inputs.arrays), inputs.names
         plan = plan_fit(params, blocks)
-        return self._store(*run_fit(params, plan, blocks, names), names=names,
-                           n_samples=blocks[0].shape[0])
+        self._store(*run_fit(params, plan, blocks, names), names=names,
+                    n_samples=blocks[0].shape[0])
+        return self._record_input(inputs)
 
     def _fit_covariance(self, params, S, means, n, n_features, names):
         plan = plan_from_covariance(params, S)
@@ -265,24 +269,24 @@ class HCL(CovarianceFactorModel):
                            names=names, n_samples=n)
 
     def _store(self, result, structure, selection, *, names, n_samples):
-        """Set the fitted attributes from one :class:`HCLFitResult`."""
+        """Set the fitted attributes from one :class:`HCLFitResult` (all checked finite)."""
+        extra = {"objective_": result.objective, "n_iter_": result.n_iter,
+                 "converged_": result.converged, "gradient_norm_": result.gradient_norm,
+                 "init_loadings_": result.init_loadings, "path_": result.path,
+                 "reduced_ranks_": result.reduced_ranks}
+        if selection is not None:
+            extra["selection_"] = selection
         self._set_fitted(structure=structure, loadings=result.loadings, means=result.means,
                          noise_variance=result.noise_variance,
                          total_variance=result.total_variance, names=names,
-                         n_samples=n_samples)
-        if selection is not None:
-            self.selection_ = selection
-        self.objective_ = result.objective
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
-        self.gradient_norm_ = result.gradient_norm
-        self.init_loadings_ = result.init_loadings
-        self.path_ = result.path
-        self.reduced_ranks_ = result.reduced_ranks
+                         n_samples=n_samples, extra=extra)
         return self
 
     def _noise_rule(self):
         return self.denoise if isinstance(self.denoise, str) else None
+
+    def _noise_from_rule(self):
+        return True
 
     def fit_transform(self, X, y=None):
         """Fit and return the posterior-mean scores of ``X`` (see :meth:`transform`)."""

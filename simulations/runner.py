@@ -51,6 +51,7 @@ scheduler and runs the tasks on its workers through joblib's ``dask`` backend (n
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import os
 import sys
@@ -58,8 +59,6 @@ import time
 import tomllib
 import warnings
 from pathlib import Path
-
-import numpy as np
 
 from hcl_stats._models.covariance_model import CovarianceFactorModel
 
@@ -250,29 +249,58 @@ def read_results(path):
 
 
 def _repair_csv(path):
-    """Make an interrupted CSV consistent: drop a torn last line and the rows of fits that
-    were not completely written (no ``converged`` row). Returns the completed keys."""
+    """Make an interrupted CSV consistent and return the completed ``(method, n, rep)`` keys.
+
+    A file cut anywhere (empty, inside the header, inside a row, between fits) is repaired
+    line by line without re-encoding the rows that stay, so the kept bytes are exactly those
+    written: a torn last line is dropped, a header cut short empties the file (the next
+    append writes it again), the rows of a fit without its closing ``converged``
+    row are dropped, and so is any second copy of a fit already complete earlier in the file.
+    """
     path = Path(path)
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.exists():
         return set()
-    with open(path, "rb+") as fh:
-        data = fh.read()
-        if not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            fh.seek(cut)
-            fh.truncate()
-    table = read_results(path)
-    if table.empty:
+    data = path.read_bytes()
+    lines = data[: data.rfind(b"\n") + 1].decode("utf-8").splitlines(keepends=True)
+    header = ",".join(COLUMNS) + "\n"
+    if not lines:  # empty, or cut inside the header
+        if not header.encode().startswith(data):
+            raise ValueError(f"{path} is not a results file of this runner (no header)")
+        if data:
+            _replace_text(path, "")
         return set()
-    done = table.loc[table["metric"] == _DONE_METRIC, _KEY].drop_duplicates()
-    done_keys = set(map(tuple, done.itertuples(index=False, name=None)))
-    keys = list(map(tuple, table[_KEY].itertuples(index=False, name=None)))
-    keep = np.array([k in done_keys for k in keys])
-    if not keep.all():
-        tmp = path.with_suffix(".csv.tmp")
-        table.loc[keep, COLUMNS].to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    return done_keys
+    if lines[0] != header:
+        raise ValueError(f"{path} is not a results file of this runner: its header is "
+                         f"{lines[0].strip()!r}, expected {header.strip()!r}")
+    at = [COLUMNS.index(c) for c in _KEY + ["metric"]]
+    kept, pending, done = [header], {}, set()
+    for line in lines[1:]:
+        fields = next(csv.reader([line]))
+        try:
+            method, n, rep, metric = (fields[i] for i in at)
+            key = (method, int(n), int(rep))
+        except (IndexError, ValueError):
+            continue  # not a row of this table (an append cannot write one): dropped
+        pending.setdefault(key, []).append(line)
+        if metric == _DONE_METRIC:  # a fit's rows are contiguous and end with this one
+            group = pending.pop(key)
+            if key not in done:
+                kept.extend(group)
+                done.add(key)
+    text = "".join(kept)
+    if text.encode("utf-8") != data:
+        _replace_text(path, text)
+    return done
+
+
+def _replace_text(path, text):
+    """Replace the file's content atomically (a kill leaves the old or the new file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _completed_keys(path):

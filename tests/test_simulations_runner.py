@@ -155,6 +155,81 @@ def test_torn_file_is_repaired(tmp_path):
     assert len(table) == len(good) * 4
 
 
+def _without_times(table):
+    cols = [c for c in runner.COLUMNS if c != "fit_seconds"]
+    return table[cols].sort_values(cols[:9]).reset_index(drop=True)
+
+
+def test_file_cut_at_any_offset_resumes_in_one_run(tmp_path):
+    reference = runner.run_scenario(TINY, out=tmp_path / "ref", progress=False)
+    data = reference.read_bytes()
+    header_end = data.index(b"\n") + 1
+    lines = np.cumsum([len(line) for line in data.splitlines(keepends=True)])
+    rng = np.random.default_rng(17)
+    offsets = {0, 1, header_end - 1, header_end, header_end + 1, int(lines[5]),
+               int(lines[5]) - 1, len(data) - 1}
+    offsets |= set(rng.integers(0, len(data), size=12).tolist())
+    expected = _without_times(runner.read_results(reference))
+    for offset in sorted(offsets):
+        out = tmp_path / f"cut{offset}"
+        out.mkdir()
+        (out / "tiny.csv").write_bytes(data[:offset])
+        runner.run_scenario(TINY, out=out, progress=False)  # one run, no error
+        table = runner.read_results(out / "tiny.csv")
+        assert not table.duplicated(["method", "n", "replication", "modality", "structure",
+                                     "metric"]).any(), offset
+        pd.testing.assert_frame_equal(_without_times(table), expected, check_exact=True,
+                                      obj=f"cut at byte {offset}")
+
+
+def test_file_of_another_table_is_refused_not_emptied(tmp_path):
+    path = tmp_path / "tiny.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a results file"):
+        runner.run_scenario(TINY, out=tmp_path, progress=False)
+    assert path.read_text() == "a,b\n1,2\n"
+
+
+def test_run_killed_at_random_moments_resumes_to_the_uninterrupted_results(tmp_path):
+    scenario = tmp_path / "kill.toml"
+    scenario.write_text(
+        'n_features = [6, 8, 10]\nnoise_variance = 0.5\nn_samples = [200, 300, 400]\n'
+        'replications = 6\nmethods = ["HCL", "ConcatSVD"]\n'
+        '[structure]\nblocks = [{ subset = [0, 1, 2], rank = 1 }, { subset = [0, 1], '
+        'rank = 1 }, { subset = [2], rank = 1 }]\n')
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+
+    def command(out):
+        return [sys.executable, "-m", "simulations", "run", str(scenario), "--out", str(out),
+                "--no-progress"]
+
+    subprocess.run(command(tmp_path / "ref"), cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    expected = _without_times(runner.read_results(tmp_path / "ref" / "kill.csv"))
+    path = tmp_path / "out" / "kill.csv"
+    rng = np.random.default_rng(3)
+    interrupted = 0
+    for _ in range(5):
+        size = path.stat().st_size if path.exists() else 0
+        proc = subprocess.Popen(command(tmp_path / "out"), cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None and \
+                (not path.exists() or path.stat().st_size <= size):
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.15))  # a random moment while fits are being written
+        proc.send_signal(signal.SIGKILL)
+        interrupted += proc.wait() == -signal.SIGKILL
+    assert interrupted > 0
+    subprocess.run(command(tmp_path / "out"), cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    table = runner.read_results(path)
+    assert not table.duplicated(["method", "n", "replication", "modality", "structure",
+                                 "metric"]).any()
+    pd.testing.assert_frame_equal(_without_times(table), expected, check_exact=True)
+
+
 def test_parquet_dataset_resumes(tmp_path):
     runner.run_scenario(TINY, out=tmp_path, max_tasks=2, fmt="parquet", progress=False)
     runner.run_scenario(TINY, out=tmp_path, fmt="parquet", progress=False)

@@ -116,7 +116,7 @@ def _bind_structure(params, n_features, names, S=None, n_samples=None):
         return select_structure(np.asarray(to_numpy(S), dtype=float), n_features,
                                 n_samples=n_samples, max_rank=params["max_rank"],
                                 names=names)
-    return check_structure(params["structure"], n_features, names), None
+    return check_structure(params["structure"], n_features, names, n_samples), None
 
 
 def _device_blocks(xp, blocks, names):
@@ -160,7 +160,7 @@ def run_fit(params, plan, blocks, names):
     n_features = [b.shape[1] for b in blocks]
     # a given structure is bound before any value is read; "auto" needs the covariance
     bound = None if isinstance(params["structure"], str) else \
-        _bind_structure(params, n_features, names)
+        _bind_structure(params, n_features, names, n_samples=blocks[0].shape[0])
     if plan.path == "covariance":
         S, means, n = _statistics(plan, blocks, names)
         return run_covariance(params, plan, S, means, n, n_features, names, bound)

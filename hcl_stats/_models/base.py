@@ -9,17 +9,35 @@ The model behind the scores and the covariance is described in docs/model.md.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
 
-from hcl_stats._input.validation import (
-    check_fitted_blocks,
-)
+from hcl_stats._input.validation import check_total_rank, read_fitted_blocks
 from hcl_stats._models.scoring import GaussianScoreMixin
 from hcl_stats._models.summary import model_summary
 
 __all__ = ["BlockFactorModel"]
+
+# explained_variance()'s residual below -5% of a modality's total warns at fit
+_NOISE_EXCESS = 0.05
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_stacklevel():
+    """``stacklevel`` of a warning issued here that points at the first frame outside the
+    package (the fit paths have different depths)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            _PACKAGE_DIR + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _check_finite_attribute(model, name, value):
@@ -60,6 +78,16 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
         Trace of each modality's sample covariance.
     modality_names_in_ : tuple of str or None
         Names when fitted on a dict.
+    feature_names_in_ : list of (ndarray of str or None)
+        Per modality, the column names seen at fit (DataFrame columns, AnnData
+        ``var_names``) when they are all strings, else ``None``; ``transform`` checks them.
+    sample_index_ : pandas.Index or None
+        Labels of the training samples, in the order the model saw them (``None`` for
+        arrays and summary statistics).
+
+    When the noise comes from a ``denoise`` rule (HCL, ConcatSVD), a modality whose fitted
+    noise and signal exceed its total variance by more than 5% (``explained_variance()``'s
+    residual) gets a ``UserWarning`` at fit.
     """
 
     # -- bookkeeping shared by subclasses -----------------------------------------------------
@@ -69,10 +97,15 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
 
         Raises
         ------
+        ValueError
+            When the total rank is not below ``n_samples - 1``.
         FloatingPointError
             When a fitted attribute holds a NaN or an infinite value (the model is not
             stored as fitted then).
         """
+        # whichever way the ranks came (given, selected from the data), the samples must
+        # carry them
+        check_total_rank(structure.n_components, n_samples)
         fitted = {
             "structure_": structure,
             "loadings_": np.asarray(loadings, dtype=np.float64),
@@ -84,12 +117,45 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
             "n_modalities_": len(means),
             "n_components_": structure.n_components,
             "n_samples_": int(n_samples),
+            # set from the data by _record_input; none for summary statistics
+            "feature_names_in_": [None] * len(means),
+            "sample_index_": None,
             **(extra or {}),
         }
         for name, value in fitted.items():
             _check_finite_attribute(type(self).__name__, name, value)
         for name, value in fitted.items():
             setattr(self, name, value)
+        if self._noise_from_rule():
+            self._warn_noise_exceeds_total()
+
+    def _noise_from_rule(self):
+        """Whether the noise variances come from a ``denoise`` rule subtracted from the
+        covariance (HCL, ConcatSVD with ``denoise``), which a modality's scale can defeat.
+
+        The data models' noise is each modality's own residual variance, and their
+        variance tables are a few percent negative by construction (in-sample loadings).
+        """
+        return False
+
+    def _record_input(self, inputs):
+        """Record the feature names and sample labels of the validated training input
+        (:class:`hcl_stats._input.validation.Blocks`); returns ``self``."""
+        self.feature_names_in_ = list(inputs.feature_names)
+        self.sample_index_ = inputs.sample_index
+        return self
+
+    def _warn_noise_exceeds_total(self):
+        """Warn when a modality's noise and signal exceed its total variance by over 5%."""
+        table = self.explained_variance()
+        excess = -table["residual"] / np.maximum(table["total"], 1e-300)
+        for label, share in excess[excess > _NOISE_EXCESS].items():
+            warnings.warn(
+                f"modality {label}: the fitted noise and signal exceed its total variance by "
+                f"{share:.3g} times the total (residual {table.loc[label, 'residual']:.4g} "
+                f"in explained_variance()): the noise rule does not fit modalities of such "
+                "different scales; use denoise='modality' or scale the modalities",
+                UserWarning, stacklevel=_caller_stacklevel())
 
     def _rows(self):
         return self.structure_.rows(self.n_features_per_modality_)
@@ -148,16 +214,21 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
-            Same modalities and widths as at fit; entries may be ``None``.
+        X : list, tuple or dict of array-like of shape (n_samples, p_m), or MuData
+            Same modalities and widths as at fit; entries may be ``None``. Samples are
+            matched by label as at fit (DataFrame index, AnnData / MuData ``obs_names``;
+            the first labelled modality's order, a MuData object's own), and each
+            modality's feature names must be those seen at fit, in the same order.
 
         Returns
         -------
-        Z : ndarray of shape (n_samples, K)
-            Scores, columns ordered as ``structure_.blocks``.
+        Z : ndarray of shape (n_samples, K), or DataFrame
+            Scores, columns ordered as ``structure_.blocks``. Under
+            ``set_output(transform="pandas")``: a DataFrame indexed by the samples' labels,
+            with the columns of :meth:`get_feature_names_out`.
         """
         check_is_fitted(self, "loadings_")
-        blocks = check_fitted_blocks(self, X, allow_missing=True)
+        inputs = read_fitted_blocks(self, X, allow_missing=True)
         rows = self._rows()
         K = self.n_components_
         precision = np.eye(K)
@@ -165,14 +236,38 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
         floor = 1e-12 * max(float(np.max(self.total_variance_ / self.n_features_per_modality_)),
                             1e-300)
         noise = self.feature_noise_variance()
-        for m, block in enumerate(blocks):
+        for m, block in enumerate(inputs.arrays):
             if block is None:
                 continue
             Wm = self.loadings_[rows[m]]
             scaled = Wm / np.maximum(noise[rows[m]], floor)[:, None]  # Psi_m^{-1} W_m
             precision = precision + Wm.T @ scaled
             rhs = rhs + (np.asarray(block, dtype=np.float64) - self.means_[m]) @ scaled
-        return np.linalg.solve(precision, np.atleast_2d(rhs).T).T
+        Z = np.linalg.solve(precision, np.atleast_2d(rhs).T).T
+        # scikit-learn's wrapper only knows the index of a DataFrame input: with several
+        # modalities the frame is built here, the wrapper keeps its index
+        if _get_output_config("transform", self)["dense"] == "pandas":
+            return pd.DataFrame(Z, index=inputs.sample_index,
+                                columns=self.get_feature_names_out())
+        return Z
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the score columns: ``"{subset}_k"`` for the k-th factor of each block.
+
+        Parameters
+        ----------
+        input_features : ignored
+            Present for scikit-learn's API; the names follow from ``structure_``.
+
+        Returns
+        -------
+        ndarray of str of shape (K,)
+            E.g. ``"{ehr,notes}_1"`` (named modalities) or ``"{0,1}_1"``.
+        """
+        check_is_fitted(self, "loadings_")
+        st = self.structure_
+        return np.asarray([f"{st.label(s)}_{k + 1}" for s, r in st.blocks for k in range(r)],
+                          dtype=object)
 
     def explained_variance(self, fraction=False):
         """Per-modality x per-structure variance table that adds up to each total.
@@ -192,8 +287,6 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
         -------
         pandas.DataFrame of shape (M, n_blocks + 3)
         """
-        import pandas as pd
-
         check_is_fitted(self, "loadings_")
         st = self.structure_
         rows = self._rows()

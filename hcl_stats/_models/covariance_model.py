@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hcl_stats._input.params import check_positive_int, validate_params
-from hcl_stats._input.validation import check_blocks, check_covariance
+from hcl_stats._input.validation import check_covariance, read_blocks
 from hcl_stats._models.base import BlockFactorModel
 from hcl_stats._statistics.chunked import covariance_statistics
 from hcl_stats._structure import row_slices
@@ -35,9 +35,9 @@ class CovarianceFactorModel(BlockFactorModel):
 
         Parameters
         ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
-            The modalities, measured on the same samples (a dict maps names to arrays).
-            Dask arrays and NumPy memmaps are accepted: the means and covariance are then
+        X : list, tuple or dict of array-like of shape (n_samples, p_m), or MuData
+            The modalities, measured on the same samples (a dict maps names to arrays;
+            DataFrames and AnnData objects are matched by sample label). Dask arrays and NumPy memmaps are accepted: the means and covariance are then
             accumulated chunk by chunk in float64 (Dask's scheduler for Dask arrays), and
             the data are never copied whole (:mod:`hcl_stats._statistics.chunked`). Build Dask
             arrays of on-disk data from a chunked store or chunk loaders
@@ -50,10 +50,10 @@ class CovarianceFactorModel(BlockFactorModel):
         self
         """
         params = self._validate_params()
-        blocks, names = check_blocks(X, lazy=True)
-        n_features = [b.shape[1] for b in blocks]
-        S, means, n = covariance_statistics(blocks, names)
-        return self._fit_covariance(params, S, means, n, n_features, names)
+        inputs = read_blocks(X, lazy=True)
+        S, means, n = covariance_statistics(list(inputs.arrays), inputs.names)
+        self._fit_covariance(params, S, means, n, list(inputs.n_features), inputs.names)
+        return self._record_input(inputs)
 
     def fit_from_covariance(self, S, n_samples, n_features, *, means=None, names=None):
         """Fit from a sample covariance instead of data (summary statistics only).

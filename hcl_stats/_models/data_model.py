@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hcl_stats._input.validation import check_blocks
+from hcl_stats._input.validation import read_blocks
 from hcl_stats._models.base import BlockFactorModel
+from hcl_stats._numerics.linalg import serial_blas
 from hcl_stats._structure import Structure, row_slices
 
 __all__ = [
@@ -59,16 +60,17 @@ def centre_blocks(X):
     blocks : list of ndarray of shape (n, p_m)
         Centred copies (the caller's arrays are never modified).
     means : list of ndarray of shape (p_m,)
-    names : tuple of str or None
+    inputs : Blocks
+        What the validator read (names, sample labels, feature names).
     total_variance : ndarray of shape (M,)
         ``trace`` of each modality's unbiased sample covariance.
     """
-    raw, names = check_blocks(X)
-    means = [np.asarray(b, dtype=np.float64).mean(axis=0) for b in raw]
-    blocks = [np.asarray(b, dtype=np.float64) - mu for b, mu in zip(raw, means)]
+    inputs = read_blocks(X)
+    means = [np.asarray(b, dtype=np.float64).mean(axis=0) for b in inputs.arrays]
+    blocks = [np.asarray(b, dtype=np.float64) - mu for b, mu in zip(inputs.arrays, means)]
     n = blocks[0].shape[0]
     total = np.array([float(np.sum(b * b)) / (n - 1) for b in blocks])
-    return blocks, means, names, total
+    return blocks, means, inputs, total
 
 
 def residual_noise_variance(rss, n, p, rank):
@@ -150,16 +152,22 @@ class DataFactorModel(BlockFactorModel):
 
         Parameters
         ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
-            The modalities, measured on the same samples (a dict maps names to arrays).
+        X : list, tuple or dict of array-like of shape (n_samples, p_m), or MuData
+            The modalities, measured on the same samples (a dict maps names to arrays;
+            DataFrames and AnnData objects are matched by sample label).
         y : ignored
 
         Returns
         -------
         self
         """
-        blocks, means, names, total = centre_blocks(X)
-        result = self._fit_centred(blocks, names)
+        blocks, means, inputs, total = centre_blocks(X)
+        names = inputs.names
+        # one BLAS thread: the alternating fits and resampling loops are many small
+        # products, which a multi-threaded pool on an oversubscribed machine slows several
+        # times over, and whose sums a thread count would otherwise round differently
+        with serial_blas():
+            result = self._fit_centred(blocks, names)
         n = blocks[0].shape[0]
         n_features = [b.shape[1] for b in blocks]
         structure = result.structure
@@ -170,7 +178,7 @@ class DataFactorModel(BlockFactorModel):
         self._set_fitted(structure=structure, loadings=W, means=means, noise_variance=noise,
                          total_variance=total, names=names, n_samples=n,
                          extra=result.attributes)
-        return self
+        return self._record_input(inputs)
 
     def _fit_centred(self, blocks, names):  # pragma: no cover - every subclass overrides
         raise NotImplementedError

@@ -7,6 +7,7 @@ import numpy as np
 import scipy.linalg
 
 from hcl_stats._input.params import check_positive_int
+from hcl_stats._input.validation import check_total_rank
 from hcl_stats._models.data_model import DataFactorModel, DataFit
 from hcl_stats._numerics.linalg import serial_blas, truncated_svd
 from hcl_stats._numerics.random import as_generator
@@ -176,7 +177,7 @@ class AJIVE(DataFactorModel):
         }
         init_ranks = self.init_signal_ranks
         if isinstance(init_ranks, Structure):
-            joint, ind = ranks_from_structure(init_ranks, n_features, names)
+            joint, ind = ranks_from_structure(init_ranks, n_features, names, n)
             init_ranks = [joint + r for r in ind]
         if init_ranks is not None:
             init = check_rank_list(init_ranks, M, "init_signal_ranks", allow_zero=False,
@@ -193,6 +194,9 @@ class AJIVE(DataFactorModel):
             checked["individual"] = check_rank_list(self.individual_ranks, M,
                                                     "individual_ranks", n_features=n_features,
                                                     names=names)
+            if checked["joint"] is not None:
+                check_total_rank(checked["joint"] + sum(checked["individual"]), n,
+                                 "joint_rank and individual_ranks give")
         return checked
 
     def _fit_centred(self, blocks, names):

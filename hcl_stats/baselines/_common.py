@@ -153,15 +153,15 @@ def check_rank_list(ranks, M, name, *, n_features=None, allow_zero=True, names=N
     return out
 
 
-def ranks_from_structure(structure, n_features, names):
+def ranks_from_structure(structure, n_features, names, n_samples=None):
     """``(joint_rank, individual_ranks)`` of a global + specific structure, or ValueError.
 
     The structure is bound to the data first
     (:func:`hcl_stats._input.validation.check_structure`): a structure given by modality
     names is matched to the data's names, whatever their order, and a name the data do not
-    have is an error.
+    have is an error; given ``n_samples``, a total rank the samples cannot carry too.
     """
-    structure = check_structure(structure, n_features, names)
+    structure = check_structure(structure, n_features, names, n_samples)
     M = len(n_features)
     partial = [s for s in structure.subsets if 1 < len(s) < M]
     if partial:

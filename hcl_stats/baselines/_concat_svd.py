@@ -13,6 +13,7 @@ from hcl_stats._estimation.noise import (
     shifted_eigenpairs,
 )
 from hcl_stats._input.params import seed
+from hcl_stats._input.validation import check_structure, check_total_rank
 from hcl_stats._models.covariance_model import CovarianceFactorModel
 from hcl_stats._structure import Structure
 
@@ -70,12 +71,18 @@ class ConcatSVD(CovarianceFactorModel):
         self.denoise = denoise
         self.random_state = random_state
 
+    def _noise_from_rule(self):
+        return self.denoise is not None
+
     def _fit_covariance(self, params, S, means, n, n_features, names):
         K, denoise = params["n_components"], params["denoise"]
         d = sum(n_features)
         if K >= d:
             raise ValueError(f"n_components={K} must be smaller than the total number of "
                              f"features d={d}")
+        if isinstance(self.n_components, Structure):  # bound as every estimator binds one
+            check_structure(self.n_components, n_features, names, n)
+        check_total_rank(K, n)
         M = len(n_features)
         structure = Structure({tuple(range(M)): K}, modalities=names or M)
         spectrum, eigen = covariance_spectrum(S, n_features, structure,

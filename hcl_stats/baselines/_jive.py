@@ -10,6 +10,7 @@ import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from hcl_stats._input.params import check_positive_float, check_positive_int
+from hcl_stats._input.validation import check_total_rank
 from hcl_stats._models.data_model import DataFactorModel, DataFit
 from hcl_stats._numerics.linalg import serial_blas, truncated_svd
 from hcl_stats._numerics.random import as_generator
@@ -385,7 +386,7 @@ class JIVE(DataFactorModel):
         if isinstance(self.joint_rank, Structure):
             if self.individual_ranks is not None:
                 raise ValueError("give either a Structure or joint_rank and individual_ranks")
-            joint, ind = ranks_from_structure(self.joint_rank, n_features, names)
+            joint, ind = ranks_from_structure(self.joint_rank, n_features, names, n)
         elif self.joint_rank is None or self.individual_ranks is None:
             raise ValueError("rank_selection='given' needs joint_rank and "
                              "individual_ranks (or choose 'permutation' or 'bic')")
@@ -393,6 +394,7 @@ class JIVE(DataFactorModel):
             joint = check_positive_int(self.joint_rank, "joint_rank", minimum=0)
             ind = self.individual_ranks
         ind = check_rank_list(ind, M, "individual_ranks", n_features=n_features, names=names)
+        check_total_rank(joint + sum(ind), n, "joint_rank and individual_ranks give")
         for m, p in enumerate(n_features):
             if joint + ind[m] > min(p, n - 1):
                 raise ValueError(

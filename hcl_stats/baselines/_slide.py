@@ -354,7 +354,7 @@ class SLIDE(DataFactorModel):
         if isinstance(self.structure, str):
             structure, extra = self._select(data, names, rng, seed, max_iter, tol)
         else:
-            structure = check_structure(self.structure, n_features, names)
+            structure = check_structure(self.structure, n_features, names, n)
         if structure.n_components > min(n - 1, sum(n_features)):
             raise ValueError(f"the structure has {structure.n_components} components, more "
                              f"than min(n_samples - 1, d) = {min(n - 1, sum(n_features))}")
