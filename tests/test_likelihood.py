@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import multivariate_normal
 from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 from statsmodels.multivariate.factor import Factor
 from statsmodels.tools.sm_exceptions import ConvergenceWarning as SMConvergenceWarning
 
@@ -143,7 +144,8 @@ def _spectral_start(S, K):
 def test_global_diagonal_mle_reaches_factor_analysis_maximum():
     X, widths, st = _global_only_data()
     n = X.shape[0]
-    fa = FactorAnalysis(3, tol=1e-12, max_iter=100_000, svd_method="lapack").fit(X)
+    with threadpool_limits(limits=1, user_api="blas"):  # its SVD loop (two BLAS pools)
+        fa = FactorAnalysis(3, tol=1e-12, max_iter=100_000, svd_method="lapack").fit(X)
     S = np.cov(X.T, bias=True)  # FactorAnalysis' likelihood uses the divisor n
     W0, psi0 = _spectral_start(S, 3)
     res = solve_likelihood(S, widths, st.mask(widths), W0, psi0, noise="diagonal",
@@ -155,7 +157,8 @@ def test_global_diagonal_mle_reaches_factor_analysis_maximum():
 
 def test_global_diagonal_mle_matches_statsmodels_factor():
     X, widths, st = _global_only_data(seed=6)
-    with warnings.catch_warnings():  # its BFGS stops at the precision of its loglike
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+        # its BFGS stops at the precision of its loglike
         warnings.simplefilter("ignore", SMConvergenceWarning)
         fa = Factor(X, n_factor=3, method="ml").fit(opt={"gtol": 1e-9, "maxiter": 20_000})
     R = np.corrcoef(X.T)

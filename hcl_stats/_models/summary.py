@@ -116,6 +116,7 @@ class Summary:
 _OPTIONAL = (
     ("denoise", "Denoise", False),
     ("solver", "Solver", False),
+    ("objective", "Objective function", False),
     ("objective_", "Objective", True),
     ("n_iter_", "Iterations", True),
     ("converged_", "Converged", True),
