@@ -256,7 +256,7 @@ class HCL(CovarianceFactorModel):
         self
         """
         params = self._validate_params()
-        inputs = read_blocks(X, lazy=True)
+        inputs = read_blocks(X, lazy=True, fitting=True)
         blocks, names = list(inputs.arrays), inputs.names
         plan = plan_fit(params, blocks)
         self._store(*run_fit(params, plan, blocks, names), names=names,

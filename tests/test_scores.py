@@ -213,3 +213,16 @@ def test_likelihood_fit_identical_with_one_and_two_blas_threads(data):
                             random_state=0).fit(X))
     np.testing.assert_allclose(fits[0].loadings_, fits[1].loadings_, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(fits[0].noise_variance_, fits[1].noise_variance_, rtol=1e-10)
+
+
+def test_reduced_path_likelihood_reaches_the_covariance_path_maximum(data):
+    # the reduced path's least-squares start differs (its noise comes from T), the
+    # maximum of the likelihood does not
+    X, _, _, st = data
+    cov = HCL(st, objective="likelihood", denoise="modality", path="covariance",
+              tol=1e-7).fit(X)
+    red = HCL(st, objective="likelihood", denoise="modality", path="reduced",
+              tol=1e-7).fit(X)
+    assert red.path_ == "reduced" and red.converged_
+    assert abs(red.objective_ - cov.objective_) <= 1e-9 * abs(cov.objective_)
+    np.testing.assert_allclose(red.noise_variance_, cov.noise_variance_, rtol=1e-5)

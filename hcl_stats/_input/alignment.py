@@ -3,7 +3,7 @@
 Modalities given as DataFrames, pandas Series of rows or AnnData objects carry sample labels
 (their index, or ``obs_names``); arrays do not. Labelled modalities are matched by label and
 reordered to a reference order (a MuData object's ``obs_names``, otherwise the first labelled
-modality's); unlabelled ones pair by position with that order. See ``docs/model.md``.
+modality's); unlabelled ones pair by position with that order.
 """
 
 from __future__ import annotations

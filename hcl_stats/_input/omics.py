@@ -4,8 +4,7 @@ The objects are recognised by their attributes, so neither ``anndata`` nor ``mud
 imported here: a ``MuData`` gives its modalities by name from ``mod`` and its samples by
 ``obs_names``; an ``AnnData`` gives its matrix ``X`` (dense or SciPy sparse), sample labels
 ``obs_names`` and feature names ``var_names``. Scores of a MuData object come in the order
-of its ``obs_names``, so ``mdata.obsm[key] = model.transform(mdata)`` stores them. See
-``docs/large-data.md``.
+of its ``obs_names``, so ``mdata.obsm[key] = model.transform(mdata)`` stores them.
 """
 
 from __future__ import annotations

@@ -302,7 +302,7 @@ def _check_shape(arr, where, expected):
 
 
 def read_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samples=2,
-                lazy=False):
+                lazy=False, fitting=False):
     """Validate multi-block input, match its samples, and return it as :class:`Blocks`.
 
     Parameters
@@ -327,6 +327,9 @@ def read_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samp
         a safe scale (one pass, no copy); the values of memmaps and Dask arrays are not
         read: the caller must check finiteness chunk by chunk (as
         :func:`hcl_stats._statistics.chunked.covariance_statistics` does).
+    fitting : bool, default=False
+        The data are about to be fitted: an in-memory modality that does not vary (or
+        varies by less than ``1e-70``) raises too.
 
     Returns
     -------
@@ -341,8 +344,8 @@ def read_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samp
     ValueError
         When a modality has the wrong shape, other samples than the others (a count of the
         unmatched labels), duplicated sample labels, missing or infinite values, values
-        large enough to overflow, no variation (at fit: ``n_features`` not given), or
-        does not match the fitted model. The message names the modality.
+        large enough to overflow, no variation (with ``fitting``), or does not match the
+        fitted model. The message names the modality.
     """
     items, got_names, reference = _modalities(X, names)
     if not items:
@@ -369,11 +372,11 @@ def read_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samp
     if all(a is None for a in arrays):
         raise ValueError("every modality is None: at least one must be observed")
     arrays, index = align_samples(arrays, labels, wheres, reference)
-    _check_values(arrays, wheres, deferred, min_samples, at_fit=n_features is None)
+    _check_values(arrays, wheres, deferred, min_samples, fitting)
     return Blocks(tuple(arrays), got_names, index, tuple(features))
 
 
-def _check_values(arrays, wheres, deferred, min_samples, at_fit):
+def _check_values(arrays, wheres, deferred, min_samples, fitting):
     """Enough samples; finite values of a scale the fit can square (in-memory arrays)."""
     present = [m for m, a in enumerate(arrays) if a is not None]
     n = arrays[present[0]].shape[0]
@@ -386,7 +389,7 @@ def _check_values(arrays, wheres, deferred, min_samples, at_fit):
             value_range = (np.max(arrays[m], axis=0), np.min(arrays[m], axis=0))
             largest = check_finite(arrays[m], wheres[m], value_range)
             check_scale(largest, wheres[m], n, d)
-            if at_fit:
+            if fitting:
                 check_spread(value_range, wheres[m])
 
 

@@ -50,7 +50,7 @@ class CovarianceFactorModel(BlockFactorModel):
         self
         """
         params = self._validate_params()
-        inputs = read_blocks(X, lazy=True)
+        inputs = read_blocks(X, lazy=True, fitting=True)
         S, means, n = covariance_statistics(list(inputs.arrays), inputs.names)
         self._fit_covariance(params, S, means, n, list(inputs.n_features), inputs.names)
         return self._record_input(inputs)

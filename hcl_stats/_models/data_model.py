@@ -65,7 +65,7 @@ def centre_blocks(X):
     total_variance : ndarray of shape (M,)
         ``trace`` of each modality's unbiased sample covariance.
     """
-    inputs = read_blocks(X)
+    inputs = read_blocks(X, fitting=True)
     means = [np.asarray(b, dtype=np.float64).mean(axis=0) for b in inputs.arrays]
     blocks = [np.asarray(b, dtype=np.float64) - mu for b, mu in zip(inputs.arrays, means)]
     n = blocks[0].shape[0]
