@@ -35,11 +35,15 @@ from hcl_stats._numerics.backend import is_dask_array
 from hcl_stats._statistics.covariance import sample_covariance
 from hcl_stats._structure import modality_description
 
-__all__ = ["CHUNK_BYTES", "needs_chunks", "covariance_statistics",
+__all__ = ["CHUNK_BYTES", "MEMORY_BYTES", "needs_chunks", "covariance_statistics",
            "iter_row_slices", "column_moments"]
 
 #: Largest float64 work array (bytes) a chunked pass allocates at a time.
 CHUNK_BYTES = 2 ** 25  # 32 MiB
+
+#: Largest float32 centred copy (bytes) of in-memory data for the direct float32 covariance;
+#: larger data go through the chunked float64 pass.
+MEMORY_BYTES = 2 ** 30  # 1 GiB
 
 # Shift statistics are taken from at most this many leading rows.
 _SHIFT_ROWS = 1024
@@ -47,18 +51,18 @@ _SHIFT_ROWS = 1024
 
 
 
-def needs_chunks(blocks, chunk_bytes=None):
+def needs_chunks(blocks, chunk_bytes=None, *, itemsize=8):
     """Whether the statistics of ``blocks`` should be accumulated chunk by chunk.
 
-    True for Dask arrays, NumPy memmaps, and in-memory data whose float64 copy would be
-    larger than ``chunk_bytes`` (default :data:`CHUNK_BYTES`).
+    True for Dask arrays, NumPy memmaps, and in-memory data whose copy with ``itemsize``
+    bytes per entry would be larger than ``chunk_bytes`` (default :data:`CHUNK_BYTES`).
     """
     chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     n = blocks[0].shape[0]
     d = sum(b.shape[1] for b in blocks)
     if any(is_dask_array(b) or isinstance(b, np.memmap) for b in blocks):
         return True
-    return 8 * n * d > chunk_bytes
+    return itemsize * n * d > chunk_bytes
 
 
 def _rows_per_slice(d, chunk_bytes):
@@ -222,7 +226,7 @@ def _dask_statistics(blocks, names, chunk_bytes):
     return _finish(count, sums, cross, shift)
 
 
-def covariance_statistics(blocks, names=None, *, chunk_bytes=None):
+def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.float64):
     """Unbiased covariance, means and sample count of the stacked modalities.
 
     Parameters
@@ -234,6 +238,11 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None):
         Modality names, for error messages.
     chunk_bytes : int, default=None
         Largest float64 work array per chunk (default :data:`CHUNK_BYTES`).
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Floating type of ``S``. With float32, in-memory data whose float32 centred copy
+        fits in :data:`MEMORY_BYTES` take the direct float32 product
+        (:func:`hcl_stats._statistics.covariance.sample_covariance`); other data are
+        accumulated in float64 chunk by chunk and the result is rounded.
 
     Returns
     -------
@@ -257,13 +266,17 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None):
     (True, 500)
     """
     chunk_bytes = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+    single = np.dtype(dtype) == np.float32
     if any(is_dask_array(b) for b in blocks):
-        return _dask_statistics(blocks, names, chunk_bytes)
-    if needs_chunks(blocks, chunk_bytes):
-        return _numpy_statistics(blocks, names, chunk_bytes)
-    for m, b in enumerate(blocks):  # small in-memory data: the direct computation
-        check_finite(b, modality_description(m, names))
-    return sample_covariance(blocks)
+        S, means, n = _dask_statistics(blocks, names, chunk_bytes)
+    elif (needs_chunks(blocks, MEMORY_BYTES, itemsize=4) if single
+          else needs_chunks(blocks, chunk_bytes)):
+        S, means, n = _numpy_statistics(blocks, names, chunk_bytes)
+    else:
+        for m, b in enumerate(blocks):  # in-memory data: the direct computation
+            check_finite(b, modality_description(m, names))
+        return sample_covariance(blocks, dtype=np.float32 if single else None)
+    return (S.astype(np.float32) if single else S), means, n
 
 
 def column_moments(blocks, names=None, *, chunk_bytes=None):
