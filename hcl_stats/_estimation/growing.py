@@ -18,17 +18,17 @@ import math
 
 import numpy as np
 import scipy.linalg
+from scipy.linalg.blas import daxpy as _axpy
 
 from hcl_stats._estimation.lbfgs import _PRECOND_RIDGE, _quartic_step, solve_lbfgs
 from hcl_stats._numerics.backend import get_namespace, is_numpy
-from hcl_stats._numerics.optim import CompactLBFGS
 from hcl_stats._structure import row_slices
 
 __all__ = ["solve_growing"]
 
 # Fall back to the full-space solver when the bases span more than this share of d (the
 # restricted problem then costs about as much per iteration as the full one).
-_MAX_SHARE = 0.6
+_MAX_SHARE = 0.65
 
 # Each restricted solve stops when its gradient is below this share of the outside part
 # measured before the growth step (it is solved no further than the basis warrants)...
@@ -49,23 +49,57 @@ _GROW_RTOL = 1e-3
 _MEMORY = 5
 
 
-class _GrowingLBFGS(CompactLBFGS):
-    """:class:`CompactLBFGS` whose pairs can be embedded in a larger space.
+class _TwoLoop:
+    """L-BFGS inverse Hessian by the two-loop recursion, with pairs that can be embedded.
 
-    When basis columns are added, the stored pairs are padded with zeros in the new
-    coordinates. The preconditioner acts row by row, so the padded ``P y`` are the padded
-    old ones and the small matrices ``S Y^T`` and ``Y P Y^T`` do not change.
+    Not :class:`hcl_stats._numerics.optim.CompactLBFGS`: on the restricted problems
+    (a few thousand variables) the compact form's host-side ``m x m`` work per pair
+    cost more than the ``4 m`` in-place BLAS-1 calls of the recursion, and the recursion
+    has no state to rebuild when the variables grow. ``H0 = gamma P`` with the fixed
+    preconditioner ``P``, ``gamma = s^T y / y^T y`` of the newest pair.
     """
 
+    def __init__(self, memory):
+        self.memory = int(memory)
+        self.pairs = []  # (s, y, 1 / s^T y), oldest first
+
+    def reset(self):
+        self.pairs = []
+
     def embed(self, positions, size):
-        """Move the pairs to a space of ``size`` variables; old entry ``j`` goes to
-        ``positions[j]``."""
-        for name in ("_SPY", "_Y"):
-            old = getattr(self, name)
-            new = np.zeros((old.shape[0], size), dtype=old.dtype)
-            new[:, positions] = old
-            setattr(self, name, new)
-        self.size = int(size)
+        """Pad the pairs with zeros: old entry ``j`` goes to ``positions[j]``."""
+        out = []
+        for s, y, rho in self.pairs:
+            s2, y2 = np.zeros(size), np.zeros(size)
+            s2[positions], y2[positions] = s, y
+            out.append((s2, y2, rho))
+        self.pairs = out
+
+    def update(self, s, y):
+        sy = float(s @ y)
+        if not sy > 1e-12 * math.sqrt(float(s @ s) * float(y @ y)):
+            return
+        if len(self.pairs) == self.memory:
+            self.pairs.pop(0)
+        self.pairs.append((s, y, 1.0 / sy))
+
+    def apply(self, g, precondition, pg):
+        """``-H g``; ``pg = P g`` is used when no pair is stored."""
+        if not self.pairs:
+            return -pg
+        q = g.copy()
+        alphas = []
+        for s, y, rho in reversed(self.pairs):
+            a = rho * float(s @ q)
+            _axpy(y, q, a=-a)
+            alphas.append(a)
+        s, y, rho = self.pairs[-1]
+        r = precondition(q)
+        r *= 1.0 / (rho * float(y @ y))
+        for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
+            _axpy(s, r, a=a - rho * float(y @ r))
+        r *= -1.0
+        return r
 
 
 class _Operator:
@@ -147,7 +181,7 @@ class _Restricted:
             g = b.T @ b
             g = g + (_PRECOND_RIDGE * np.trace(g) / max(len(g), 1) + 1e-12) * np.eye(len(g))
             self.pre.append(np.linalg.inv(g))
-        self.hess = _GrowingLBFGS(0, precondition=self.precondition, memory=memory)
+        self.hess = _TwoLoop(memory)
         self.extend([_orthonormal(b) for b in blocks])
         self.x = np.concatenate([(self.basis(m).T @ b).ravel() for m, b in enumerate(blocks)])
         self.refresh()
@@ -180,6 +214,8 @@ class _Restricted:
         for m in range(self.n_mod):
             self.c2m[self.creation[m]] = self.qoff[m] + np.arange(q[m])
         self.ext = np.zeros(n + 1)  # packed vector with an appended zero, for the scatter
+        # [A | D] as dense (q, K) arrays side by side: one product gives A^T D and D^T D
+        self.AD = np.zeros((int(self.qoff[-1]), 2 * K))
         self.n = n
         self.B32 = np.zeros(n, dtype=np.float32)
         self.B32_views = self.views(self.B32)
@@ -245,18 +281,19 @@ class _Restricted:
         self.hess.embed(positions, self.n)
 
     def product(self, D):
-        """``(Df, T D)``: the direction as a dense ``(q, K)`` array and its packed product
-        with ``T`` (modality ``m``'s rows of ``T`` times the columns ``C_m``, float32)."""
+        """Packed ``T D`` (modality ``m``'s rows of ``T`` times the columns ``C_m``, in
+        float32); the dense direction is left in ``AD[:, K:]``."""
         self.ext[:-1] = D
-        Df = self.ext.take(self.scat)
+        np.take(self.ext, self.scat, out=self.AD[:, self.K:], mode="clip")
         ext32 = self.ext.astype(np.float32)
         for Tm, sc, out in zip(self.T32_rows, self.scat_cols, self.B32_views):
             np.matmul(Tm, ext32.take(sc), out=out)
-        return Df, self.B32.astype(np.float64)
+        return self.B32.astype(np.float64)
 
     def refresh(self):
         """Recompute the carried quantities at ``x`` exactly (no accumulated drift)."""
-        self.Af = self.dense(self.x)
+        self.Af = self.AD[:, :self.K]
+        np.take(np.append(self.x, 0.0), self.scat, out=self.Af, mode="clip")
         self.G = self.Af.T @ self.Af
         self.TA = (self.T @ self.Af).take(self.gath)
         self.grad = 2.0 * ((self.Af @ self.G).take(self.gath) - self.TA)
@@ -310,7 +347,9 @@ class _Restricted:
         ``G`` are carried along the steps.
         """
         x, Af, G, TA, grad, pgrad = self.x, self.Af, self.G, self.TA, self.grad, self.pgrad
-        gath, hess = self.gath, self.hess
+        gath, hess, K, AD = self.gath, self.hess, self.K, self.AD
+        Df = AD[:, K:]
+        G_flat = G.ravel()
         it = 0
         status = "failed"
         while True:
@@ -320,8 +359,7 @@ class _Restricted:
             if it >= budget:
                 status = "budget"
                 break
-            D = hess.apply(grad, pg=pgrad)
-            D *= -1.0
+            D = hess.apply(grad, self.precondition, pgrad)
             slope = float(grad @ D)
             if not slope < 0:
                 hess.reset()
@@ -329,24 +367,27 @@ class _Restricted:
                 slope = float(grad @ D)
                 if not slope < 0:
                     break
-            Df, B = self.product(D)
-            WD = Af.T @ Df
-            F = Df.T @ Df
+            B = self.product(D)
+            WDF = AD.T @ Df  # [A^T D; D^T D]
+            WD, F = WDF[:K], WDF[K:]
             E = WD + WD.T
-            c2 = 0.5 * (np.vdot(E, E) + 2.0 * np.vdot(G, F)) - float(D @ B)
+            c2 = 0.5 * np.vdot(E, E) + np.vdot(G, F) - float(D @ B)
             step = _quartic_step(slope, c2, np.vdot(E, F), 0.5 * np.vdot(F, F))
             if step is None:
                 break
             t = float(step[0])
             it += 1
             D *= t
-            x += D
-            TA += t * B
+            _axpy(D, x)
+            _axpy(B, TA, a=t)
             Af += t * Df
-            G += t * E + (t * t) * F
-            grad_new = 2.0 * ((Af @ G).take(gath) - TA)
+            _axpy(E.ravel(), G_flat, a=t)
+            _axpy(F.ravel(), G_flat, a=t * t)
+            grad_new = (Af @ G).take(gath)
+            _axpy(TA, grad_new, a=-1.0)
+            grad_new *= 2.0
             pgrad_new = self.precondition(grad_new)
-            hess.update(D, grad_new - grad, py=pgrad_new - pgrad)
+            hess.update(D, grad_new - grad)
             grad, pgrad = grad_new, pgrad_new
         self.x, self.Af, self.G, self.TA, self.grad, self.pgrad = x, Af, G, TA, grad, pgrad
         return it, status
