@@ -177,10 +177,6 @@ class _Restricted:
         W0 = W_init / math.sqrt(op.scale)
         blocks = [W0[op.rows[m]][:, cols[m]] for m in range(self.n_mod)]
         self.pre = []
-        for b in blocks:
-            g = b.T @ b
-            g = g + (_PRECOND_RIDGE * np.trace(g) / max(len(g), 1) + 1e-12) * np.eye(len(g))
-            self.pre.append(np.linalg.inv(g))
         self.hess = _TwoLoop(memory)
         self.extend([_orthonormal(b) for b in blocks])
         self.x = np.concatenate([(self.basis(m).T @ b).ravel() for m, b in enumerate(blocks)])
@@ -295,6 +291,9 @@ class _Restricted:
         self.Af = self.AD[:, :self.K]
         np.take(np.append(self.x, 0.0), self.scat, out=self.Af, mode="clip")
         self.G = self.Af.T @ self.Af
+        # the preconditioner follows the iterate (the two-loop recursion stores no P y,
+        # so the pairs stay valid): fewer restricted iterations than a fixed one
+        self.pre = [_scaled_gd(self.G[np.ix_(c, c)]) for c in self.cols]
         self.TA = (self.T @ self.Af).take(self.gath)
         self.grad = 2.0 * ((self.Af @ self.G).take(self.gath) - self.TA)
         self.pgrad = self.precondition(self.grad)
@@ -397,6 +396,12 @@ class _Restricted:
         for m, Am in enumerate(self.views(self.x)):
             W[rows[m], self.cols[m]] = self.basis(m) @ Am
         return W
+
+
+def _scaled_gd(g):
+    """The ScaledGD preconditioner ``(G_{C_m C_m} + eps I)^{-1}`` of ``solve_lbfgs``."""
+    g = g + (_PRECOND_RIDGE * np.trace(g) / max(len(g), 1) + 1e-12) * np.eye(len(g))
+    return np.linalg.inv(g)
 
 
 def _orthonormal(A):
