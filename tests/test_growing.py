@@ -144,3 +144,18 @@ def test_max_iter_reports_not_converged():
         W, f, n_iter, converged, rel = solve_growing(S_W, W0, mask, widths, max_iter=20)
     assert not converged and rel > 1e-5 and n_iter <= 20
     assert np.all(np.isfinite(W)) and np.isfinite(f)
+
+
+def test_same_result_with_one_and_two_blas_threads():
+    from threadpoolctl import threadpool_limits
+
+    widths = (150, 250)
+    structure = Structure.full(2, rank=2)
+    _, _, S_W, W0, mask = _problem(widths, structure, 1.0, 2000, 9)
+    out = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            out.append(solve_growing(S_W, W0, mask, widths, tol=1e-6))
+    (W1, f1, *_), (W2, f2, *_) = out
+    assert f1 == pytest.approx(f2, rel=1e-9)
+    assert _gram_gap(W1, W2) < 1e-6

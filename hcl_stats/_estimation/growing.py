@@ -22,6 +22,7 @@ from scipy.linalg.blas import daxpy as _axpy
 
 from hcl_stats._estimation.lbfgs import _PRECOND_RIDGE, _quartic_step, solve_lbfgs
 from hcl_stats._numerics.backend import get_namespace, is_numpy
+from hcl_stats._numerics.linalg import serial_blas
 from hcl_stats._structure import row_slices
 
 __all__ = ["solve_growing"]
@@ -529,7 +530,8 @@ def solve_growing(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, shi
             target_out = min(target_out, max(g_out, g_in))
         target = max(_INNER_SHARE * target_out, _INNER_FLOOR * tol * denom)
         budget = min(_INNER_CAP, max_iter - n_iter)
-        it, status = prob.solve(target, budget)
+        with serial_blas():  # a loop of small dense products: one BLAS thread
+            it, status = prob.solve(target, budget)
         n_iter += it
         if status == "failed" or (status == "budget" and budget == _INNER_CAP):
             reason = "stalled"
