@@ -108,32 +108,24 @@ def test_float32_statistics_same_optimum():
     assert _gram_gap(W, W_ref) < 1e-4
 
 
-def test_fallback_when_bases_pass_the_share():
+@pytest.mark.parametrize("widths, share, reason", [
     # initial bases (24 columns) already past the share of d (0.3 * 75): the full-space
-    # solver does the work and gives its answer
-    widths = (20, 25, 30)
+    # solver does all the work
+    ((20, 25, 30), 0.3, "small"),
+    # the first growth step passes the share: the full-space solver finishes from the
+    # current point
+    ((60, 80, 100), 0.2, "basis size"),
+])
+def test_fallback_reaches_the_optimum(widths, share, reason):
     structure = Structure.full(3, rank=2)
     _, _, S_W, W0, mask = _problem(widths, structure, 1.0, 2000, 3)
     info = {}
-    W, f, _, converged, _ = solve_growing(S_W, W0, mask, widths, tol=1e-8, info=info,
-                                          max_share=0.3)
-    assert info["fallback"] == "small"
-    W_ref, f_ref, _, _, _ = solve_lbfgs(S_W, W0, mask, widths, tol=1e-8)
-    assert converged and f == pytest.approx(f_ref, rel=1e-10)
-
-
-def test_fallback_when_the_bases_grow_too_large():
-    # with a share so small that the first growth step passes it, the full-space solver
-    # finishes from the current point and the result is still the optimum
-    widths = (60, 80, 100)
-    structure = Structure.full(3, rank=2)
-    _, _, S_W, W0, mask = _problem(widths, structure, 1.0, 2000, 5)
-    info = {}
-    W, f, _, converged, _ = solve_growing(S_W, W0, mask, widths, tol=1e-6, info=info,
-                                          max_share=0.2)
-    assert info["fallback"] == "basis size"
-    _, f_ref = _reference(S_W, W0, mask, widths)
-    assert converged and f == pytest.approx(f_ref, rel=1e-8)
+    W, f, _, converged, _ = solve_growing(S_W, W0, mask, widths, tol=1e-7, info=info,
+                                          max_share=share)
+    assert info["fallback"] == reason
+    W_ref, f_ref = _reference(S_W, W0, mask, widths)
+    assert converged and f == pytest.approx(f_ref, rel=1e-9)
+    assert _gram_gap(W, W_ref) < 1e-4
 
 
 def test_max_iter_reports_not_converged():
