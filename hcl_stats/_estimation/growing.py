@@ -499,12 +499,28 @@ def solve_growing(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, shi
     if not is_numpy(get_namespace(S_W)):
         return _fallback(S_W, W_init, mask, n_features, shift, max_iter, tol, 0, info,
                          "namespace")
-    if sum(min(c.size, len(range(d)[sl])) for c, sl in zip(cols, rows)) > max_share * d:
+    if sum(min(c.size, sl.stop - sl.start) for c, sl in zip(cols, rows)) > max_share * d:
         return _fallback(S_W, W_init, mask, n_features, shift, max_iter, tol, 0, info,
                          "small")
     op = _Operator(S_W, shift, rows)
     capacity = int(max_share * d) + sum(c.size for c in cols) + 1
     prob = _Restricted(op, np.where(mask, W_init, 0.0), cols, memory, capacity)
+    n_iter, reason = _outer_steps(prob, d, max_iter=max_iter, tol=tol, max_share=max_share,
+                                  info=info)
+    info["basis_size"] = prob.size
+    W = prob.loadings((d, K), rows)
+    f, rel = _exact_check(op, W, cols, rows)
+    info["n_products"] = prob.n_products + 1
+    scale = op.scale
+    if rel <= tol or reason == "max_iter":
+        return W * math.sqrt(scale), f * scale ** 2, n_iter, rel <= tol, rel
+    return _fallback(S_W, W * math.sqrt(scale), mask, n_features, shift, max_iter, tol,
+                     n_iter, info, reason or "float64 check")
+
+
+def _outer_steps(prob, d, *, max_iter, tol, max_share, info):
+    """The outer loop of :func:`solve_growing`; returns ``(n_iter, reason)`` with the
+    reason for a fall-back (``None`` when converged on the stored products)."""
     n_iter, reason, target_out = 0, None, None
     while True:
         info["n_outer"] += 1
@@ -537,25 +553,22 @@ def solve_growing(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, shi
             reason = "stalled"
             break
         prob.refresh()
-    info["basis_size"] = prob.size
-    W = prob.loadings((d, K), rows)
-    f, rel = _exact_check(op, W, cols, rows)
-    info["n_products"] = prob.n_products + 1
-    scale = op.scale
-    if rel <= tol or reason == "max_iter":
-        return W * math.sqrt(scale), f * scale ** 2, n_iter, rel <= tol, rel
-    return _fallback(S_W, W * math.sqrt(scale), mask, n_features, shift, max_iter, tol,
-                     n_iter, info, reason or "float64 check")
+    return n_iter, reason
 
 
 def _fallback(S_W, W, mask, n_features, shift, max_iter, tol, n_iter, info, reason):
     """Finish with the full-space solver from ``W``."""
     info["fallback"] = reason
-    if shift is not None:
-        xp = get_namespace(S_W)
-        S_W = S_W - xp.asarray(np.diag(np.asarray(shift, dtype=float)), dtype=S_W.dtype)
-    if is_numpy(get_namespace(S_W)) and S_W.dtype != np.float64:
-        S_W = S_W.astype(np.float64)
+    xp = get_namespace(S_W)
+    if is_numpy(xp):  # float64 for the exact products of solve_lbfgs
+        if shift is None:
+            S_W = np.asarray(S_W, dtype=np.float64)
+        else:
+            S_W = np.array(S_W, dtype=np.float64)
+            S_W[np.diag_indices_from(S_W)] -= shift
+    elif shift is not None:
+        S_W = S_W - xp.eye(S_W.shape[0], dtype=S_W.dtype) * xp.asarray(
+            np.asarray(shift, dtype=float), dtype=S_W.dtype)
     W, f, it, converged, rel = solve_lbfgs(S_W, W, mask, n_features,
                                            max_iter=max(max_iter - n_iter, 0), tol=tol)
     return W, f, n_iter + it, converged, rel
