@@ -14,7 +14,10 @@ import scipy.linalg
 import scipy.sparse.linalg
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["top_eigh", "lanczos_top", "flip_signs", "orthonormal_basis", "procrustes_rotation", "lapack_svd",
+from hcl_stats._numerics.random import as_generator
+
+__all__ = ["top_eigh", "lanczos_top", "flip_signs", "orthonormal_basis", "procrustes_rotation",
+           "lapack_svd",
            "truncated_svd", "singular_values"]
 
 # Below this size, or when more than this fraction of the spectrum is wanted, a dense
@@ -91,7 +94,7 @@ def top_eigh(S, k, *, random_state=None, mixed=False):
     if d <= _DENSE_BELOW or k > _DENSE_FRACTION * d or k >= d - 1:
         values, vectors = scipy.linalg.eigh(S, subset_by_index=[d - k, d - 1])
     else:
-        rng = np.random.default_rng(random_state if random_state is not None else 0)
+        rng = as_generator(random_state)
         v0 = rng.standard_normal(d)
         values = None
         with serial_blas():
@@ -159,7 +162,7 @@ def lanczos_top(S, k, *, rtol=1e-6, block=None, max_dim=None, random_state=None)
     b = int(block) if block is not None else k
     cap = int(min(d, max_dim if max_dim is not None else max(20 * k, 300)))
     S32 = S if S.dtype == np.float32 else S.astype(np.float32)
-    rng = np.random.default_rng(random_state if random_state is not None else 0)
+    rng = as_generator(random_state)
     # basis vectors as rows (contiguous for the matrix-vector products of the
     # reorthogonalisation); S is symmetric, so the block product is V_j^T S
     V = np.empty((cap + b, d), dtype=np.float32)
@@ -268,7 +271,7 @@ def truncated_svd(Y, k, *, random_state=0):
         return np.zeros((n, 0)), np.zeros(0), np.zeros((0, p))
     small = min(n, p)
     if small > _DENSE_SVD_BELOW and k <= _DENSE_FRACTION * small:
-        rng = np.random.default_rng(random_state)
+        rng = as_generator(random_state)
         v0 = rng.standard_normal(small)
         U, s, Vt = scipy.sparse.linalg.svds(Y, k=k, v0=v0, tol=1e-12)
         order = np.argsort(s)[::-1]
