@@ -46,15 +46,21 @@ class HCL(CovarianceFactorModel):
        columns span the latent directions that load least outside its subset, peeling
        from specific to global blocks (exact in the population; see
        :func:`hcl_stats._estimation.init.spectral_init`).
-    3. Solver (``solver="lbfgs"``, default): L-BFGS on the free entries only, with the
-       ScaledGD preconditioner ``V_m (G_{C_m C_m})^{-1}`` (which evens out the curvature of
+    3. Solver. ``solver="growing"`` (what ``"auto"``, the default, uses on NumPy): per
+       modality an orthonormal basis, grown by the part of the gradient outside it (one
+       pass over ``S`` per growth step), with L-BFGS iterations on the exact restriction of
+       the objective to the bases, which never touch ``S``; it hands over to L-BFGS when
+       the bases pass a share of ``d`` (see
+       :func:`hcl_stats._estimation.growing.solve_growing`). ``solver="lbfgs"`` (``"auto"``
+       on other namespaces): L-BFGS on the free entries only, with the ScaledGD
+       preconditioner ``V_m (G_{C_m C_m})^{-1}`` (which evens out the curvature of
        strong and weak factors), one product with ``S`` per iteration restricted to the
        non-zero blocks, an exact line search (the objective is a quartic polynomial along
        a line), and float32 products until the float64 check (see
        :func:`hcl_stats._estimation.lbfgs.solve_lbfgs`). ``solver="subspace"``: trust-region
        Newton on the exact restriction of the objective to per-modality subspaces that grow
        by the part of the gradient outside them (fewer, costlier iterations; NumPy only).
-       Both stop when the relative gradient of the full problem is below ``tol`` and warn
+       All stop when the relative gradient of the full problem is below ``tol`` and warn
        with ``ConvergenceWarning`` otherwise.
     4. Each block is rotated to its principal axes (orthogonal columns of decreasing norm),
        which leaves the objective unchanged and makes the output reproducible.
@@ -73,9 +79,10 @@ class HCL(CovarianceFactorModel):
         Noise rule: one variance for all features (the paper), one per modality (each
         modality's own eigenvalues), none (``None`` or ``"none"``), or given variance(s):
         one number, or one per modality.
-    solver : {"lbfgs", "subspace"}, default="lbfgs"
-        Optimiser of the objective (see Algorithm). ``"subspace"`` needs the NumPy
-        namespace (a ValueError otherwise).
+    solver : {"auto", "growing", "lbfgs", "subspace"}, default="auto"
+        Optimiser of the objective (see Algorithm). ``"growing"`` and ``"subspace"`` need
+        the NumPy namespace (a ValueError otherwise); ``"auto"`` is ``"growing"`` there and
+        ``"lbfgs"`` elsewhere.
     max_iter : int, default=2000
         Maximum number of solver iterations.
     tol : float, default=1e-5
@@ -174,7 +181,7 @@ class HCL(CovarianceFactorModel):
     _parameter_constraints = {
         "structure": _structure_spec,
         "denoise": check_denoise,
-        "solver": options("lbfgs", "subspace"),
+        "solver": options("auto", "growing", "lbfgs", "subspace"),
         "max_iter": integer(1),
         "tol": positive_float(),
         "max_rank": optional(integer(1)),
@@ -192,7 +199,7 @@ class HCL(CovarianceFactorModel):
          "covariance)"),
     )
 
-    def __init__(self, structure="auto", *, denoise="isotropic", solver="lbfgs",
+    def __init__(self, structure="auto", *, denoise="isotropic", solver="auto",
                  max_iter=2000, tol=1e-5, max_rank=None, random_state=None, path="auto",
                  n_oversamples=20, n_power_iter=3, backend="auto", max_expansions=10):
         self.structure = structure

@@ -218,7 +218,7 @@ def _full_gradient(blocks, means, W, noise, mask, n_features, bases):
     return float(rel), outside, float(np.sqrt(sw_sq))
 
 
-def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solver="lbfgs",
+def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solver="auto",
                     max_iter=2000, tol=1e-5, n_oversamples=20, n_power_iter=3,
                     max_expansions=10, random_state=None):
     """Fit HCL from the data through per-modality subspaces, never forming ``S``.
