@@ -9,6 +9,10 @@ and solver, ``--runs`` interleaved rounds of:
 * ``fit``: ``HCL.fit_from_covariance`` (noise step, initialiser, solver);
 * ``total``: ``HCL.fit(X)`` (covariance included).
 
+Counts: ``n_iter`` (solver iterations; restricted iterations for the growing solver) and
+``n_products`` (passes over the ``d x d`` matrix in the solver), with the solver that
+``"auto"`` chose.
+
 Prints one row per noise level and solver with the medians over rounds and replications
 of ``fit/cov`` and ``total/cov``, the iteration and product counts, the relative
 gradient and the overall Gram error against the truth, then an estimate of the authors'
@@ -28,6 +32,11 @@ import numpy as np
 import pandas as pd
 
 from hcl_stats import HCL, Structure
+from hcl_stats._estimation.fit import resolve_solver
+from hcl_stats._estimation.growing import solve_growing
+from hcl_stats._estimation.init import spectral_init
+from hcl_stats._estimation.lbfgs import solve_lbfgs
+from hcl_stats._estimation.noise import denoised_eigenpairs
 from hcl_stats.datasets import make_hierarchical
 from hcl_stats.metrics import gram_errors
 
@@ -57,13 +66,34 @@ def _rounds(X, Xc, S, st, solver, runs):
     return np.array(times), model
 
 
+def _counts(S, st, solver):
+    """``(solver used, passes over S_W)`` of the fit's solver stage on ``S``.
+
+    The growing solver reports its passes (growth steps, the first basis and the float64
+    check); L-BFGS makes one per iteration plus the first and the float64 checks.
+    """
+    K = st.n_components
+    noise, S_W, values, vectors = denoised_eigenpairs(S, WIDTHS, st, "isotropic", n_extra=1,
+                                                      approximate=True)
+    used = resolve_solver(solver, np, S.shape[0], values, K)
+    W0 = spectral_init(values[:K], vectors[:, :K], st, WIDTHS)
+    if used == "growing":
+        info = {}
+        solve_growing(S_W, W0, st.mask(WIDTHS), WIDTHS, info=info)
+        return used, info["n_products"]
+    if used == "lbfgs":
+        return used, solve_lbfgs(S_W, W0, st.mask(WIDTHS), WIDTHS)[2] + 2
+    return used, np.nan
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m simulations bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="interleaved rounds per fit")
     parser.add_argument("--reps", type=int, default=2, help="replications (seeds 500, ...)")
     parser.add_argument("--noise", type=float, nargs="+", default=[6.0, 1.0])
-    parser.add_argument("--solvers", nargs="+", default=[HCL(None).solver])
+    parser.add_argument("--solvers", nargs="+", default=["auto"],
+                        help="HCL solver values (auto, growing, lbfgs, subspace)")
     args = parser.parse_args(argv)
     st = Structure.full(3, rank=3)
     rows = []
@@ -76,16 +106,17 @@ def main(argv=None):
             S = Xc.T @ Xc / (N_SAMPLES - 1)
             for solver in args.solvers:
                 times, model = _rounds(X, Xc, S, st, solver, args.runs)
+                used, n_products = _counts(S, st, solver)
                 for cov, fit, total in times:
                     rows.append(dict(
-                        noise=noise, solver=solver, replication=rep, cov_s=cov,
+                        noise=noise, solver=solver, used=used, replication=rep, cov_s=cov,
                         fit_over_cov=fit / cov, total_over_cov=total / cov, total_s=total,
                         n_iter=model.n_iter_,
-                        n_products=getattr(model, "n_products_", np.nan),
+                        n_products=n_products,
                         converged=bool(model.converged_), rel_gradient=model.gradient_norm_,
                         gram_overall=gram_errors(truth.W, model.loadings_, st, WIDTHS)[1]))
     table = pd.DataFrame(rows)
-    summary = table.groupby(["noise", "solver"]).agg(
+    summary = table.groupby(["noise", "solver", "used"]).agg(
         fit_over_cov=("fit_over_cov", "median"), total_over_cov=("total_over_cov", "median"),
         cov_s=("cov_s", "median"), n_iter=("n_iter", "median"),
         n_products=("n_products", "median"), converged=("converged", "all"),

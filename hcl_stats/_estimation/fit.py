@@ -80,19 +80,24 @@ SOLVERS = {"lbfgs": _solve_lbfgs, "growing": _solve_growing, "subspace": _solve_
 # noise 1 (the growing solver 20-30% faster).
 _GROWING_GAP = 0.01
 
+# ... and only from this many features: below, a pass over S costs little next to the
+# per-iteration overhead that both solvers share, and L-BFGS is as fast.
+_GROWING_MIN_FEATURES = 500
 
-def resolve_solver(solver, xp, values=None, n_components=None):
+
+def resolve_solver(solver, xp, d, values=None, n_components=None):
     """The solver that ``solver`` names on namespace ``xp``.
 
-    ``"auto"``: on NumPy the growing-subspace solver
+    ``"auto"``: on NumPy with at least 500 features (``d``, the length of the
+    eigenvectors) the growing-subspace solver
     (:func:`hcl_stats._estimation.growing.solve_growing`, which itself hands over to
     L-BFGS when its bases pass a share of ``d``) unless the leading eigenvalues ``values``
     of ``S_W`` (at least ``n_components + 1`` of them) show a relative eigengap below
-    ``0.01`` at ``n_components``; L-BFGS elsewhere.
+    ``0.01`` at ``n_components``; L-BFGS otherwise.
     """
     if solver != "auto":
         return solver
-    if not is_numpy(xp):
+    if not is_numpy(xp) or d < _GROWING_MIN_FEATURES:
         return "lbfgs"
     K = n_components
     if values is not None and K is not None and 0 < K < len(values) and values[K - 1] > 0:
@@ -168,7 +173,7 @@ def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="auto",
     noise, S_W, values, vectors = denoised_eigenpairs(
         S, n_features, structure, check_denoise(denoise), random_state=random_state,
         n_extra=extra, approximate=True)
-    solver = resolve_solver(solver, xp, values, K)
+    solver = resolve_solver(solver, xp, S.shape[0], values, K)
     values, vectors = values[:K], vectors[:, :K]
     mask = structure.mask(n_features)
     W_init = spectral_init(values, vectors, structure, n_features)

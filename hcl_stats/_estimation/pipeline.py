@@ -142,9 +142,7 @@ def _statistics(plan, blocks, names):
         # arrays of other namespaces copied to NumPy; finiteness is checked per modality
         # by the chunked statistics, which name it
         blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
-        # float32 statistics (float64 means, centring fused with the cast); the solvers
-        # check convergence with float64 products
-        return covariance_statistics(blocks, names, dtype=np.float32)
+        return covariance_statistics(blocks, names)
     return sample_covariance(_device_blocks(plan.xp, blocks, names))
 
 

@@ -143,8 +143,11 @@ def lanczos_top(S, k, *, rtol=1e-6, block=None, max_dim=None, random_state=None)
     overestimates the remaining error once convergence is linear), or when the basis
     reaches ``max_dim`` columns (default ``min(d, max(20 k, 300))``).
 
-    Small or nearly full problems (the same rule as :func:`top_eigh`) and basis
-    exhaustion without convergence go to :func:`top_eigh`.
+    For float64 ``S`` the returned pairs come from one float64 Rayleigh-Ritz step on the
+    span of the float32 Ritz vectors, so the eigenvalues are accurate to float64 level
+    (their error is second order in the subspace error); for float32 ``S`` they are the
+    float32 Ritz pairs. Small or nearly full problems (the same rule as :func:`top_eigh`)
+    and basis exhaustion without convergence go to :func:`top_eigh`.
 
     Returns
     -------
@@ -188,14 +191,25 @@ def lanczos_top(S, k, *, rtol=1e-6, block=None, max_dim=None, random_state=None)
                                               check_finite=False)
                 total = float(values.sum())
                 if previous is not None and abs(total - previous) <= rtol * abs(total):
-                    order = np.argsort(values)[::-1]
-                    vectors = Y[:, order].astype(np.float32).T @ V[:m]
-                    return (values[order], flip_signs(vectors.T.astype(np.float64)),
-                            n_products)
+                    vectors = (Y.astype(np.float32).T @ V[:m]).T
+                    values, vectors = _rayleigh_ritz(S, vectors, values)
+                    return values, vectors, n_products
                 previous = total
             V[m:m + b] = _orthonormal_rows(W)
             j = m
     return (*top_eigh(S, k, random_state=random_state, mixed=True), 0)
+
+
+def _rayleigh_ritz(S, vectors, values):
+    """Decreasing Ritz pairs; for float64 ``S`` refined by one float64 Rayleigh-Ritz step on
+    the span of ``vectors`` (eigenvalue errors second order in the float32 subspace's)."""
+    if S.dtype == np.float64:
+        Q = np.linalg.qr(vectors.astype(np.float64))[0]
+        SQ = S @ Q
+        values, U = scipy.linalg.eigh(Q.T @ SQ, check_finite=False)
+        vectors = Q @ U
+    order = np.argsort(values)[::-1]
+    return values[order], flip_signs(np.asarray(vectors[:, order], dtype=np.float64))
 
 
 def _orthonormal_rows(W):
