@@ -20,10 +20,9 @@ def sample_covariance(blocks, *, dtype=None):
     Returns ``(S, means, n_samples)`` with ``means`` as NumPy; the caller's arrays are not
     modified.
 
-    With ``dtype=numpy.float32`` and NumPy blocks, the means are taken in float64, the
-    centring writes a float32 copy in the same pass, and the covariance is the float32
-    product ``Xc.T @ Xc`` (one symmetric BLAS product, half the time and memory of
-    float64). Its entries carry a relative error of about ``1e-7 sqrt(n)`` at worst,
+    NumPy blocks are centred by their float64 means while they are stacked (one pass) and
+    the covariance is one symmetric product ``Xc.T @ Xc``. With ``dtype=numpy.float32``
+    the stacked copy and the product are float32 (half the time and memory of float64). Its entries carry a relative error of about ``1e-7 sqrt(n)`` at worst,
     far below the sampling error of a covariance.
 
     Examples
@@ -36,13 +35,10 @@ def sample_covariance(blocks, *, dtype=None):
     (dtype('float32'), True)
     """
     xp = get_namespace(*blocks)
-    if is_numpy(xp) and dtype is not None and np.dtype(dtype) == np.float32:
-        return _covariance_float32(blocks)
     if is_numpy(xp):
-        X = np.hstack([np.asarray(b, dtype=np.float64) for b in blocks])
-    else:
-        dtype = real_float_dtype(xp, array_device(blocks[0]))
-        X = xp.concat([xp.astype(b, dtype) for b in blocks], axis=1)
+        return _covariance_numpy(blocks, np.float64 if dtype is None else np.dtype(dtype))
+    dtype = real_float_dtype(xp, array_device(blocks[0]))
+    X = xp.concat([xp.astype(b, dtype) for b in blocks], axis=1)
     n = X.shape[0]
     means = xp.mean(X, axis=0)
     Xc = X - means
@@ -51,11 +47,11 @@ def sample_covariance(blocks, *, dtype=None):
     return S, np.asarray(to_numpy(means), dtype=float), n
 
 
-def _covariance_float32(blocks):
-    """Float64 means, centring fused with the cast to float32, float32 ``Xc.T @ Xc``."""
+def _covariance_numpy(blocks, dtype):
+    """Float64 means, centring fused with the stacking (and cast), ``Xc.T @ Xc``."""
     n = blocks[0].shape[0]
     widths = [b.shape[1] for b in blocks]
-    Xc = np.empty((n, sum(widths)), dtype=np.float32)
+    Xc = np.empty((n, sum(widths)), dtype=dtype)
     means, start = [], 0
     for b, p in zip(blocks, widths):
         b = np.asarray(b)
@@ -66,5 +62,5 @@ def _covariance_float32(blocks):
     # numpy hands ``A.T @ A`` to BLAS syrk (half the flops of a general product) and
     # fills the other triangle; measured faster than scipy's ssyrk on either layout
     S = Xc.T @ Xc
-    S *= np.float32(1.0 / (n - 1))
+    S /= dtype.type(n - 1)
     return S, np.concatenate(means), n
