@@ -56,8 +56,9 @@ class _TwoLoop:
     Not :class:`hcl_stats._numerics.optim.CompactLBFGS`: on the restricted problems
     (a few thousand variables) the compact form's host-side ``m x m`` work per pair
     cost more than the ``4 m`` in-place BLAS-1 calls of the recursion, and the recursion
-    has no state to rebuild when the variables grow. ``H0 = gamma P`` with the fixed
-    preconditioner ``P``, ``gamma = s^T y / y^T y`` of the newest pair.
+    has no state to rebuild when the variables grow. ``H0 = gamma P`` with the
+    preconditioner ``P`` passed to :meth:`apply` (it may change between calls; no ``P y``
+    is stored), ``gamma = s^T y / y^T y`` of the newest pair.
     """
 
     def __init__(self, memory):
@@ -448,11 +449,13 @@ def solve_growing(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, shi
        ``||grad f||_F / ||(S_W W) masked||_F``;
     2. if the outside part dominates, it is orthonormalised and appended (at most ``r_m``
        columns per modality), at the cost of one pass over ``S_W``;
-    3. the restricted problem is solved by preconditioned L-BFGS with the exact quartic
-       line search (as in ``solve_lbfgs``) to a share of the outside part; pairs are kept
-       across growth steps.
+    3. the restricted problem is solved by L-BFGS (two-loop recursion, pairs kept across
+       growth steps) with the ScaledGD preconditioner of the current iterate and the
+       exact quartic line search of ``solve_lbfgs``, to a share of the outside part, under
+       one BLAS thread (a loop of small products).
 
-    The products of the iterations use a float32 copy of ``S_W``; the stopping test is
+    The passes over ``S_W`` and the restricted products use float32 (``S_W`` copied once
+    when it is float64); the stopping test is
     confirmed by one float64 structured product at the end. The full-space solver
     ``solve_lbfgs`` takes over, from the current point, when the bases pass
     ``max_share * d`` columns, a restricted solve stalls, the float64 check fails, or
