@@ -36,7 +36,7 @@ def sample_covariance(blocks, *, dtype=None):
     """
     xp = get_namespace(*blocks)
     if is_numpy(xp):
-        return _covariance_numpy(blocks, np.float64 if dtype is None else np.dtype(dtype))
+        return _covariance_numpy(blocks, np.dtype(np.float64 if dtype is None else dtype))
     dtype = real_float_dtype(xp, array_device(blocks[0]))
     X = xp.concat([xp.astype(b, dtype) for b in blocks], axis=1)
     n = X.shape[0]
