@@ -39,8 +39,7 @@ class HCL(CovarianceFactorModel):
 
     Algorithm
     ---------
-    1. Covariance ``S`` of the centred, stacked modalities (one symmetric product for
-       in-memory data up to 1 GiB, chunked otherwise) and noise ``Psi`` by the
+    1. Covariance ``S`` of the centred, stacked modalities and noise ``Psi`` by the
        ``denoise`` rule (the paper's: mean of the ``d - K`` smallest eigenvalues, from the
        top ``K`` of a float32 Lanczos stopped when their sum has settled).
     2. Initialiser, general in the number of modalities and the structure: the

@@ -41,8 +41,8 @@ __all__ = ["CHUNK_BYTES", "MEMORY_BYTES", "needs_chunks", "covariance_statistics
 #: Largest float64 work array (bytes) a chunked pass allocates at a time.
 CHUNK_BYTES = 2 ** 25  # 32 MiB
 
-#: Largest centred copy (bytes) of in-memory data for the direct covariance (one symmetric
-#: product); larger data, memmaps and Dask arrays go through the chunked float64 pass.
+#: Largest float32 centred copy (bytes) of in-memory data for the direct float32 covariance;
+#: larger data, memmaps and Dask arrays go through the chunked float64 pass.
 MEMORY_BYTES = 2 ** 30  # 1 GiB
 
 # Shift statistics are taken from at most this many leading rows.
@@ -237,14 +237,14 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.floa
     names : tuple of str or None, default=None
         Modality names, for error messages.
     chunk_bytes : int, default=None
-        Largest float64 work array per chunk (default :data:`CHUNK_BYTES`). When given,
-        in-memory data larger than this are chunked too; by default in-memory NumPy data
-        whose centred copy fits in :data:`MEMORY_BYTES` take the direct product
-        (:func:`hcl_stats._statistics.covariance.sample_covariance`).
+        Largest float64 work array per chunk (default :data:`CHUNK_BYTES`); in-memory data
+        whose float64 copy is larger are chunked too.
     dtype : {numpy.float64, numpy.float32}, default=numpy.float64
-        Floating type of ``S``. With float32 the direct product is the float32 one (float64
-        means, centring fused with the cast); chunked data are accumulated in float64 and
-        the result is rounded.
+        Floating type of ``S``. With float32 (and no ``chunk_bytes``), in-memory NumPy
+        data whose float32 copy fits in :data:`MEMORY_BYTES` take the direct float32
+        product (float64 means, centring fused with the cast;
+        :func:`hcl_stats._statistics.covariance.sample_covariance`); chunked data are
+        accumulated in float64 and the result is rounded.
 
     Returns
     -------
@@ -267,11 +267,13 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.floa
     >>> bool(np.allclose(S, np.cov(np.hstack(X), rowvar=False))), n
     (True, 500)
     """
-    # in-memory data within the memory budget take the direct product unless a chunk
-    # size is asked for
-    budget = MEMORY_BYTES if chunk_bytes is None else int(chunk_bytes)
-    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+    # float32: in-memory data within the memory budget take the direct float32 product
+    # unless a chunk size is asked for. float64: chunked above CHUNK_BYTES (a fresh float64
+    # copy of large data cost more in page faults than the chunked pass)
     single = np.dtype(dtype) == np.float32
+    budget = (MEMORY_BYTES if single and chunk_bytes is None else
+              CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes))
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
     if any(is_dask_array(b) for b in blocks):
         S, means, n = _dask_statistics(blocks, names, chunk_bytes)
     elif needs_chunks(blocks, budget, itemsize=4 if single else 8):
