@@ -43,21 +43,28 @@ class HCL(CovarianceFactorModel):
     Algorithm
     ---------
     1. Covariance ``S`` of the centred, stacked modalities and noise ``Psi`` by the
-       ``denoise`` rule (the paper's: mean of the ``d - K`` smallest eigenvalues).
+       ``denoise`` rule (the paper's: mean of the ``d - K`` smallest eigenvalues, from the
+       top ``K`` of a float32 Lanczos stopped when their sum has settled).
     2. Initialiser, general in the number of modalities and the structure: the
        unstructured minimiser ``V_K sqrt(Lambda_K - sigma^2)``, rotated so that each block's
        columns span the latent directions that load least outside its subset, peeling
        from specific to global blocks (exact in the population; see
        :func:`hcl_stats._estimation.init.spectral_init`).
-    3. Solver (``solver="lbfgs"``, default): L-BFGS on the free entries only, with the
-       ScaledGD preconditioner ``V_m (G_{C_m C_m})^{-1}`` (which evens out the curvature of
+    3. Solver. ``solver="growing"`` (what ``"auto"``, the default, uses on NumPy): per
+       modality an orthonormal basis, grown by the part of the gradient outside it (one
+       pass over ``S`` per growth step), with L-BFGS iterations on the exact restriction of
+       the objective to the bases, which never touch ``S``; it hands over to L-BFGS when
+       the bases pass a share of ``d`` (see
+       :func:`hcl_stats._estimation.growing.solve_growing`). ``solver="lbfgs"`` (``"auto"``
+       on other namespaces): L-BFGS on the free entries only, with the ScaledGD
+       preconditioner ``V_m (G_{C_m C_m})^{-1}`` (which evens out the curvature of
        strong and weak factors), one product with ``S`` per iteration restricted to the
        non-zero blocks, an exact line search (the objective is a quartic polynomial along
        a line), and float32 products until the float64 check (see
        :func:`hcl_stats._estimation.lbfgs.solve_lbfgs`). ``solver="subspace"``: trust-region
        Newton on the exact restriction of the objective to per-modality subspaces that grow
        by the part of the gradient outside them (fewer, costlier iterations; NumPy only).
-       Both stop when the relative gradient of the full problem is below ``tol`` and warn
+       All stop when the relative gradient of the full problem is below ``tol`` and warn
        with ``ConvergenceWarning`` otherwise.
     4. Each block is rotated to its principal axes (orthogonal columns of decreasing norm),
        which leaves the objective unchanged and makes the output reproducible.
@@ -80,9 +87,10 @@ class HCL(CovarianceFactorModel):
         squares, inside the maximisation for the likelihood; floored at ``1e-6`` times the
         feature's variance), none (``None`` or ``"none"``), or given variance(s): one
         number, or one per modality.
-    solver : {"lbfgs", "subspace"}, default="lbfgs"
-        Optimiser of the objective (see Algorithm). ``"subspace"`` needs the NumPy
-        namespace (a ValueError otherwise).
+    solver : {"auto", "growing", "lbfgs", "subspace"}, default="auto"
+        Optimiser of the objective (see Algorithm). ``"growing"`` and ``"subspace"`` need
+        the NumPy namespace (a ValueError otherwise); ``"auto"`` is ``"growing"`` there and
+        ``"lbfgs"`` elsewhere.
     max_iter : int, default=2000
         Maximum number of solver iterations.
     tol : float, default=1e-5
@@ -195,7 +203,7 @@ class HCL(CovarianceFactorModel):
     _parameter_constraints = {
         "structure": _structure_spec,
         "denoise": check_denoise,
-        "solver": options("lbfgs", "subspace"),
+        "solver": options("auto", "growing", "lbfgs", "subspace"),
         "max_iter": integer(1),
         "tol": positive_float(),
         "max_rank": optional(integer(1)),
@@ -220,7 +228,7 @@ class HCL(CovarianceFactorModel):
          "objective='likelihood' needs positive noise variances (denoise has a zero)"),
     )
 
-    def __init__(self, structure="auto", *, denoise="isotropic", solver="lbfgs",
+    def __init__(self, structure="auto", *, denoise="isotropic", solver="auto",
                  max_iter=2000, tol=1e-5, max_rank=None, random_state=None, path="auto",
                  n_oversamples=20, n_power_iter=3, backend="auto", max_expansions=10,
                  objective="least_squares"):

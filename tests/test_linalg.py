@@ -5,7 +5,7 @@ import pytest
 import scipy.linalg
 
 from hcl_stats._input.validation import check_covariance
-from hcl_stats._numerics.linalg import top_eigh
+from hcl_stats._numerics.linalg import lanczos_top, top_eigh
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +62,28 @@ def test_check_covariance_symmetric_and_nearly_symmetric():
         bad = S.copy()
         bad[0, 1] += 1.0
         check_covariance(bad, 30)
+
+
+@pytest.mark.parametrize("block", [1, 4])
+def test_lanczos_top_matches_lapack(spiked, block):
+    # the stopped float32 Lanczos: the top-k sum (what the noise level needs) to far better
+    # than 1e-4 relative, each value close, and a subspace good enough to start from
+    S, k, ref_values, ref_vectors = spiked
+    values, vectors, n_products = lanczos_top(S, k, rtol=1e-4, block=block, random_state=0)
+    assert n_products > 0  # the Lanczos iterations answered, not the dense fall-back
+    exact = scipy.linalg.eigvalsh(S)[::-1][:k]
+    np.testing.assert_allclose(ref_values, exact, rtol=1e-12)
+    assert values.sum() == pytest.approx(exact.sum(), rel=1e-5)
+    assert values.sum() <= exact.sum() * (1 + 1e-6)  # Ritz values from below
+    np.testing.assert_allclose(values, exact, rtol=1e-3)
+    assert _sin_theta(vectors, ref_vectors) < 0.05
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(k), atol=1e-5)
+
+
+def test_lanczos_top_small_matrices_use_lapack():
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((50, 50))
+    S = A @ A.T
+    values, vectors, n_products = lanczos_top(S, 5)
+    assert n_products == 0
+    np.testing.assert_allclose(values, scipy.linalg.eigvalsh(S)[::-1][:5], rtol=1e-10)

@@ -17,16 +17,18 @@ import numpy as np
 import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
 
+from hcl_stats._estimation.growing import solve_growing
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._estimation.lbfgs import solve_lbfgs
 from hcl_stats._estimation.noise import check_denoise, denoised_eigenpairs
 from hcl_stats._estimation.refine import needs_refinement, refine_covariance
 from hcl_stats._estimation.subspace import solve_subspace
-from hcl_stats._numerics.backend import get_namespace, to_numpy
+from hcl_stats._numerics.backend import get_namespace, is_numpy, to_numpy
 from hcl_stats._numerics.linalg import flip_signs
 from hcl_stats._structure import row_slices
 
-__all__ = ["HCLFitResult", "SOLVERS", "canonical_rotation", "fit_hcl", "warn_not_converged"]
+__all__ = ["HCLFitResult", "SOLVERS", "canonical_rotation", "fit_hcl", "resolve_solver",
+           "warn_not_converged"]
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,55 @@ def _solve_subspace(S_W, W_init, mask, n_features, *, vectors, max_iter, tol):
 
 def _solve_lbfgs(S_W, W_init, mask, n_features, *, vectors, max_iter, tol):
     del vectors
+    if is_numpy(get_namespace(S_W)) and S_W.dtype != np.float64:
+        # float32 statistics: solve_lbfgs takes its float32 copy from the float64 matrix of
+        # its exact products
+        S_W = S_W.astype(np.float64)
     return solve_lbfgs(S_W, W_init, mask, n_features, max_iter=max_iter, tol=tol)
+
+
+def _solve_growing(S_W, W_init, mask, n_features, *, vectors, max_iter, tol):
+    del vectors
+    return solve_growing(S_W, W_init, mask, n_features, max_iter=max_iter, tol=tol)
 
 
 #: ``solver`` name -> ``solve(S_W, W_init, mask, n_features, *, vectors, max_iter, tol)``
 #: returning ``(W, f, n_iter, converged, rel_grad)``; ``vectors`` are the top-K eigenvectors.
-SOLVERS = {"lbfgs": _solve_lbfgs, "subspace": _solve_subspace}
+SOLVERS = {"lbfgs": _solve_lbfgs, "growing": _solve_growing, "subspace": _solve_subspace}
+
+
+# solver="auto" takes the growing-subspace solver when the gap between the K-th and the
+# (K+1)-th eigenvalue of S_W is at least this share of the K-th: a small gap means weak
+# factors at the noise edge, an ill-conditioned objective whose optimum spreads over many
+# directions, and bases so large that L-BFGS in the full space is cheaper. On the authors'
+# design the share was 0.002-0.003 at noise 6 (L-BFGS about 10% faster) and 0.016-0.022 at
+# noise 1 (the growing solver 20-30% faster).
+_GROWING_GAP = 0.01
+
+# ... and only from this many features: below, a pass over S costs little next to the
+# per-iteration overhead that both solvers share, and L-BFGS is as fast.
+_GROWING_MIN_FEATURES = 500
+
+
+def resolve_solver(solver, xp, d, values=None, n_components=None):
+    """The solver that ``solver`` names on namespace ``xp``.
+
+    ``"auto"``: on NumPy with at least 500 features (``d``, the length of the
+    eigenvectors) the growing-subspace solver
+    (:func:`hcl_stats._estimation.growing.solve_growing`, which itself hands over to
+    L-BFGS when its bases pass a share of ``d``) unless the leading eigenvalues ``values``
+    of ``S_W`` (at least ``n_components + 1`` of them) show a relative eigengap below
+    ``0.01`` at ``n_components``; L-BFGS otherwise.
+    """
+    if solver != "auto":
+        return solver
+    if not is_numpy(xp) or d < _GROWING_MIN_FEATURES:
+        return "lbfgs"
+    K = n_components
+    if values is not None and K is not None and 0 < K < len(values) and values[K - 1] > 0:
+        if (values[K - 1] - values[K]) < _GROWING_GAP * values[K - 1]:
+            return "lbfgs"
+    return "growing"
 
 
 def canonical_rotation(W, structure):
@@ -99,7 +144,7 @@ def _split_moments(S, means, n_features):
             np.array([diag[sl].sum() for sl in rows]))
 
 
-def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="lbfgs",
+def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="auto",
             max_iter=2000, tol=1e-5, random_state=None, means=None,
             objective="least_squares", n_samples=None):
     """Fit HCL to a covariance matrix: the functional core behind :class:`hcl_stats.HCL`.
@@ -132,8 +177,14 @@ def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="lbfgs",
     """
     n_features = [int(p) for p in n_features]
     denoise = check_denoise(denoise)
+    K = structure.n_components
+    xp = get_namespace(S)
+    extra = int(solver == "auto" and is_numpy(xp))  # one more eigenvalue for the choice
     noise, S_W, values, vectors = denoised_eigenpairs(
-        S, n_features, structure, denoise, random_state=random_state)
+        S, n_features, structure, denoise, random_state=random_state,
+        n_extra=extra, approximate=True)
+    solver = resolve_solver(solver, xp, S.shape[0], values, K)
+    values, vectors = values[:K], vectors[:, :K]
     mask = structure.mask(n_features)
     W_init = spectral_init(values, vectors, structure, n_features)
     W, f, n_iter, converged, rel_grad = SOLVERS[solver](

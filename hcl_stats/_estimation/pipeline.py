@@ -71,10 +71,15 @@ def auto_path(blocks):
     return "reduced" if wide or too_large else "covariance"
 
 
+_NUMPY_ONLY = {"subspace": "scipy's trust-region Newton",
+               "growing": "its restricted problems are NumPy arrays"}
+
+
 def _check_solver(params, xp):
-    if params["solver"] == "subspace" and not is_numpy(xp):
-        raise ValueError("solver='subspace' runs on NumPy only (scipy's trust-region Newton); "
-                         f"use solver='lbfgs' on the {xp.__name__} namespace, or "
+    solver = params["solver"]
+    if solver in _NUMPY_ONLY and not is_numpy(xp):
+        raise ValueError(f"solver={solver!r} runs on NumPy only ({_NUMPY_ONLY[solver]}); "
+                         f"use solver='lbfgs' or 'auto' on the {xp.__name__} namespace, or "
                          "backend='numpy'")
 
 

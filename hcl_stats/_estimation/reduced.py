@@ -292,7 +292,7 @@ def _reduced_solve(bases, T, noise, structure, variances, *, diagonal, solver, m
     return result, W, psi, f, n_iter, converged, rel
 
 
-def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solver="lbfgs",
+def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solver="auto",
                     max_iter=2000, tol=1e-5, n_oversamples=20, n_power_iter=3,
                     max_expansions=10, random_state=None, objective="least_squares"):
     """Fit HCL from the data through per-modality subspaces, never forming ``S``.

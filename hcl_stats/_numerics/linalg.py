@@ -16,7 +16,8 @@ from threadpoolctl import ThreadpoolController
 
 from hcl_stats._numerics.random import as_generator
 
-__all__ = ["top_eigh", "flip_signs", "orthonormal_basis", "procrustes_rotation", "lapack_svd",
+__all__ = ["top_eigh", "lanczos_top", "flip_signs", "orthonormal_basis", "procrustes_rotation",
+           "lapack_svd",
            "truncated_svd", "singular_values"]
 
 # Below this size, or when more than this fraction of the spectrum is wanted, a dense
@@ -26,6 +27,10 @@ _DENSE_BELOW = 300
 _DENSE_FRACTION = 0.2
 # The same rule for singular triplets of data matrices (ARPACK's svds below LAPACK's SVD).
 _DENSE_SVD_BELOW = 100
+
+# lanczos_top computes Ritz values once per this many basis columns (an eigenproblem of
+# the basis size each time).
+_RITZ_EVERY = 40
 
 
 _CONTROLLER = None
@@ -122,6 +127,96 @@ def _top_eigh_mixed(S, k, v0):
     if not np.all(np.isfinite(values)) or np.linalg.norm(residual, axis=0).max() > 1e-4 * size:
         return None, None
     return values, vectors
+
+
+def lanczos_top(S, k, *, rtol=1e-6, block=None, max_dim=None, random_state=None):
+    """Top ``k`` eigenpairs of the symmetric ``S`` by a float32 block Lanczos, stopped early.
+
+    For callers that need the sum of the top eigenvalues (a noise level) and a starting
+    subspace, not accurate eigenvectors. Block Krylov iterations with blocks of ``block``
+    columns (default ``k``) on a float32 copy of ``S``, so that each pass over ``S``
+    (what an iteration costs) serves a whole block; full reorthogonalisation (twice
+    classical Gram-Schmidt) against the basis so far; the Rayleigh quotient ``V^T S V``
+    in float64 from the orthogonalisation coefficients. The iterations stop when the sum
+    of the top ``k`` Ritz values changes by at most ``rtol`` relative from one block to
+    the next (Ritz values increase monotonically towards the eigenvalues, and the change
+    overestimates the remaining error once convergence is linear), or when the basis
+    reaches ``max_dim`` columns (default ``min(d, max(20 k, 300))``).
+
+    For float64 ``S`` the returned pairs come from one float64 Rayleigh-Ritz step on the
+    span of the float32 Ritz vectors, so the eigenvalues are accurate to float64 level
+    (their error is second order in the subspace error); for float32 ``S`` they are the
+    float32 Ritz pairs. Small or nearly full problems (the same rule as :func:`top_eigh`)
+    and basis exhaustion without convergence go to :func:`top_eigh`.
+
+    Returns
+    -------
+    values : ndarray of shape (k,)
+        Ritz values, decreasing (float64).
+    vectors : ndarray of shape (d, k)
+        Ritz vectors (float64, package sign convention).
+    n_products : int
+        Block products with ``S`` (0 when :func:`top_eigh` answered).
+    """
+    d = S.shape[0]
+    k = int(min(k, d))
+    if k == 0 or d <= _DENSE_BELOW or k > _DENSE_FRACTION * d or k >= d - 1:
+        return (*top_eigh(S, k, random_state=random_state, mixed=True), 0)
+    b = int(block) if block is not None else k
+    cap = int(min(d, max_dim if max_dim is not None else max(20 * k, 300)))
+    S32 = S if S.dtype == np.float32 else S.astype(np.float32)
+    rng = as_generator(random_state)
+    # basis vectors as rows (contiguous for the matrix-vector products of the
+    # reorthogonalisation); S is symmetric, so the block product is V_j^T S
+    V = np.empty((cap + b, d), dtype=np.float32)
+    V[:b] = np.linalg.qr(rng.standard_normal((d, b)))[0].T
+    T = np.zeros((cap + b, cap + b))
+    j, previous, n_products = 0, None, 0
+    every = max(1, _RITZ_EVERY // b)
+    with serial_blas():
+        while j + b <= cap:
+            W = V[j:j + b] @ S32
+            n_products += 1
+            basis = V[:j + b]
+            H = W @ basis.T
+            W -= H @ basis
+            H2 = W @ basis.T
+            W -= H2 @ basis
+            H = (H + H2).astype(np.float64)
+            T[j:j + b, :j + b] = H
+            T[:j + b, j:j + b] = H.T
+            m = j + b
+            if (m // b) % every == 0 or m + b > cap:  # Ritz values every few blocks
+                values, Y = scipy.linalg.eigh(T[:m, :m], subset_by_index=[m - k, m - 1],
+                                              check_finite=False)
+                total = float(values.sum())
+                if previous is not None and abs(total - previous) <= rtol * abs(total):
+                    vectors = (Y.astype(np.float32).T @ V[:m]).T
+                    values, vectors = _rayleigh_ritz(S, vectors, values)
+                    return values, vectors, n_products
+                previous = total
+            V[m:m + b] = _orthonormal_rows(W)
+            j = m
+    return (*top_eigh(S, k, random_state=random_state, mixed=True), 0)
+
+
+def _rayleigh_ritz(S, vectors, values):
+    """Decreasing Ritz pairs; for float64 ``S`` refined by one float64 Rayleigh-Ritz step on
+    the span of ``vectors`` (eigenvalue errors second order in the float32 subspace's)."""
+    if S.dtype == np.float64:
+        Q = np.linalg.qr(vectors.astype(np.float64))[0]
+        SQ = S @ Q
+        values, U = scipy.linalg.eigh(Q.T @ SQ, check_finite=False)
+        vectors = Q @ U
+    order = np.argsort(values)[::-1]
+    return values[order], flip_signs(np.asarray(vectors[:, order], dtype=np.float64))
+
+
+def _orthonormal_rows(W):
+    """Orthonormal rows spanning those of ``W`` (a vector is normalised, a block QR'd)."""
+    if W.shape[0] == 1:
+        return W / max(float(np.linalg.norm(W)), np.finfo(np.float32).tiny)
+    return np.linalg.qr(W.T)[0].T
 
 
 def orthonormal_basis(A, *, rtol=1e-10):

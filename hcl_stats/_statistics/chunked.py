@@ -35,11 +35,15 @@ from hcl_stats._numerics.backend import is_dask_array
 from hcl_stats._statistics.covariance import sample_covariance
 from hcl_stats._structure import modality_description
 
-__all__ = ["CHUNK_BYTES", "needs_chunks", "covariance_statistics",
+__all__ = ["CHUNK_BYTES", "MEMORY_BYTES", "needs_chunks", "covariance_statistics",
            "iter_row_slices", "column_moments"]
 
 #: Largest float64 work array (bytes) a chunked pass allocates at a time.
 CHUNK_BYTES = 2 ** 25  # 32 MiB
+
+#: Largest float32 centred copy (bytes) of in-memory data for the direct float32 covariance;
+#: larger data, memmaps and Dask arrays go through the chunked float64 pass.
+MEMORY_BYTES = 2 ** 30  # 1 GiB
 
 # Shift statistics are taken from at most this many leading rows.
 _SHIFT_ROWS = 1024
@@ -47,18 +51,18 @@ _SHIFT_ROWS = 1024
 
 
 
-def needs_chunks(blocks, chunk_bytes=None):
+def needs_chunks(blocks, chunk_bytes=None, *, itemsize=8):
     """Whether the statistics of ``blocks`` should be accumulated chunk by chunk.
 
-    True for Dask arrays, NumPy memmaps, and in-memory data whose float64 copy would be
-    larger than ``chunk_bytes`` (default :data:`CHUNK_BYTES`).
+    True for Dask arrays, NumPy memmaps, and in-memory data whose copy with ``itemsize``
+    bytes per entry would be larger than ``chunk_bytes`` (default :data:`CHUNK_BYTES`).
     """
     chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     n = blocks[0].shape[0]
     d = sum(b.shape[1] for b in blocks)
     if any(is_dask_array(b) or isinstance(b, np.memmap) for b in blocks):
         return True
-    return 8 * n * d > chunk_bytes
+    return itemsize * n * d > chunk_bytes
 
 
 def _rows_per_slice(d, chunk_bytes):
@@ -222,7 +226,7 @@ def _dask_statistics(blocks, names, chunk_bytes):
     return _finish(count, sums, cross, shift)
 
 
-def covariance_statistics(blocks, names=None, *, chunk_bytes=None):
+def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.float64):
     """Unbiased covariance, means and sample count of the stacked modalities.
 
     Parameters
@@ -233,7 +237,14 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None):
     names : tuple of str or None, default=None
         Modality names, for error messages.
     chunk_bytes : int, default=None
-        Largest float64 work array per chunk (default :data:`CHUNK_BYTES`).
+        Largest float64 work array per chunk (default :data:`CHUNK_BYTES`); in-memory data
+        whose float64 copy is larger are chunked too.
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Floating type of ``S``. With float32 (and no ``chunk_bytes``), in-memory NumPy
+        data whose float32 copy fits in :data:`MEMORY_BYTES` take the direct float32
+        product (float64 means, centring fused with the cast;
+        :func:`hcl_stats._statistics.covariance.sample_covariance`); chunked data are
+        accumulated in float64 and the result is rounded.
 
     Returns
     -------
@@ -256,14 +267,22 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None):
     >>> bool(np.allclose(S, np.cov(np.hstack(X), rowvar=False))), n
     (True, 500)
     """
+    # float32: in-memory data within the memory budget take the direct float32 product
+    # unless a chunk size is asked for. float64: chunked above CHUNK_BYTES (a fresh float64
+    # copy of large data cost more in page faults than the chunked pass)
+    single = np.dtype(dtype) == np.float32
+    budget = (MEMORY_BYTES if single and chunk_bytes is None else
+              CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes))
     chunk_bytes = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
     if any(is_dask_array(b) for b in blocks):
-        return _dask_statistics(blocks, names, chunk_bytes)
-    if needs_chunks(blocks, chunk_bytes):
-        return _numpy_statistics(blocks, names, chunk_bytes)
-    for m, b in enumerate(blocks):  # small in-memory data: the direct computation
-        check_finite(b, modality_description(m, names))
-    return sample_covariance(blocks)
+        S, means, n = _dask_statistics(blocks, names, chunk_bytes)
+    elif needs_chunks(blocks, budget, itemsize=4 if single else 8):
+        S, means, n = _numpy_statistics(blocks, names, chunk_bytes)
+    else:
+        for m, b in enumerate(blocks):  # in-memory data: the direct computation
+            check_finite(b, modality_description(m, names))
+        return sample_covariance(blocks, dtype=np.float32 if single else None)
+    return (S.astype(np.float32) if single else S), means, n
 
 
 def column_moments(blocks, names=None, *, chunk_bytes=None):
