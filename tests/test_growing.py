@@ -9,7 +9,7 @@ from hcl_stats import Structure
 from hcl_stats._estimation.growing import solve_growing
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._estimation.lbfgs import solve_lbfgs
-from hcl_stats._estimation.noise import estimate_noise, subtract_diagonal
+from hcl_stats._estimation.noise import denoised_eigenpairs, subtract_diagonal
 from hcl_stats._statistics.covariance import sample_covariance
 from hcl_stats.datasets import make_hierarchical
 
@@ -17,9 +17,9 @@ from hcl_stats.datasets import make_hierarchical
 def _problem(widths, structure, noise, n, seed, dtype=None):
     X = make_hierarchical(n, widths, structure, noise_variance=noise, random_state=seed)
     S = sample_covariance(X, dtype=dtype)[0]
-    sigma2, eig = estimate_noise(S.astype(np.float64), widths, structure, "isotropic")
-    S_W = subtract_diagonal(S.astype(np.float64), np.repeat(sigma2, widths))
-    W0 = spectral_init(eig[0] - sigma2[0], eig[1], structure, widths)
+    sigma2, S_W, values, vectors = denoised_eigenpairs(S.astype(np.float64), widths,
+                                                       structure, "isotropic")
+    W0 = spectral_init(values, vectors, structure, widths)
     return S, sigma2, S_W, W0, structure.mask(widths)
 
 
