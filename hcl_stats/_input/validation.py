@@ -1,4 +1,5 @@
-"""The one door for multi-block input, and the parameter checks estimators share."""
+"""The one door for multi-block input (samples by label, feature names, values) and the checks of
+structures and covariances against it; see ``docs/input.md``."""
 
 from __future__ import annotations
 
