@@ -3,6 +3,8 @@
 Which latent factors are shared by all modalities, which by some, and which belong to one:
 the :class:`HCL` estimator fits a structured factor model whose loadings are exactly zero
 where a modality does not belong to a structure (Li, Yu and Zhou, arXiv 2604.05462).
+The method notes in the repository's ``docs/`` folder describe the model, the estimator,
+the noise rules and structure selection.
 """
 
 from hcl_stats._hcl import HCL

@@ -19,8 +19,9 @@ def row_slices(n_features):
     >>> row_slices([2, 3])
     [slice(0, 2, None), slice(2, 5, None)]
     """
-    edges = np.concatenate([[0], np.cumsum(np.asarray(n_features, dtype=int))]).astype(int)
-    return [slice(int(edges[m]), int(edges[m + 1])) for m in range(len(edges) - 1)]
+    widths = np.asarray(n_features, dtype=int).reshape(-1)
+    stops = np.cumsum(widths)
+    return [slice(int(stop - width), int(stop)) for width, stop in zip(widths, stops)]
 
 
 def modality_description(m, names=None):
@@ -44,6 +45,83 @@ def _as_subset_key(key):
             f"structure key {key!r} is not a subset of modalities (expected a tuple of "
             "modality indices or names)"
         ) from None
+
+
+def _parse_entries(blocks):
+    """``[(subset key as a tuple, rank), ...]`` of a dict or an iterable of pairs."""
+    items = list(blocks.items()) if isinstance(blocks, dict) else list(blocks)
+    if not items:
+        raise ValueError("a structure needs at least one block (subset, rank)")
+    keys = []
+    for item in items:
+        try:
+            key, rank = item
+        except (TypeError, ValueError):
+            raise ValueError(f"structure entry {item!r} is not a (subset, rank) pair") from None
+        keys.append((_as_subset_key(key), rank))
+    return keys
+
+
+def _modality_names(keys, modalities, uses_names):
+    """The declared names, the names in order of first appearance, or None (indices)."""
+    if modalities is not None and not isinstance(modalities, Integral):
+        names = tuple(modalities)
+        if not all(isinstance(m, str) for m in names):
+            raise ValueError(f"modality names must be strings, got {names!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"modality names must be unique, got {names!r}")
+        return names
+    if uses_names:
+        return tuple(dict.fromkeys(m for key, _ in keys for m in key))
+    return None
+
+
+def _resolve_subset(key, names, uses_names):
+    """The sorted tuple of modality indices of one structure entry's subset."""
+    if len(key) == 0:
+        raise ValueError(f"structure entry {key!r}: the subset of modalities is empty")
+    subset = []
+    for m in key:
+        if uses_names:
+            if not isinstance(m, str):
+                raise ValueError(f"structure entry {key!r}: mixes modality names and indices")
+            if m not in names:
+                raise ValueError(
+                    f"structure entry {key!r}: modality {m!r} is not one of {names!r}")
+            subset.append(names.index(m))
+        else:
+            if isinstance(m, bool) or not isinstance(m, Integral):
+                raise ValueError(
+                    f"structure entry {key!r}: modality {m!r} is not an integer index")
+            if m < 0:
+                raise ValueError(f"structure entry {key!r}: modality index {m} is negative")
+            subset.append(int(m))
+    if len(set(subset)) != len(subset):
+        raise ValueError(f"structure entry {key!r}: a modality is repeated")
+    return tuple(sorted(subset))
+
+
+def _check_rank(key, rank):
+    if isinstance(rank, bool) or not isinstance(rank, Integral) or rank < 1:
+        raise ValueError(
+            f"structure entry {key!r}: rank must be a positive integer, got {rank!r}")
+    return int(rank)
+
+
+def _check_subsets(resolved, keys, n_modalities):
+    """Every index in range, no subset given twice."""
+    seen = {}
+    for (subset, _), (key, _) in zip(resolved, keys):
+        if max(subset) >= n_modalities:
+            raise ValueError(
+                f"structure entry {key!r}: modality index {max(subset)} is out of range "
+                f"for {n_modalities} modalities"
+            )
+        if subset in seen:
+            raise ValueError(
+                f"structure entry {key!r}: the same subset is also given as {seen[subset]!r}"
+            )
+        seen[subset] = key
 
 
 class Structure:
@@ -95,65 +173,11 @@ class Structure:
     __slots__ = ("_blocks", "_n_modalities", "_names", "_offsets")
 
     def __init__(self, blocks, modalities=None):
-        items = list(blocks.items()) if isinstance(blocks, dict) else list(blocks)
-        if not items:
-            raise ValueError("a structure needs at least one block (subset, rank)")
-        keys = []
-        for item in items:
-            try:
-                key, rank = item
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"structure entry {item!r} is not a (subset, rank) pair"
-                ) from None
-            keys.append((_as_subset_key(key), rank))
+        keys = _parse_entries(blocks)
         uses_names = any(isinstance(m, str) for key, _ in keys for m in key)
-        names = None
-        if modalities is not None and not isinstance(modalities, Integral):
-            names = tuple(modalities)
-            if not all(isinstance(m, str) for m in names):
-                raise ValueError(f"modality names must be strings, got {names!r}")
-            if len(set(names)) != len(names):
-                raise ValueError(f"modality names must be unique, got {names!r}")
-        elif uses_names:
-            seen = {}
-            for key, _ in keys:
-                for m in key:
-                    seen.setdefault(m, None)
-            names = tuple(seen)
-        resolved = []
-        for key, rank in keys:
-            if len(key) == 0:
-                raise ValueError(f"structure entry {key!r}: the subset of modalities is empty")
-            subset = []
-            for m in key:
-                if uses_names:
-                    if not isinstance(m, str):
-                        raise ValueError(
-                            f"structure entry {key!r}: mixes modality names and indices"
-                        )
-                    if m not in names:
-                        raise ValueError(
-                            f"structure entry {key!r}: modality {m!r} is not one of {names!r}"
-                        )
-                    subset.append(names.index(m))
-                else:
-                    if isinstance(m, bool) or not isinstance(m, Integral):
-                        raise ValueError(
-                            f"structure entry {key!r}: modality {m!r} is not an integer index"
-                        )
-                    if m < 0:
-                        raise ValueError(
-                            f"structure entry {key!r}: modality index {m} is negative"
-                        )
-                    subset.append(int(m))
-            if len(set(subset)) != len(subset):
-                raise ValueError(f"structure entry {key!r}: a modality is repeated")
-            if isinstance(rank, bool) or not isinstance(rank, Integral) or rank < 1:
-                raise ValueError(
-                    f"structure entry {key!r}: rank must be a positive integer, got {rank!r}"
-                )
-            resolved.append((tuple(sorted(subset)), int(rank)))
+        names = _modality_names(keys, modalities, uses_names)
+        resolved = [(_resolve_subset(key, names, uses_names), _check_rank(key, rank))
+                    for key, rank in keys]
         if names is not None:
             n_modalities = len(names)
         elif modalities is not None:
@@ -162,26 +186,14 @@ class Structure:
             n_modalities = int(modalities)
         else:
             n_modalities = 1 + max(max(s) for s, _ in resolved)
-        seen = {}
-        for (subset, rank), (key, _) in zip(resolved, keys):
-            if max(subset) >= n_modalities:
-                raise ValueError(
-                    f"structure entry {key!r}: modality index {max(subset)} is out of range "
-                    f"for {n_modalities} modalities"
-                )
-            if subset in seen:
-                raise ValueError(
-                    f"structure entry {key!r}: the same subset is also given as {seen[subset]!r}"
-                )
-            seen[subset] = key
+        _check_subsets(resolved, keys, n_modalities)
         covered = {m for s, _ in resolved for m in s}
         missing = [m for m in range(n_modalities) if m not in covered]
         if missing and modalities is None and names is None:
             # with the modalities inferred from the indices, a gap is almost surely a typo
-            label = [names[m] for m in missing] if names else missing
             raise ValueError(
-                f"modality {label[0]!r} carries no factor: add a block containing it, or pass "
-                "`modalities=` to declare on purpose a modality without factors"
+                f"modality {missing[0]!r} carries no factor: add a block containing it, or "
+                "pass `modalities=` to declare on purpose a modality without factors"
             )
         resolved.sort(key=lambda b: (-len(b[0]), b[0]))
         self._blocks = tuple(resolved)
@@ -267,8 +279,6 @@ class Structure:
     @property
     def n_components(self):
         return sum(r for _, r in self._blocks)
-
-    K = n_components
 
     def resolve(self, subset):
         """Canonical form (sorted tuple of indices) of a block given by indices or names.

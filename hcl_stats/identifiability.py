@@ -22,7 +22,7 @@ structure's mask) at best up to one ``r_S x r_S`` rotation per block. Two checks
        single narrow modality ``m`` this has the closed form: blocks ``S`` and
        ``S + {m}`` cannot be separated iff ``r_{S + {m}} > p_m``.
 
-:func:`jacobian_rank_check` (the numerical test of METHOD.md section 1)
+:func:`jacobian_rank_check` (the numerical test; see ``docs/model.md``)
     At a random ``W`` with the structure's zero pattern, the rank of the Jacobian of
     ``W -> W W^T`` (restricted to the free entries) is compared with the number of free
     parameters minus ``sum_S r_S (r_S - 1) / 2``. Locally identifiable (up to the rotations)
@@ -39,12 +39,12 @@ from itertools import combinations
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils import check_random_state
 
+from hcl_stats._numerics.random import as_generator
 from hcl_stats._structure import Structure
 
-__all__ = ["RankConditions", "JacobianCheck", "check_rank_conditions", "jacobian_rank_check",
-           "check_identifiability"]
+__all__ = ["IdentifiabilityCheck", "JacobianCheck", "RankConditions", "check_identifiability",
+           "check_rank_conditions", "jacobian_rank_check"]
 
 
 def _setup(structure, n_features):
@@ -63,7 +63,7 @@ def _setup(structure, n_features):
     return structure, widths
 
 
-@dataclass
+@dataclass(frozen=True)
 class RankConditions:
     """Outcome of :func:`check_rank_conditions`.
 
@@ -98,7 +98,7 @@ class RankConditions:
         return ("identifiable" if self.identifiable else "NOT identifiable") + ": " + self.verdict
 
 
-@dataclass
+@dataclass(frozen=True)
 class JacobianCheck:
     """Outcome of :func:`jacobian_rank_check`.
 
@@ -155,53 +155,11 @@ def _hall(structure, widths):
     return violations
 
 
-def check_rank_conditions(structure, n_features, *, random_state=None):
-    """Check the rank conditions for identifiability of ``structure`` with ``n_features``.
-
-    See the module docstring for the conditions and why they are sufficient and necessary
-    (up to the rotations of each block).
-
-    Parameters
-    ----------
-    structure : Structure or dict
-    n_features : int or sequence of int
-        Modality widths ``p_m``.
-    random_state : int, RandomState instance or None, default=None
-        Draws the generic stacked loadings of narrow modalities (only used then).
-
-    Returns
-    -------
-    RankConditions
-
-    Examples
-    --------
-    >>> from hcl_stats import Structure
-    >>> from hcl_stats.identifiability import check_rank_conditions
-    >>> check_rank_conditions(Structure.full(3, rank=1), [5, 5, 5]).identifiable
-    True
-    >>> res = check_rank_conditions({(0, 1): 2, (0,): 2, (1,): 1}, [1, 6])
-    >>> res.identifiable, res.full_column_rank
-    (False, False)
-    """
-    structure, widths = _setup(structure, n_features)
+def _free_couplings(structure, widths, narrow, rng):
+    """Separation condition: the coupling blocks ``A_{T,S}`` (``T`` before ``S``) of a skew
+    ``A`` that every modality's constraint leaves free. Returns the dimension of that
+    space and the labels of the block pairs involved."""
     M = structure.n_modalities
-    narrow = [m for m in range(M) if widths[m] < structure.modality_rank(m)]
-    violations = _hall(structure, widths)
-    if violations:
-        U, factors, rows = violations[0]
-        names = "{" + ",".join(structure.modality_label(m) for m in U) + "}"
-        return RankConditions(
-            False,
-            f"loadings cannot have full column rank: the blocks inside modalities {names} "
-            f"carry {factors} factors on {rows} features, so fewer factors give the same "
-            "covariance (the ranks are not identified)",
-            False, violations, narrow)
-    if not narrow:
-        return RankConditions(
-            True, "every modality is at least as wide as the factors it carries "
-            "(p_m >= r_m), so only the per-block rotations are free", True, [], narrow)
-    # separation: solve for the coupling blocks A_{T,S} (T before S) left free
-    rng = check_random_state(random_state)
     subsets = structure.subsets
     pairs = [(T, S) for i, T in enumerate(subsets) for S in subsets[i + 1:]]
     offsets, n_unknown = {}, 0
@@ -249,6 +207,56 @@ def check_rank_conditions(structure, n_features, *, random_state=None):
             size = structure.rank(T) * structure.rank(S)
             if np.linalg.norm(null[o:o + size]) > 1e-8:
                 inseparable.append((structure.label(T), structure.label(S)))
+    return dim, inseparable
+
+
+def check_rank_conditions(structure, n_features, *, random_state=None):
+    """Check the rank conditions for identifiability of ``structure`` with ``n_features``.
+
+    See the module docstring for the conditions and why they are sufficient and necessary
+    (up to the rotations of each block).
+
+    Parameters
+    ----------
+    structure : Structure or dict
+    n_features : int or sequence of int
+        Modality widths ``p_m``.
+    random_state : int, numpy.random.Generator or None, default=None
+        Draws the generic stacked loadings of narrow modalities (only used then).
+
+    Returns
+    -------
+    RankConditions
+
+    Examples
+    --------
+    >>> from hcl_stats import Structure
+    >>> from hcl_stats.identifiability import check_rank_conditions
+    >>> check_rank_conditions(Structure.full(3, rank=1), [5, 5, 5]).identifiable
+    True
+    >>> res = check_rank_conditions({(0, 1): 2, (0,): 2, (1,): 1}, [1, 6])
+    >>> res.identifiable, res.full_column_rank
+    (False, False)
+    """
+    structure, widths = _setup(structure, n_features)
+    M = structure.n_modalities
+    narrow = [m for m in range(M) if widths[m] < structure.modality_rank(m)]
+    violations = _hall(structure, widths)
+    if violations:
+        U, factors, rows = violations[0]
+        names = "{" + ",".join(structure.modality_label(m) for m in U) + "}"
+        return RankConditions(
+            False,
+            f"loadings cannot have full column rank: the blocks inside modalities {names} "
+            f"carry {factors} factors on {rows} features, so fewer factors give the same "
+            "covariance (the ranks are not identified)",
+            False, violations, narrow)
+    if not narrow:
+        return RankConditions(
+            True, "every modality is at least as wide as the factors it carries "
+            "(p_m >= r_m), so only the per-block rotations are free", True, [], narrow)
+    dim, inseparable = _free_couplings(structure, widths, narrow,
+                                       as_generator(random_state))
     names = ", ".join(structure.modality_label(m) for m in narrow)
     if dim == 0:
         return RankConditions(
@@ -292,7 +300,7 @@ def jacobian_rank_check(structure, n_features, *, random_state=None, max_free=25
     ----------
     structure : Structure or dict
     n_features : int or sequence of int
-    random_state : int, RandomState instance or None, default=None
+    random_state : int, numpy.random.Generator or None, default=None
     max_free : int, default=2500
 
     Returns
@@ -313,7 +321,7 @@ def jacobian_rank_check(structure, n_features, *, random_state=None, max_free=25
     if int(mask.sum()) > max_free:
         widths = [min(p, K) for p in widths]
         mask = structure.mask(widths)
-    rng = check_random_state(random_state)
+    rng = as_generator(random_state)
     W = np.where(mask, rng.standard_normal(mask.shape), 0.0)
     J = _jacobian(W, mask)
     sv = np.linalg.svd(J, compute_uv=False)
@@ -343,25 +351,44 @@ def jacobian_rank_check(structure, n_features, *, random_state=None, max_free=25
                          list(widths))
 
 
+@dataclass(frozen=True)
+class IdentifiabilityCheck:
+    """Outcome of :func:`check_identifiability`.
+
+    Attributes
+    ----------
+    rank_conditions : RankConditions
+        The theoretical check.
+    jacobian : JacobianCheck
+        The numerical check.
+    identifiable : bool
+        The Jacobian verdict.
+    agree : bool
+        Whether both checks reach the same verdict.
+    """
+
+    rank_conditions: RankConditions
+    jacobian: JacobianCheck
+    identifiable: bool
+    agree: bool
+
+
 def check_identifiability(structure, n_features, *, random_state=None):
     """Run both checks and say whether they agree.
 
     Returns
     -------
-    dict
-        ``{"rank_conditions": RankConditions, "jacobian": JacobianCheck,
-        "identifiable": bool, "agree": bool}`` (``identifiable`` is the Jacobian verdict).
+    IdentifiabilityCheck
 
     Examples
     --------
     >>> from hcl_stats.identifiability import check_identifiability
     >>> out = check_identifiability({(0, 1, 2): 1, (0, 1): 2, (1,): 1, (2,): 1}, [1, 5, 5],
     ...                             random_state=0)
-    >>> out["identifiable"], out["agree"]
+    >>> out.identifiable, out.agree
     (False, True)
     """
-    rng = check_random_state(random_state)
+    rng = as_generator(random_state)
     rc = check_rank_conditions(structure, n_features, random_state=rng)
     jc = jacobian_rank_check(structure, n_features, random_state=rng)
-    return {"rank_conditions": rc, "jacobian": jc, "identifiable": jc.identifiable,
-            "agree": rc.identifiable == jc.identifiable}
+    return IdentifiabilityCheck(rc, jc, jc.identifiable, rc.identifiable == jc.identifiable)

@@ -1,4 +1,4 @@
-"""Rank / structure selection rates of the baselines (issue 3).
+"""Rank / structure selection rates of the baselines.
 
 ``python -m simulations baseline-selection [--reps 20] [--n 5000] [--permutations 100]
 [--start 0] [--methods jive-permutation,ajive,jive-bic,slide,slide-orthogonal]``

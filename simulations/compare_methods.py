@@ -3,7 +3,7 @@
 Fits HCL, ConcatSVD, JIVE, AJIVE and SLIDE on
 
 * the reference design (3 modalities, all 7 subsets with rank 3, p = 100/500/800,
-  METHOD.md section 4) at a moderate noise variance (default 1.0), where JIVE and AJIVE
+  the paper's design) at a moderate noise variance (default 1.0), where JIVE and AJIVE
   cannot represent the partial blocks, and
 * a global + specific design (joint rank 2, individual ranks 2/3/2, p = 100/200/300, noise
   0.1) where JIVE and AJIVE are correctly specified,

@@ -2,7 +2,7 @@
 
 ``python -m simulations downstream [--reps R] [--quick] [--out DIR]``
 
-Design (METHOD.md sections 3-4, with a group-sparse coefficient vector):
+Design (the paper's downstream design, with a group-sparse coefficient vector):
 
 - M = 3 modalities, widths ``--widths`` (default 30 40 50), every one of the 7 structures with
   rank ``--rank`` (default 2, K = 14), block singular values U(0.5, 1.5), isotropic noise

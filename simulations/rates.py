@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["fit_slope", "rate_table", "run_rates", "main"]
 
-#: Interval of slopes compatible with the parametric -1/2 rate (the check of issue 4).
+#: Interval of slopes compatible with the parametric -1/2 rate.
 ACCEPT = (-0.6, -0.4)
 
 

@@ -10,7 +10,7 @@ structure with unequal ranks is drawn per replication (random subsets of all siz
 ``[kappa, 2 kappa] * sigma^2 sqrt(p / n)`` (``kappa = 1`` is the detection threshold of a
 spike in one modality). :func:`~hcl_stats.datasets.make_loadings` draws each block as
 ``Q1 diag(a) Q2`` with orthonormal ``Q1`` and orthogonal ``Q2``, so the block singular values
-are exactly the drawn ``a`` and ``kappa >= 2`` is the issue's "every squared block singular
+are exactly the drawn ``a`` and ``kappa >= 2`` means "every squared block singular
 value at least twice the detection threshold". Blocks of different subsets are drawn
 independently, so they are *not* orthogonal within a modality: a modality carrying ``k``
 factors has modality-level spikes (eigenvalues of ``B_m^T B_m``) spread by about
@@ -127,10 +127,10 @@ def run_replication(M, kappa, *, n=2000, p=200, noise_variance=1.0, seed=0, max_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         try:
-            found, evidence = select_structure(S, [p] * M, n_samples=n_s, alpha=alpha,
-                                               **(select_kw or {}))
-            found_blocks = dict(found.blocks)
-            no_factor = evidence.attrs["info"]["no_factor"]
+            selected = select_structure(S, [p] * M, n_samples=n_s, alpha=alpha,
+                                        **(select_kw or {}))
+            found, found_blocks = selected.structure, dict(selected.structure.blocks)
+            no_factor = selected.no_factor
         except ValueError as exc:  # nothing detected at all: the empty structure
             if "no factor detected in any modality" not in str(exc):
                 raise

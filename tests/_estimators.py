@@ -1,12 +1,15 @@
 """Every estimator of the package, built for a given structure (discovered automatically).
 
-Baselines that take a structure or ranks get the design's; new baselines exported from
-hcl_stats.baselines are picked up without touching the tests.
+Estimators are configured by the package's own mapping from a structure to each estimator
+(``hcl_stats.baselines.matched_estimator``), so the tests build them exactly as the
+comparisons do; new baselines exported from hcl_stats.baselines are picked up without
+touching the tests.
 """
 
 import inspect
 
 from hcl_stats import HCL, Structure, baselines
+from hcl_stats.baselines import matched_estimator
 
 
 def all_estimator_classes():
@@ -18,10 +21,6 @@ def all_estimator_classes():
     return classes
 
 
-def build(cls, structure: Structure):
-    """An instance of ``cls`` for ``structure``.
-
-    Every estimator takes a Structure as its first argument (HCL, SLIDE: the structure to
-    fit; ConcatSVD: its total rank; JIVE, AJIVE: a global + specific structure's ranks).
-    """
-    return cls(structure)
+def build(cls, structure: Structure, **options):
+    """An instance of ``cls`` for ``structure``, as ``matched_estimator`` configures it."""
+    return matched_estimator(cls.__name__, structure, **options)

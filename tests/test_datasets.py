@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from hcl_stats import Structure
 from hcl_stats.datasets import make_hierarchical, make_loadings, model_covariance
@@ -15,11 +16,28 @@ def test_shapes_and_truth():
     assert [x.shape for x in X] == [(50, 10), (50, 12), (50, 9)]
     assert truth.W.shape == (31, 6) and truth.Z.shape == (50, 6)
     assert np.array_equal(truth.n_features, WIDTHS)
-    # data are exactly signal + noise
-    edges = np.cumsum([0] + WIDTHS)
-    for m in range(3):
-        np.testing.assert_allclose(X[m], truth.Z @ truth.W[edges[m]:edges[m + 1]].T
-                                   + truth.noise[m])
+    assert truth.structure == STRUCTURE
+
+
+def test_scores_and_noise_have_the_documented_laws():
+    """Z ~ N(0, I), noise ~ N(0, sigma_m^2 I) independent of Z, X = Z W_m^T + E_m: checked
+    with scipy's chi-square law for the variances and the sampling error of correlations."""
+    n, noise = 4000, [0.5, 1.0, 2.0]
+    X, truth = make_hierarchical(n, WIDTHS, STRUCTURE, noise_variance=noise, random_state=4,
+                                 return_truth=True)
+    # Bonferroni over the 37 variances: family-wise level about 1e-4
+    lo, hi = scipy.stats.chi2.ppf([1e-6, 1 - 1e-6], n - 1) / (n - 1)
+    z_var = truth.Z.var(axis=0, ddof=1)
+    assert np.all((z_var > lo) & (z_var < hi))
+    for m, sigma2 in enumerate(noise):
+        e_var = truth.noise[m].var(axis=0, ddof=1) / sigma2
+        assert np.all((e_var > lo) & (e_var < hi))
+        corr = np.corrcoef(truth.Z.T, truth.noise[m].T)[:6, 6:]
+        assert np.abs(corr).max() < 5 / np.sqrt(n)
+        # least squares of X_m on Z recovers the loadings and leaves the noise
+        coef, *_ = np.linalg.lstsq(truth.Z, X[m], rcond=None)
+        rows = slice(sum(WIDTHS[:m]), sum(WIDTHS[:m + 1]))
+        np.testing.assert_allclose(coef.T, truth.W[rows], atol=6 * np.sqrt(sigma2 / n))
 
 
 def test_zero_pattern_and_block_singular_values():

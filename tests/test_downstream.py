@@ -307,7 +307,7 @@ def test_errors_in_variables_closed_form_and_truth(rng):
     Zobs = z + rng.standard_normal((m, K)) * np.sqrt(np.diag(noise_cov))
     est = StructuredGroupLasso(GROUPS, alpha=0.0, score_noise_cov=noise_cov).fit(Zobs, y)
     Zc, yc = Zobs - Zobs.mean(0), y - y.mean()
-    closed = np.linalg.solve(Zc.T @ Zc / m - noise_cov, Zc.T @ yc / m)  # METHOD.md sec. 3
+    closed = np.linalg.solve(Zc.T @ Zc / m - noise_cov, Zc.T @ yc / m)  # bias-corrected least squares
     np.testing.assert_allclose(est.coef_, closed, rtol=1e-6, atol=1e-8)
     naive = StructuredGroupLasso(GROUPS, alpha=0.0).fit(Zobs, y)
     assert np.linalg.norm(est.coef_ - beta) < 0.1

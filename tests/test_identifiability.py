@@ -35,8 +35,8 @@ def test_wide_full_structures_are_identifiable(M, rank, rng):
     structure = Structure.full(M, rank=rank)
     widths = [structure.modality_rank(m) + 1 for m in range(M)]
     out = check_identifiability(structure, widths, random_state=int(rng.integers(2**31)))
-    assert out["identifiable"] and out["agree"]
-    jc = out["jacobian"]
+    assert out.identifiable and out.agree
+    jc = out.jacobian
     assert jc.n_free == int(structure.mask(widths).sum())
     assert jc.rank == jc.n_free - len(structure) * rank * (rank - 1) // 2
 
@@ -48,11 +48,11 @@ def test_single_narrow_modality_closed_form(p0, expected_dim, rng):
     structure = Structure({(0, 1, 2): 1, (0, 1): 2, (1,): 1, (2,): 1})
     widths = [p0, 6, 6]
     out = check_identifiability(structure, widths, random_state=int(rng.integers(2**31)))
-    rc, jc = out["rank_conditions"], out["jacobian"]
+    rc, jc = out.rank_conditions, out.jacobian
     assert rc.narrow_modalities == [0]
     assert rc.coupling_dimension == expected_dim
     assert jc.expected_rank - jc.rank == expected_dim
-    assert out["agree"] and out["identifiable"] == (expected_dim == 0)
+    assert out.agree and out.identifiable == (expected_dim == 0)
     if expected_dim:
         assert rc.inseparable_pairs == [("{0,1}", "{1}")]
         assert "too narrow" in rc.verdict
@@ -62,7 +62,7 @@ def test_narrow_but_pinned_by_cross_covariances(rng):
     """p_0 = 2 < r_0 = 4 in the full rank-1 structure: the other modalities separate it."""
     out = check_identifiability(Structure.full(3, 1), [2, 8, 8],
                                 random_state=int(rng.integers(2**31)))
-    assert out["identifiable"] and out["agree"]
+    assert out.identifiable and out.agree
 
 
 def test_width_capping_keeps_the_verdict(rng):

@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import hcl_stats._estimation.reduced as reduced
 import hcl_stats._statistics.chunked as sufficient
+from hcl_stats._estimation.pipeline import auto_path, plan_fit
 from hcl_stats import HCL, Structure
 from hcl_stats.baselines import ConcatSVD
 from hcl_stats.datasets import make_hierarchical
@@ -306,8 +307,9 @@ def test_path_auto_rule(rng):
               (7000, 6000, np.float64): "covariance", (7000, 6000, np.float32): "reduced"}
     for (n, d, dtype), path in shapes.items():
         blocks = [np.empty((n, d // 2), dtype=dtype), np.empty((n, d - d // 2), dtype=dtype)]
-        assert HCL(st)._choose_path(blocks) == path, (n, d, dtype)
-    assert HCL(st, path="covariance")._choose_path(blocks) == "covariance"
+        assert auto_path(blocks) == path, (n, d, dtype)
+    params = HCL(st, path="covariance")._validate_params()
+    assert plan_fit(params, blocks).path == "covariance"
 
 
 def test_path_parameters_validated(data):

@@ -194,9 +194,10 @@ def test_pure_noise_modality_is_left_without_factors(rng):
     X = make_hierarchical(800, [30, 30], truth, singular_values=(1, 2), random_state=3)
     X.append(rng.standard_normal((800, 25)))
     with pytest.warns(UserWarning, match="no factor detected in modality \\[2\\]"):
-        found, ev = _select(X)
+        result = _select(X)
+    found = result.structure
     assert found.n_modalities == 3 and found.modality_rank(2) == 0
-    assert ev.attrs["info"]["no_factor"] == [2]
+    assert result.no_factor == [2]
     assert dict(found.blocks) == {(0, 1): 2, (0,): 1}
     # HCL fits such a structure: zero loadings for the noise-only modality, whose noise
     # variance (per-modality rule) is then the mean of its eigenvalues, i.e. about 1
@@ -226,7 +227,7 @@ def test_m6_completes_and_m4_timing():
     found, evidence = _select(X)
     assert found.n_modalities == 6
     assert found == truth6
-    # M = 4, 200 features, n = 2000: the issue's timing case (budget 30 s on 2 cores)
+    # M = 4, 200 features, n = 2000 completes (a generous budget for a loaded machine)
     X4 = make_hierarchical(2000, [200] * 4, STRUCTURE_M4, singular_values=(0.8, 1.2),
                            random_state=6)
     S, _, n = sample_covariance(X4)
@@ -240,7 +241,8 @@ def test_m6_completes_and_m4_timing():
 def test_evidence_table_documents_every_decision():
     truth = STRUCTURES_M3[0]
     X = make_hierarchical(N, [P] * 3, truth, singular_values=(1, 2), random_state=11)
-    found, ev = _select(X)
+    result = _select(X)
+    found, ev = result
     assert isinstance(ev, pd.DataFrame)
     assert list(ev.columns) == ["step", "subset", "modality", "component", "statistic",
                                 "value", "threshold", "selected", "rank"]
@@ -249,9 +251,8 @@ def test_evidence_table_documents_every_decision():
     assert chosen == {found.label(s): r for s, r in found.blocks}
     pairs = ev[ev.step == "pair rank"]
     assert set(pairs.subset) == {"{0,1}", "{0,2}", "{1,2}"}
-    info = ev.attrs["info"]
-    assert info["modality_rank"].tolist() == [truth.modality_rank(m) for m in range(3)]
-    np.testing.assert_allclose(info["noise_variance"], 1.0, rtol=0.05)
+    assert result.modality_rank.tolist() == [truth.modality_rank(m) for m in range(3)]
+    np.testing.assert_allclose(result.noise_variance, 1.0, rtol=0.05)
 
 
 def test_hcl_auto_with_names_and_max_rank():
@@ -314,10 +315,34 @@ def test_selection_study_full():
     from simulations.selection_study import run_study
 
     df = run_study(Ms=(3, 4, 5, 6), kappas=(2.0,), reps=40, compare=False, seed=2026)
-    assert (df["min_block_ratio"] >= 2 - 1e-9).all()  # the design is the issue's
+    assert (df["min_block_ratio"] >= 2 - 1e-9).all()  # twice the detection threshold
     for M, part in df.groupby("M"):
         assert part["exact"].mean() >= 0.95, M
         assert part["false_pos"].sum() / part["n_absent"].sum() <= 0.05
     below = run_study(Ms=(3, 6), kappas=(0.5,), reps=20, compare=False, seed=2026)
     assert (below["false_pos_shared"].sum() / below["n_absent_shared"].sum()) <= 0.05
     assert (below["false_pos"].sum() / below["n_absent"].sum()) <= 0.05
+
+
+def test_selection_identical_with_one_and_two_blas_threads():
+    """Six modalities of 6 to 240 features, n = 2000: the eigen- and singular value
+    decompositions of the larger blocks differ in the last bits with the BLAS thread
+    count, which must not change any decision or statistic."""
+    from threadpoolctl import threadpool_limits
+
+    widths = [6, 20, 40, 80, 160, 240]
+    truth = Structure({(0, 1, 2, 3, 4, 5): 2, (0, 1, 2): 1, (3, 4, 5): 2, (1, 4): 1,
+                       (0,): 1, (2,): 1, (5,): 2})
+    for seed in (0, 1):
+        X = make_hierarchical(2000, widths, truth, singular_values=(0.3, 0.9),
+                              random_state=seed)
+        S, _, n = sample_covariance(X)
+        results = []
+        for threads in (1, 2):
+            with threadpool_limits(threads):
+                results.append(select_structure(S, widths, n_samples=n))
+        one, two = results
+        assert one.structure == two.structure
+        pd.testing.assert_frame_equal(one.evidence, two.evidence, check_exact=True)
+        for field in ("noise_variance", "modality_rank", "pair_rank", "specific_rank"):
+            np.testing.assert_array_equal(getattr(one, field), getattr(two, field))

@@ -18,7 +18,7 @@ from simulations import figures, rates, runner
 ROOT = Path(__file__).resolve().parents[1]
 REDUCED = "authors_recovery_reduced"
 AUTHORS_N = [5000, 6000, 7000, 8000, 9000, 10000, 12000, 14000, 16000, 18000, 20000, 25000,
-             30000]  # METHOD.md section 4
+             30000]  # the authors' sample sizes
 TINY = dict(name="tiny", description="", n_features=[6, 8, 10], noise_variance=0.5,
             singular_values=[1.0, 1.5], n_samples=[200, 400], replications=2,
             methods=["HCL", "ConcatSVD"], wishart=True, method_options={},

@@ -111,6 +111,24 @@ def test_columns_partition_and_mask_rank(data):
     widths = data.draw(st.lists(st.integers(1, 4), min_size=M, max_size=M))
     mask = s.mask(widths)
     assert mask.sum() == sum(widths[m] * s.modality_rank(m) for m in range(M))
+    # rows tile 0..d in modality order, with the given widths
+    rows = s.rows(widths)
+    assert [r.stop - r.start for r in rows] == widths
+    assert rows[0].start == 0 and all(a.stop == b.start for a, b in zip(rows, rows[1:]))
+    # the non-zero blocks of iter_blocks cover exactly the mask's True entries, once each
+    hits = np.zeros(mask.shape, dtype=int)
+    seen = []
+    for m, subset, r, cols in s.iter_blocks(widths):
+        assert m in subset and r == rows[m] and cols == s.columns(subset)
+        hits[r, cols] += 1
+        seen.append((m, subset))
+    assert np.array_equal(hits, mask.astype(int))
+    assert len(seen) == len(set(seen)) == sum(len(b) for b in s.subsets)
+
+
+def test_rows_needs_one_width_per_modality():
+    with pytest.raises(ValueError, match="3 modality widths, got 2"):
+        Structure.full(3, rank=1).rows([4, 5])
 
 
 def test_declared_modality_without_factors():

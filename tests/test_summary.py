@@ -17,9 +17,13 @@ WIDTHS = [8, 10, 12]
 
 
 @pytest.fixture(scope="module")
-def fitted():
-    X = make_hierarchical(400, WIDTHS, STRUCTURE, noise_variance=0.4, random_state=7)
-    return HCL(STRUCTURE, random_state=0).fit(X)
+def data():
+    return make_hierarchical(400, WIDTHS, STRUCTURE, noise_variance=0.4, random_state=7)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return HCL(STRUCTURE, random_state=0).fit(data)
 
 
 def test_summary_numbers_equal_fitted_attributes(fitted):
@@ -46,20 +50,28 @@ def test_summary_numbers_equal_fitted_attributes(fitted):
                                   fitted.explained_variance(fraction=True))
 
 
-def test_explained_variance_entries_from_loadings(fitted):
-    """Independent recomputation from loadings_ and the data's total variance."""
+def test_explained_variance_entries_from_loadings(fitted, data):
+    """Each column against a quantity computed without the table: the data's variance, the
+    loadings' blocks and the model covariance."""
     table = fitted.summary().tables["explained_variance"]
-    edges = np.concatenate([[0], np.cumsum(WIDTHS)])
+    offsets = np.cumsum([0] + WIDTHS)
+    model_cov = fitted.get_covariance()
     for m in range(3):
-        rows = slice(edges[m], edges[m + 1])
+        rows = slice(offsets[m], offsets[m + 1])
         for b in STRUCTURE.subsets:
             expected = np.sum(fitted.loadings_[rows, STRUCTURE.columns(b)] ** 2)
             assert table.loc[str(m), STRUCTURE.label(b)] == pytest.approx(expected, abs=1e-12)
-        assert table.loc[str(m), "noise"] == pytest.approx(WIDTHS[m] *
-                                                           fitted.noise_variance_[m])
-        signal = table.loc[str(m)].drop(["noise", "residual", "total"]).sum()
-        assert signal + table.loc[str(m), ["noise", "residual"]].sum() == pytest.approx(
-            table.loc[str(m), "total"])
+        noise = WIDTHS[m] * fitted.noise_variance_[m]
+        assert table.loc[str(m), "noise"] == pytest.approx(noise)
+        # total: the trace of the modality's sample covariance, from the data with numpy
+        assert table.loc[str(m), "total"] == pytest.approx(np.var(data[m], axis=0,
+                                                                  ddof=1).sum())
+        # signal: trace(B_m B_m^T) = trace of the model covariance's block minus its noise
+        signal = table.loc[str(m), [STRUCTURE.label(b) for b in STRUCTURE.subsets]].sum()
+        assert signal == pytest.approx(np.trace(model_cov[rows, rows]) - noise)
+        # what the model leaves unexplained, against the same independent total
+        assert table.loc[str(m), "residual"] == pytest.approx(
+            np.var(data[m], axis=0, ddof=1).sum() - np.trace(model_cov[rows, rows]))
 
 
 def test_text_rendering_shows_the_numbers(fitted):

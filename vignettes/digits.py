@@ -29,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from hcl_stats import HCL, Structure
+from hcl_stats._structure import row_slices
 from hcl_stats.baselines import ConcatSVD
 
 SEED = 0
@@ -86,14 +87,14 @@ with pd.option_context("display.width", 200, "display.max_columns", 30):
 def loading_images(model):
     """One 8 x 8 image per (block, component): loadings in place, NaN outside the subset."""
     out = []
-    rows = np.concatenate([[0], np.cumsum(model.n_features_per_modality_)])
+    rows = row_slices(model.n_features_per_modality_)
     for subset, rank in model.structure_.blocks:
         cols = model.structure_.columns(subset)
         for j in range(rank):
             img = np.full((8, 8), np.nan)
             for m in subset:
                 r, c = list(QUADRANTS.values())[m]
-                img[r, c] = model.loadings_[rows[m]:rows[m + 1], cols.start + j].reshape(4, 4)
+                img[r, c] = model.loadings_[rows[m], cols.start + j].reshape(4, 4)
             label = model.structure_.label(subset)
             out.append((label if rank == 1 else f"{label}[{j}]", img))
     return out

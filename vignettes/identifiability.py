@@ -39,8 +39,8 @@ designs = {
 }
 for label, (structure, widths) in designs.items():
     out = check_identifiability(structure, widths, random_state=0)
-    print(f"{label}:\n  rank conditions: {out['rank_conditions']}\n"
-          f"  Jacobian:        {out['jacobian']}")
+    print(f"{label}:\n  rank conditions: {out.rank_conditions}\n"
+          f"  Jacobian:        {out.jacobian}")
 
 # %%
 # What multi-start fits show

@@ -1,46 +1,64 @@
-"""``fit_hcl``: the covariance path of HCL as one function of arrays.
+"""``fit_hcl``: the covariance path of HCL as one function of arrays, and its result type.
 
 Objective::
 
     f(W) = 1/2 || W W^T - S_W ||_F^2,     W[rows of m, columns of S] = 0 unless m in S,
 
-with ``S_W = S - Psi`` the denoised covariance (see ``docs/model.md``).
+with ``S_W = S - Psi`` the denoised covariance (see ``docs/model.md`` and
+``docs/estimation.md``).
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._estimation.lbfgs import solve_lbfgs
-from hcl_stats._estimation.noise import (
-    estimate_noise,
-    subtract_diagonal,
-    top_eigenpairs,
-)
+from hcl_stats._estimation.noise import check_denoise, denoised_eigenpairs
 from hcl_stats._estimation.subspace import solve_subspace
-from hcl_stats._numerics.backend import (
-    to_numpy,
-)
+from hcl_stats._numerics.backend import get_namespace, to_numpy
 from hcl_stats._numerics.linalg import flip_signs
+from hcl_stats._structure import row_slices
+
+__all__ = ["HCLFitResult", "SOLVERS", "canonical_rotation", "fit_hcl", "warn_not_converged"]
 
 
-class HCLResult(NamedTuple):
-    """What :func:`fit_hcl` returns."""
+@dataclass(frozen=True)
+class HCLFitResult:
+    """What both paths of the HCL fit return (NumPy arrays, whatever the input namespace)."""
 
     loadings: np.ndarray  #: (d, K), exact zeros outside the mask
     noise_variance: np.ndarray  #: (M,)
-    objective: float  #: f(W) at the solution
+    objective: float  #: f(W) at the solution (reduced path: of the last reduced problem)
     n_iter: int  #: inner solver iterations in total
-    converged: bool
-    gradient_norm: float  #: ||grad f||_F / ||(S_W W) masked||_F at the solution
+    converged: bool  #: whether the relative gradient of the full problem is <= tol
+    gradient_norm: float  #: ||grad f||_F / ||(S_W W) masked||_F of the full problem
     init_loadings: np.ndarray  #: (d, K) the initialiser's loadings
+    means: tuple  #: per modality, shape (p_m,)
+    total_variance: np.ndarray  #: (M,) trace(S_mm)
+    path: str = "covariance"  #: "covariance" or "reduced"
+    reduced_ranks: np.ndarray | None = None  #: reduced path: final basis sizes q_m
+
+
+def _solve_subspace(S_W, W_init, mask, n_features, *, vectors, max_iter, tol):
+    # NumPy only (scipy's trust-region Newton on the small problems)
+    return solve_subspace(np.asarray(to_numpy(S_W), dtype=float), W_init, mask, n_features,
+                          basis_init=vectors, max_iter=max_iter, tol=tol)
+
+
+def _solve_lbfgs(S_W, W_init, mask, n_features, *, vectors, max_iter, tol):
+    del vectors
+    return solve_lbfgs(S_W, W_init, mask, n_features, max_iter=max_iter, tol=tol)
+
+
+#: ``solver`` name -> ``solve(S_W, W_init, mask, n_features, *, vectors, max_iter, tol)``
+#: returning ``(W, f, n_iter, converged, rel_grad)``; ``vectors`` are the top-K eigenvectors.
+SOLVERS = {"lbfgs": _solve_lbfgs, "subspace": _solve_subspace}
 
 
 def canonical_rotation(W, structure):
@@ -61,8 +79,25 @@ def canonical_rotation(W, structure):
     return W
 
 
+def warn_not_converged(message, stacklevel=4):
+    """Warn with :class:`sklearn.exceptions.ConvergenceWarning`."""
+    warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel)
+
+
+def _split_moments(S, means, n_features):
+    """Per-modality means (zeros when ``means`` is None) and traces of ``S_mm``, on the host."""
+    xp = get_namespace(S)
+    diag = np.asarray(to_numpy(xp.linalg.diagonal(S)), dtype=float)
+    rows = row_slices(n_features)
+    if means is None:
+        means = np.zeros(diag.shape[0])
+    means = np.asarray(means, dtype=float)
+    return (tuple(means[sl] for sl in rows),
+            np.array([diag[sl].sum() for sl in rows]))
+
+
 def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="lbfgs",
-            max_iter=2000, tol=1e-5, random_state=None):
+            max_iter=2000, tol=1e-5, random_state=None, means=None):
     """Fit HCL to a covariance matrix: the functional core behind :class:`hcl_stats.HCL`.
 
     Parameters
@@ -77,40 +112,31 @@ def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="lbfgs",
         Bound structure (``structure.n_modalities == len(n_features)``).
     denoise, solver, max_iter, tol, random_state
         See :class:`hcl_stats.HCL`.
+    means : array-like of shape (d,), default=None
+        Stacked feature means behind ``S``, split per modality into the result (zeros when
+        not given).
 
     Returns
     -------
-    HCLResult
+    HCLFitResult
         With NumPy arrays, whatever the namespace of ``S``.
     """
     n_features = [int(p) for p in n_features]
-    K = structure.n_components
-    noise, eig = estimate_noise(S, n_features, structure, denoise, random_state=random_state)
-    S_W = subtract_diagonal(S, np.repeat(noise, n_features))
-    if eig is not None and np.ptp(noise) == 0:
-        values, vectors = eig[0] - noise[0], eig[1]
-    else:
-        values, vectors = top_eigenpairs(S_W, K, random_state=random_state)
+    noise, S_W, values, vectors = denoised_eigenpairs(
+        S, n_features, structure, check_denoise(denoise), random_state=random_state)
     mask = structure.mask(n_features)
     W_init = spectral_init(values, vectors, structure, n_features)
-    if solver == "subspace":
-        # NumPy only (scipy's trust-region Newton on the small problems)
-        W, f, n_iter, converged, rel_grad = solve_subspace(
-            np.asarray(to_numpy(S_W), dtype=float), W_init, mask, n_features,
-            basis_init=vectors, max_iter=max_iter, tol=tol)
-    elif solver == "lbfgs":
-        W, f, n_iter, converged, rel_grad = solve_lbfgs(
-            S_W, W_init, mask, n_features, max_iter=max_iter, tol=tol)
-    else:
-        raise ValueError(f"solver must be 'lbfgs' or 'subspace', got {solver!r}")
+    W, f, n_iter, converged, rel_grad = SOLVERS[solver](
+        S_W, W_init, mask, n_features, vectors=vectors, max_iter=max_iter, tol=tol)
     if not np.all(np.isfinite(W)):
         raise FloatingPointError("the HCL solver produced non-finite loadings")
     if not converged:
-        warnings.warn(
+        warn_not_converged(
             f"HCL did not converge in {n_iter} iterations (relative gradient {rel_grad:.2e} > "
-            f"tol={tol:g}); increase max_iter or loosen tol",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    W = canonical_rotation(W, structure)
-    return HCLResult(W, noise, f, n_iter, converged, rel_grad, W_init)
+            f"tol={tol:g}); increase max_iter or loosen tol")
+    split_means, total_variance = _split_moments(S, means, n_features)
+    return HCLFitResult(
+        loadings=canonical_rotation(W, structure), noise_variance=np.asarray(noise, float),
+        objective=float(f), n_iter=int(n_iter), converged=bool(converged),
+        gradient_norm=float(rel_grad), init_loadings=W_init, means=split_means,
+        total_variance=total_variance)

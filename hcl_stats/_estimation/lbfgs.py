@@ -1,4 +1,29 @@
-"""Preconditioned L-BFGS with an exact quartic line search: the default solver of the masked objective."""
+"""Preconditioned L-BFGS with an exact quartic line search: the default solver of the masked objective.
+
+Per iteration of :func:`solve_lbfgs` (variables: the free entries, :class:`_PackedLayout`):
+
+* **One product** with ``S_W``: rows of modality ``m`` times the columns its subsets
+  own, so the structural zeros cost nothing. ``S_W W`` is carried along as
+  ``A <- A + t B`` with ``B = S_W D`` for the search direction ``D``.
+* **Exact line search.** Along a line the objective is a quartic polynomial in the step
+  ``t`` whose coefficients follow from ``A``, ``B`` and ``K x K`` products; its global
+  minimiser over ``t > 0`` is the step (:func:`_quartic_step`). No trial point costs
+  another product, and the decrease is computed from the coefficients, without the
+  cancellation of evaluating ``||S_W||^2 - 2 tr(W^T S_W W) + ||W^T W||^2`` twice.
+* **Cheap products first.** With float64 input the products use a float32 copy of
+  ``S_W`` (half the memory traffic) until the relative gradient reaches
+  ``max(tol, 1e-5)``; the gradient is then recomputed with one float64 product and the
+  iterations continue in float64 until ``tol`` holds there. A stall in float32 (no
+  halving in 50 iterations) is checked the same way: if the float64 gradient agrees,
+  it is a plateau of the objective and float32 goes on from the exact ``S_W W``;
+  otherwise rounding is the cause and float64 takes over. Reported values are float64.
+  On a device without float64 everything runs in float32 and the iterations stop when
+  progress stalls near the float32 floor.
+* The initial inverse Hessian is the ScaledGD preconditioner
+  ``V_m -> V_m (G_{C_m C_m} + eps I)^{-1}`` with ``G = W^T W`` at the start, which evens
+  out the curvature of strong and weak factors; the L-BFGS matrix is applied in compact
+  form (:class:`hcl_stats._numerics.optim.CompactLBFGS`).
+"""
 
 from __future__ import annotations
 
@@ -23,9 +48,8 @@ _FLOAT32_FLOOR = 1e-5
 # ... as they do when the float32 phase has not halved the relative gradient in this many steps
 # and a float64 product shows that rounding is the cause (the float32 relative gradient is off
 # by more than _AGREE). A stall whose gradient float64 confirms is a plateau of the non-convex
-# objective: on the authors' design the relative gradient sits near 5e-3 (or 1e-3) for 50 to
-# 100 iterations, and leaving float32 there doubled the cost of the rest. The float32 phase
-# then goes on from the exact S_W W.
+# objective (on the authors' design the relative gradient sits on such plateaus for 50 to 100
+# iterations); the float32 phase then goes on from the exact S_W W.
 _STALL_ITER = 50
 
 
@@ -36,9 +60,8 @@ _AGREE = 0.1
 _ROUNDING_ZONE = 100.0
 
 
-# Ridge of the ScaledGD preconditioner, relative to the mean eigenvalue of G_{C_m C_m}.
-# Measured over 0 .. 1: 0.3 took 7-9% fewer iterations than 0.01 on the authors' design
-# (seeds 500-506) and the same on moderate-noise M = 3, 4, 5 designs.
+# Ridge of the ScaledGD preconditioner, relative to the mean eigenvalue of G_{C_m C_m}
+# (0.3 took fewer iterations than smaller ridges on the authors' design).
 _PRECOND_RIDGE = 0.3
 
 
@@ -106,40 +129,151 @@ def _quartic_step(c1, c2, c3, c4):
     return best
 
 
+class _PackedLayout:
+    """The free entries of ``W`` packed modality by modality, and the products on them.
+
+    The variables are kept as ``(p_m, r_m)`` blocks (``r_m`` factors load on modality
+    ``m``) in one vector. ``where[i, k]`` is the position of ``W[i, k]`` among the packed
+    entries, or ``n_free`` (an appended zero) outside the mask; modality ``m``'s rows of
+    ``S_W W`` need ``W[:, C_m]`` on all rows, which one ``take`` builds from the packed
+    vector. At these sizes an iteration costs the number of array calls more than their
+    arithmetic, so every layout change is a single call, and the ``K x K`` products are
+    summed modality by modality (cheaper than on zero-padded ``(d, K)`` arrays).
+    ``S_W`` is scaled by its largest diagonal entry (``scale``).
+    """
+
+    def __init__(self, S_W, mask, n_features):
+        xp = self.xp = get_namespace(S_W)
+        self.dev, self.dtype = array_device(S_W), S_W.dtype
+        self.exact64 = self.dtype == xp.float64
+        self.kw = {"dtype": self.dtype, "device": self.dev}
+        self.d, self.K = d, K = mask.shape
+        self.rows = rows = row_slices(n_features)
+        self.cols = cols = [np.flatnonzero(mask[sl.start]) for sl in rows]
+        self.active = active = [m for m in range(len(rows)) if cols[m].size]
+        self.shapes = [(rows[m].stop - rows[m].start, cols[m].size) for m in active]
+        self.offs = np.concatenate([[0], np.cumsum([p * r for p, r in self.shapes])]).astype(int)
+        n_free = self.n_free = int(self.offs[-1])
+        where = np.full((d, K), n_free, dtype=np.int64)
+        for i, m in enumerate(active):
+            p, r = self.shapes[i]
+            where[rows[m], cols[m]] = self.offs[i] + np.arange(p * r).reshape(p, r)
+        self.to_cols = [xp.asarray(where[:, cols[m]].ravel(), device=self.dev) for m in active]
+        # flat positions of G[C_m, C_m] in G.ravel(): gathers and scatter-adds of the K x K
+        # blocks are then single calls
+        self.g_flat = [(cols[m][:, None] * K + cols[m][None, :]).ravel() for m in active]
+        self.g_all = np.concatenate(self.g_flat)
+        self.scale = max(float(xp.max(xp.abs(xp.linalg.diagonal(S_W)))), np.finfo(float).tiny)
+        self.S_hi = S_hi = S_W / self.scale
+        S_lo = xp.astype(S_hi, xp.float32) if self.exact64 else S_hi
+        self.rows_hi = [S_hi[rows[m], :] for m in active]
+        self.rows_lo = [S_lo[rows[m], :] for m in active]
+        self.zero = {dt: xp.zeros((1,), dtype=dt, device=self.dev)
+                     for dt in {self.dtype, S_lo.dtype}}
+        if is_numpy(xp):  # the ndarray methods skip two Python-level wrappers per call
+            self._reshape, self._take, self._concat = (np.ndarray.reshape, np.ndarray.take,
+                                                       np.concatenate)
+            self.host = self.device = lambda a: a
+        else:
+            self._reshape, self._take, self._concat = xp.reshape, xp.take, xp.concat
+            self.host = lambda a: np.asarray(to_numpy(a), dtype=float)
+            self.device = lambda a: xp.asarray(a, **self.kw)
+
+    def split(self, v):
+        """Packed vector -> list of ``(p_m, r_m)`` views."""
+        return [self._reshape(v[self.offs[i]:self.offs[i + 1]], self.shapes[i])
+                for i in range(len(self.shapes))]
+
+    def join(self, parts):
+        return self._concat([self._reshape(p, (-1,)) for p in parts])
+
+    def product(self, v, cheap):
+        """Packed ``S_W V``: modality m's rows times the columns it owns (float32 if cheap)."""
+        blocks = self.rows_lo if cheap else self.rows_hi
+        ext = self._concat([v, self.zero[v.dtype]])
+        if ext.dtype != blocks[0].dtype:
+            ext = self.xp.astype(ext, blocks[0].dtype)
+        out = self.join([blocks[i] @ self._reshape(self._take(ext, self.to_cols[i]),
+                                                   (self.d, self.shapes[i][1]))
+                         for i in range(len(self.shapes))])
+        return self.xp.astype(out, self.dtype) if out.dtype != self.dtype else out
+
+    def scatter(self, parts):
+        """Per-modality ``r_m x r_m`` blocks -> their sum placed in ``(K, K)`` (host)."""
+        flat = self.host(self._concat([self._reshape(p, (-1,)) for p in parts]))
+        return np.bincount(self.g_all, weights=flat,
+                           minlength=self.K * self.K).reshape(self.K, self.K)
+
+    def gram(self, U, V):
+        """``U^T V`` for packed ``U``, ``V``, as a ``(K, K)`` host array."""
+        return self.scatter([u.T @ v for u, v in zip(self.split(U), self.split(V))])
+
+    def gradient(self, x, A, G):
+        """``2 (W G - S_W W)`` on the free entries."""
+        G2 = 2.0 * G.ravel()
+        return self.join([xb @ self.device(G2[self.g_flat[i]].reshape(self.shapes[i][1:] * 2))
+                          - 2.0 * ab
+                          for i, (xb, ab) in enumerate(zip(self.split(x), self.split(A)))])
+
+    def pack(self, W):
+        """Free entries of the (scaled) host array ``W``, packed, in the namespace of ``S_W``."""
+        return self.xp.asarray(np.concatenate([W[self.rows[m]][:, self.cols[m]].ravel()
+                                               for m in self.active]), **self.kw)
+
+    def unpack(self, x):
+        """Packed entries -> ``(d, K)`` NumPy array in the units of ``S_W``."""
+        W = np.zeros((self.d, self.K))
+        for i, xb in enumerate(self.split(x)):
+            m = self.active[i]
+            W[self.rows[m], self.cols[m]] = np.asarray(to_numpy(xb), dtype=float)
+        return W * math.sqrt(self.scale)
+
+    def preconditioner(self, W0):
+        """ScaledGD: ``V_m -> V_m (G0_{C_m C_m} + eps I)^{-1}`` from the scaled start ``W0``."""
+        pre = []
+        for m in self.active:
+            g = W0[:, self.cols[m]].T @ W0[:, self.cols[m]]  # G0[C_m, C_m]
+            g = g + (_PRECOND_RIDGE * np.trace(g) / len(g) + 1e-12) * np.eye(len(g))
+            pre.append(self.xp.asarray(np.linalg.inv(g), **self.kw))
+
+        def precondition(v):
+            return self.join([vb @ pre[i] for i, vb in enumerate(self.split(v))])
+
+        return precondition
+
+    def objective(self, x, A, G):
+        """``1/2 (||S_W||^2 - 2 <W, S_W W> + ||W^T W||^2)`` in the units of ``S_W``."""
+        xp = self.xp
+        f = 0.5 * (float(xp.sum(self.S_hi * self.S_hi)) - 2.0 * float(x @ A)
+                   + float(np.vdot(G, G)))
+        return f * self.scale ** 2
+
+
+def _relative(grad, A):
+    return math.sqrt(float(grad @ grad)) / max(math.sqrt(float(A @ A)), np.finfo(float).tiny)
+
+
+def _line_step(layout, x, grad, D, G, B, slope):
+    """Exact step along ``D``: the quartic's coefficients from ``A``, ``B`` and ``K x K`` products.
+
+    Returns ``(t, E, F)`` with ``G(t) = G + t E + t^2 F``, or ``None`` without decrease.
+    """
+    Ds = layout.split(D)
+    WD = layout.scatter([xb.T @ db for xb, db in zip(layout.split(x), Ds)])
+    F = layout.scatter([db.T @ db for db in Ds])
+    E = WD + WD.T
+    c2 = 0.5 * (np.vdot(E, E) + 2.0 * np.vdot(G, F)) - float(D @ B)
+    step = _quartic_step(slope, c2, np.vdot(E, F), 0.5 * np.vdot(F, F))
+    return None if step is None else (float(step[0]), E, F)
+
+
 def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memory=4):
     """Minimise the masked objective by preconditioned L-BFGS with an exact line search.
 
     ``S_W`` may be any array-API array (NumPy, CuPy, ...); the iterations run in its
     namespace and on its device, and only ``K x K`` matrices and scalars go through the host.
-    The variables are the free entries, kept modality by modality as ``(p_m, r_m)`` blocks
-    (``r_m`` factors load on modality ``m``). Per iteration:
-
-    * **One product** with ``S_W``: rows of modality ``m`` times the columns its subsets
-      own, so the structural zeros cost nothing. ``S_W W`` is carried along as
-      ``A <- A + t B`` with ``B = S_W D`` for the search direction ``D``.
-    * **Exact line search.** Along a line the objective is a quartic polynomial in the step
-      ``t`` whose coefficients follow from ``A``, ``B`` and ``K x K`` products; its global
-      minimiser over ``t > 0`` is the step (:func:`_quartic_step`). No trial point costs
-      another product, and the decrease is computed from the coefficients, without the
-      cancellation of evaluating ``||S_W||^2 - 2 tr(W^T S_W W) + ||W^T W||^2`` twice.
-    * **Cheap products first.** With float64 input the products use a float32 copy of
-      ``S_W`` (half the memory traffic) until the relative gradient reaches
-      ``max(tol, 1e-5)``; the gradient is then recomputed with one float64 product and the
-      iterations continue in float64 until ``tol`` holds there. A stall in float32 (no
-      halving in 50 iterations) is checked the same way: if the float64 gradient agrees,
-      it is a plateau of the objective and float32 goes on from the exact ``S_W W``;
-      otherwise rounding is the cause and float64 takes over. Reported values are float64.
-      On a device without float64 everything runs in float32 and the iterations stop when
-      progress stalls near the float32 floor.
-    * The initial inverse Hessian is the ScaledGD preconditioner
-      ``V_m -> V_m (G_{C_m C_m} + eps I)^{-1}`` with ``G = W^T W`` at the start, which evens
-      out the curvature of strong and weak factors; the L-BFGS matrix is applied in compact
-      form (:class:`hcl_stats._numerics.optim.CompactLBFGS`).
-
-    (Measured and dropped on the authors' design: per-modality Sylvester and
-    full-eigenbasis preconditioners, which needed more iterations than ScaledGD; solving
-    first in a basis of leading per-modality eigenvectors, which saved few full iterations
-    at high noise because the optimum spreads over many noise directions.)
+    The variables are the free entries (:class:`_PackedLayout`); the iteration is described
+    in the module docstring and in ``docs/estimation.md``.
 
     Returns
     -------
@@ -147,117 +281,37 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
         NumPy, exact zeros outside ``mask``.
     f, n_iter, converged, rel_grad
     """
-    xp = get_namespace(S_W)
-    dev = array_device(S_W)
-    dtype = S_W.dtype
-    exact64 = dtype == xp.float64
-    kw = {"dtype": dtype, "device": dev}
-    d, K = W_init.shape
-    rows = row_slices(n_features)
-    cols = [np.flatnonzero(mask[sl.start]) for sl in rows]
-    active = [m for m in range(len(rows)) if cols[m].size]
-    shapes = [(rows[m].stop - rows[m].start, cols[m].size) for m in active]
-    offs = np.concatenate([[0], np.cumsum([p * r for p, r in shapes])]).astype(int)
-    n_free = int(offs[-1])
-    n_blocks = len(active)
-    # ``where[i, k]``: position of W[i, k] among the packed free entries, or ``n_free`` (an
-    # appended zero) outside the mask. Modality m's rows of S_W W need W[:, C_m] on all
-    # rows: one ``take`` per modality builds it from the packed vector. (At these sizes an
-    # iteration costs the number of array calls more than their arithmetic, so every
-    # layout change is a single call; the K x K products are summed modality by modality,
-    # which is three times cheaper than on zero-padded (d, K) arrays.)
-    where = np.full((d, K), n_free, dtype=np.int64)
-    for i, m in enumerate(active):
-        p, r = shapes[i]
-        where[rows[m], cols[m]] = offs[i] + np.arange(p * r).reshape(p, r)
-    to_cols = [xp.asarray(where[:, cols[m]].ravel(), device=dev) for m in active]
-    # flat positions of G[C_m, C_m] in G.ravel(): gathers and scatter-adds of the K x K
-    # blocks are then single calls
-    g_flat = [(cols[m][:, None] * K + cols[m][None, :]).ravel() for m in active]
-    g_all = np.concatenate(g_flat)
-
-    scale = max(float(xp.max(xp.abs(xp.linalg.diagonal(S_W)))), np.finfo(float).tiny)
-    S_hi = S_W / scale
-    S_lo = xp.astype(S_hi, xp.float32) if exact64 else S_hi
-    rows_hi = [S_hi[rows[m], :] for m in active]
-    rows_lo = [S_lo[rows[m], :] for m in active]
-    zero = {dt: xp.zeros((1,), dtype=dt, device=dev) for dt in {dtype, S_lo.dtype}}
-    if is_numpy(xp):  # the ndarray methods skip two Python-level wrappers per call
-        reshape, take, concat = np.ndarray.reshape, np.ndarray.take, np.concatenate
-    else:
-        reshape, take, concat = xp.reshape, xp.take, xp.concat
-
-    def split(v):  # packed -> list of (p_m, r_m) views
-        return [reshape(v[offs[i]:offs[i + 1]], shapes[i]) for i in range(n_blocks)]
-
-    def join(parts):
-        return concat([reshape(p, (-1,)) for p in parts])
-
-    def product(v, cheap):  # packed S_W V: modality m's rows times the columns it owns
-        blocks = rows_lo if cheap else rows_hi
-        ext = concat([v, zero[v.dtype]])
-        if ext.dtype != blocks[0].dtype:
-            ext = xp.astype(ext, blocks[0].dtype)
-        out = join([blocks[i] @ reshape(take(ext, to_cols[i]), (d, shapes[i][1]))
-                    for i in range(n_blocks)])
-        return xp.astype(out, dtype) if out.dtype != dtype else out
-
-    host = (lambda a: a) if is_numpy(xp) else (lambda a: np.asarray(to_numpy(a), dtype=float))
-    device = (lambda a: a) if is_numpy(xp) else (lambda a: xp.asarray(a, **kw))
-
-    def scatter(parts):  # per-modality r_m x r_m blocks -> their sum placed in (K, K)
-        flat = host(concat([reshape(p, (-1,)) for p in parts]))
-        return np.bincount(g_all, weights=flat, minlength=K * K).reshape(K, K)
-
-    def gram(U, V):  # U^T V for packed U, V, as a (K, K) host array
-        return scatter([u.T @ v for u, v in zip(split(U), split(V))])
-
-    def gradient(x, A, G):  # 2 (W G - S_W W) on the free entries
-        G2 = 2.0 * G.ravel()
-        return join([xb @ device(G2[g_flat[i]].reshape(shapes[i][1:] * 2)) - 2.0 * ab
-                     for i, (xb, ab) in enumerate(zip(split(x), split(A)))])
-
-    W0 = np.asarray(W_init, dtype=float) / math.sqrt(scale)
-    x = xp.asarray(np.concatenate([W0[rows[m]][:, cols[m]].ravel() for m in active]), **kw)
-    pre = []
-    for i in range(n_blocks):
-        g = W0[:, cols[active[i]]].T @ W0[:, cols[active[i]]]  # G0[C_m, C_m]
-        g = g + (_PRECOND_RIDGE * np.trace(g) / len(g) + 1e-12) * np.eye(len(g))
-        pre.append(xp.asarray(np.linalg.inv(g), **kw))
-
-    def precondition(v):
-        return join([vb @ pre[i] for i, vb in enumerate(split(v))])
-
-    hess = CompactLBFGS(n_free, precondition=precondition, memory=memory, xp=xp,
-                        dtype=dtype, device=dev)
-    cheap = exact64
-    A = product(x, cheap)
-    G = gram(x, x)
-    grad = gradient(x, A, G)
+    P = _PackedLayout(S_W, mask, n_features)
+    W0 = np.asarray(W_init, dtype=float) / math.sqrt(P.scale)
+    x = P.pack(W0)
+    precondition = P.preconditioner(W0)
+    hess = CompactLBFGS(P.n_free, precondition=precondition, memory=memory, xp=P.xp,
+                        dtype=P.dtype, device=P.dev)
+    floor = max(tol, _FLOAT32_FLOOR)
+    cheap = P.exact64
+    A = P.product(x, cheap)
+    G = P.gram(x, x)
+    grad = P.gradient(x, A, G)
     pgrad = precondition(grad)
     n_iter = 0
     best, best_iter = np.inf, 0
-    tiny = np.finfo(float).tiny
     while True:
-        rel = math.sqrt(float(grad @ grad)) / max(math.sqrt(float(A @ A)), tiny)
+        rel = _relative(grad, A)
         if rel < 0.5 * best:
             best, best_iter = rel, n_iter
         stalled = n_iter - best_iter >= _STALL_ITER
-        if cheap and (rel <= max(tol, _FLOAT32_FLOOR) or stalled):
+        if cheap and (rel <= floor or stalled):
             # converged in float32 (to be verified), or stalled: recompute exactly
-            A = product(x, False)
-            grad = gradient(x, A, G)
+            A = P.product(x, False)
+            grad = P.gradient(x, A, G)
             pgrad = precondition(grad)
-            rel_exact = math.sqrt(float(grad @ grad)) / max(math.sqrt(float(A @ A)), tiny)
+            rel_exact = _relative(grad, A)
             best, best_iter = rel_exact, n_iter
-            plateau = (rel > max(tol, _FLOAT32_FLOOR)
-                       and abs(rel_exact - rel) <= _AGREE * rel_exact)
-            if not plateau:  # float32 has done what it can
-                cheap = False
+            if not (rel > floor and abs(rel_exact - rel) <= _AGREE * rel_exact):
+                cheap = False  # not a plateau: float32 has done what it can
                 continue
-            rel = rel_exact
-        elif not cheap and (rel <= tol or (stalled and not exact64 and
-                                           rel <= _ROUNDING_ZONE * max(tol, _FLOAT32_FLOOR))):
+        elif not cheap and (rel <= tol or (stalled and not P.exact64 and
+                                           rel <= _ROUNDING_ZONE * floor)):
             break
         if n_iter >= max_iter:
             break
@@ -270,32 +324,21 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
             slope = float(grad @ D)
             if not slope < 0:
                 break
-        B = product(D, cheap)
-        Ds = split(D)
-        WD = scatter([xb.T @ db for xb, db in zip(split(x), Ds)])
-        F = scatter([db.T @ db for db in Ds])
-        E = WD + WD.T
-        c2 = 0.5 * (np.vdot(E, E) + 2.0 * np.vdot(G, F)) - float(D @ B)
-        step = _quartic_step(slope, c2, np.vdot(E, F), 0.5 * np.vdot(F, F))
+        B = P.product(D, cheap)
+        step = _line_step(P, x, grad, D, G, B, slope)
         if step is None:
             break
-        t = float(step[0])
+        t, E, F = step
         s = t * D
         x = x + s
         A = A + t * B
         G = G + t * E + (t * t) * F
-        grad_new = gradient(x, A, G)
+        grad_new = P.gradient(x, A, G)
         pgrad_new = precondition(grad_new)
         hess.update(s, grad_new - grad, py=pgrad_new - pgrad)
         grad, pgrad = grad_new, pgrad_new
     if cheap:  # stopped on max_iter or a failed step in float32: report exact values
-        A = product(x, False)
-        grad = gradient(x, A, G)
-    W = np.zeros((d, K))
-    for i, xb in enumerate(split(x)):
-        W[rows[active[i]], cols[active[i]]] = np.asarray(to_numpy(xb), dtype=float)
-    W *= math.sqrt(scale)
-    rel_grad = math.sqrt(float(grad @ grad)) / max(math.sqrt(float(A @ A)), tiny)
-    # f = 1/2 (||S_W||^2 - 2 <W, S_W W> + ||W^T W||^2), in the scaled units, then rescaled
-    f = 0.5 * (float(xp.sum(S_hi * S_hi)) - 2.0 * float(x @ A) + float(np.vdot(G, G)))
-    return W, f * scale ** 2, n_iter, rel_grad <= tol, rel_grad
+        A = P.product(x, False)
+        grad = P.gradient(x, A, G)
+    rel_grad = _relative(grad, A)
+    return P.unpack(x), P.objective(x, A, G), n_iter, rel_grad <= tol, rel_grad

@@ -1,10 +1,20 @@
-"""Noise rules: the noise variances ``Psi`` removed from the covariance before the fit."""
+"""Noise rules: the noise variances ``Psi`` removed from the covariance before the fit.
+
+A rule maps a :class:`Spectrum` (the diagonal of the covariance per modality and its
+leading eigenvalues, of ``S`` on the covariance path or of the reduced ``T`` on the reduced
+path) to one variance per modality. Rules are registered by name in ``NOISE_RULES``; a
+new rule is one function decorated with :func:`noise_rule`. See ``docs/noise.md``.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from array_api_compat import device as array_device
 
+from hcl_stats._input.params import is_number_like
 from hcl_stats._numerics.backend import (
     get_namespace,
     is_numpy,
@@ -13,8 +23,109 @@ from hcl_stats._numerics.backend import (
 from hcl_stats._numerics.linalg import flip_signs, top_eigh
 from hcl_stats._structure import row_slices
 
+__all__ = ["NOISE_RULES", "Spectrum", "check_denoise", "covariance_spectrum",
+           "denoised_eigenpairs", "estimate_noise", "noise_rule", "shifted_eigenpairs",
+           "subtract_diagonal", "top_eigenpairs"]
 
-def trace(S):
+NOISE_RULES: dict[str, Callable] = {}
+
+
+def noise_rule(name):
+    """Register ``rule(spectrum) -> ndarray of shape (M,)`` as ``denoise=name``."""
+    def register(rule):
+        NOISE_RULES[name] = rule
+        return rule
+    return register
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """What a noise rule may read about the (possibly reduced) covariance.
+
+    ``top(k)`` returns the ``k`` leading eigenvalues of the whole matrix, decreasing;
+    ``top_modality(m, k)`` those of modality ``m``'s diagonal block. ``trace`` is the trace
+    of the full covariance, ``traces[m]`` that of its block ``S_mm`` (on the reduced path,
+    both from the column variances of the data, not from ``T``).
+    """
+
+    n_features: tuple
+    structure: object
+    trace: float
+    traces: tuple
+    top: Callable = field(repr=False)
+    top_modality: Callable = field(repr=False)
+
+
+def residual_mean(total, leading, n, k, rule, where="more features than factors"):
+    """``max((total - sum(leading)) / (n - k), 0)``: the mean of the ``n - k`` trailing eigenvalues."""
+    if n <= k:
+        raise ValueError(f"denoise={rule!r} needs {where} ({n} features, {k} factors)")
+    return max((total - float(np.sum(leading))) / (n - k), 0.0)
+
+
+@noise_rule("isotropic")
+def _isotropic(spectrum):
+    """One variance for all features: the mean of the ``d - K`` smallest eigenvalues."""
+    d, K = int(sum(spectrum.n_features)), spectrum.structure.n_components
+    sigma2 = residual_mean(spectrum.trace, spectrum.top(K) if d > K else 0.0, d, K,
+                           "isotropic")
+    return np.full(len(spectrum.n_features), sigma2)
+
+
+@noise_rule("modality")
+def _per_modality(spectrum):
+    """One variance per modality: the isotropic rule inside each modality's block."""
+    out = np.empty(len(spectrum.n_features))
+    for m, p in enumerate(spectrum.n_features):
+        r = spectrum.structure.modality_rank(m)
+        leading = spectrum.top_modality(m, r) if p > r else 0.0
+        out[m] = residual_mean(spectrum.traces[m], leading, p, r, "modality",
+                               where=f"modality {m} to have more features than factors")
+    return out
+
+
+def check_denoise(value, name="denoise"):
+    """Up-front check of ``denoise``: a registered rule, ``None``/"none" or variances.
+
+    Numbers are checked to be finite and non-negative here; their count (1 or one per
+    modality) is checked against the data by :func:`given_noise`.
+    """
+    if value is None or (isinstance(value, str) and value == "none"):
+        return None
+    if isinstance(value, str):
+        if value in NOISE_RULES:
+            return value
+    elif is_number_like(value):
+        values = np.asarray(value, dtype=float)
+        if values.ndim <= 1 and values.size and np.all(np.isfinite(values)) \
+                and np.all(values >= 0):
+            return values.reshape(-1)
+    rules = ", ".join(repr(r) for r in NOISE_RULES)
+    raise ValueError(f"{name} must be one of {rules}, None or non-negative noise "
+                     f"variances, got {value!r}")
+
+
+def given_noise(denoise, n_modalities):
+    """Checked ``denoise`` that is not a rule name as ``M`` variances (zeros for ``None``)."""
+    if denoise is None:
+        return np.zeros(n_modalities)
+    values = np.asarray(denoise, dtype=float).reshape(-1)
+    if values.size == 1:
+        return np.full(n_modalities, values[0])
+    if values.size != n_modalities:
+        raise ValueError(f"denoise given as noise variances needs 1 or {n_modalities} values "
+                         f"(one per modality), got {values.size}")
+    return values
+
+
+def estimate_noise(denoise, spectrum):
+    """Noise variance per modality, shape ``(M,)``, for the checked ``denoise`` value."""
+    if isinstance(denoise, str):
+        return NOISE_RULES[denoise](spectrum)
+    return given_noise(denoise, len(spectrum.n_features))
+
+
+def _trace(S):
     xp = get_namespace(S)
     return float(xp.sum(xp.linalg.diagonal(S)))
 
@@ -25,7 +136,8 @@ def top_eigenpairs(S, k, *, random_state=None):
     NumPy input uses :func:`hcl_stats._numerics.linalg.top_eigh` (ARPACK or a LAPACK subset) in its
     mixed-precision mode: the fit needs the eigenvalues (noise level) and a starting
     subspace, both of which it gives to float64 accuracy at half the cost. Other
-    namespaces use the standard's full ``eigh`` on their device.
+    namespaces use the standard's full ``eigh`` on their device. ``random_state`` seeds
+    the ARPACK start vector (see :mod:`hcl_stats._numerics.random`).
     """
     xp = get_namespace(S)
     if is_numpy(xp):
@@ -34,6 +146,32 @@ def top_eigenpairs(S, k, *, random_state=None):
     values = np.asarray(to_numpy(values), dtype=float)[::-1][:k]
     vectors = np.asarray(to_numpy(vectors), dtype=float)[:, ::-1][:, :k]
     return values, flip_signs(vectors)
+
+
+class _CovarianceEigen:
+    """Leading eigenpairs of ``S``, computed once on first use (shared by rule and fit)."""
+
+    def __init__(self, S, random_state):
+        self.S, self.random_state, self.pairs = S, random_state, None
+
+    def top(self, k):
+        if self.pairs is None or self.pairs[0].size < k:
+            self.pairs = top_eigenpairs(self.S, k, random_state=self.random_state)
+        return self.pairs[0][:k]
+
+    def top_modality(self, m, k, n_features):
+        rows = row_slices(n_features)[m]
+        return top_eigenpairs(self.S[rows, rows], k, random_state=self.random_state)[0]
+
+
+def covariance_spectrum(S, n_features, structure, *, random_state=None):
+    """The :class:`Spectrum` of a covariance ``S`` (any namespace) and its eigenpair cache."""
+    n_features = tuple(int(p) for p in n_features)
+    eigen = _CovarianceEigen(S, random_state)
+    traces = tuple(_trace(S[rows, rows]) for rows in row_slices(n_features))
+    spectrum = Spectrum(n_features, structure, _trace(S), traces, eigen.top,
+                        lambda m, k: eigen.top_modality(m, k, n_features))
+    return spectrum, eigen
 
 
 def subtract_diagonal(S, values):
@@ -48,58 +186,30 @@ def subtract_diagonal(S, values):
     return S - xp.eye(S.shape[0], dtype=S.dtype, device=dev) * diag
 
 
-def estimate_noise(S, n_features, structure, denoise, eig=None, random_state=None):
-    """Noise variance per modality for the ``denoise`` rule.
+def shifted_eigenpairs(S, noise, n_features, k, eigen, *, random_state=None):
+    """``S_W = S - diag(noise)`` and its top-``k`` eigenpairs.
 
-    ``"isotropic"`` (the paper): the mean of the ``d - K`` smallest eigenvalues of ``S``,
-    computed as ``(trace(S) - sum of the K largest) / (d - K)`` so only the top ``K``
-    eigenvalues are needed. ``"modality"``: the same rule inside each modality, with
-    ``K`` replaced by the number of factors loading on it. ``None``: no denoising
-    (``Psi = 0``). A number or one number per modality: taken as given.
+    When the noise is one variance and ``eigen`` (a :func:`covariance_spectrum` cache) holds
+    the eigenpairs of ``S``, those are shifted instead of recomputed (same eigenvectors).
+    """
+    S_W = subtract_diagonal(S, np.repeat(noise, n_features))
+    if eigen.pairs is not None and eigen.pairs[0].size >= k and np.ptp(noise) == 0:
+        return S_W, eigen.pairs[0][:k] - noise[0], eigen.pairs[1][:, :k]
+    return (S_W,) + tuple(top_eigenpairs(S_W, k, random_state=random_state))
+
+
+def denoised_eigenpairs(S, n_features, structure, denoise, *, random_state=None):
+    """Noise by the checked ``denoise`` value, ``S_W = S - Psi`` and the top-``K`` eigenpairs.
 
     Returns
     -------
-    noise_variance : ndarray of shape (M,)
-    eig : tuple (values, vectors) of the top-K eigenpairs of S when computed here, else None
+    noise : ndarray of shape (M,)
+    S_W : array of shape (d, d), in the namespace of ``S``
+    values : ndarray of shape (K,)
+    vectors : ndarray of shape (d, K)
     """
-    M = len(n_features)
-    d = S.shape[0]
-    K = structure.n_components
-    if denoise is None or (isinstance(denoise, str) and denoise == "none"):
-        return np.zeros(M), eig
-    if isinstance(denoise, str):
-        if denoise == "isotropic":
-            if d <= K:
-                raise ValueError(
-                    f"denoise='isotropic' needs more features than factors (d={d}, K={K})"
-                )
-            if eig is None:
-                eig = top_eigenpairs(S, K, random_state=random_state)
-            sigma2 = (trace(S) - eig[0].sum()) / (d - K)
-            return np.full(M, max(sigma2, 0.0)), eig
-        if denoise == "modality":
-            out = np.empty(M)
-            for m, rows in enumerate(row_slices(n_features)):
-                r = structure.modality_rank(m)
-                p = n_features[m]
-                if p <= r:
-                    raise ValueError(
-                        f"denoise='modality' needs modality {m} to have more features ({p}) "
-                        f"than factors ({r})"
-                    )
-                Smm = S[rows, rows]
-                vals = top_eigenpairs(Smm, r, random_state=random_state)[0]
-                out[m] = max((trace(Smm) - vals.sum()) / (p - r), 0.0)
-            return out, eig
-        raise ValueError(
-            f"denoise must be 'isotropic', 'modality', None or noise variances, got {denoise!r}"
-        )
-    values = np.asarray(denoise, dtype=float).reshape(-1)
-    if values.size == 1:
-        values = np.full(M, values[0])
-    if values.size != M or not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(
-            f"denoise given as noise variances needs {M} non-negative finite values, "
-            f"got {denoise!r}"
-        )
-    return values, eig
+    spectrum, eigen = covariance_spectrum(S, n_features, structure, random_state=random_state)
+    noise = estimate_noise(denoise, spectrum)
+    return (noise,) + shifted_eigenpairs(S, noise, spectrum.n_features,
+                                         structure.n_components, eigen,
+                                         random_state=random_state)

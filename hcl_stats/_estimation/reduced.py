@@ -18,9 +18,9 @@ loading on ``m``: the leading row space, which holds the signal. The small probl
 solution is then checked against the full problem: its gradient ``2 (W W^T W - S_W W)``
 needs only ``S_W W = X^T (X W) / (n - 1) - Psi W`` (two passes over the data), and the part
 the bases miss is appended to them until the full relative gradient is below ``tol``
-(a Davidson-type expansion, as in :func:`hcl_stats._estimation.fit.solve_subspace`, but with data
-products instead of ``S``). So the result is a stationary point of the covariance path's
-objective, usually after 2-4 expansions of ``r_m`` columns each.
+(a Davidson-type expansion, as in :func:`hcl_stats._estimation.subspace.solve_subspace`, but
+with data products instead of ``S``). So the result is a stationary point of the covariance
+path's objective.
 
 The noise is estimated from the residual energy without forming ``S``: ``trace(S)`` from
 the column variances of the data, the leading eigenvalues from ``T`` (lower bounds of
@@ -29,37 +29,26 @@ those of ``S``, closer as the bases grow; the noise is re-estimated at each expa
 Memory: the data, ``O(d q)`` for the bases and ``O(n q)`` for the scores ``X Q``
 (``q`` = final basis size, a few times ``K``), and float64 row slices of bounded size
 for the column moments. Time: a few tens of passes over the data, linear in ``n d``.
+See ``docs/large-data.md``.
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import NamedTuple
-
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
-from hcl_stats._estimation.fit import canonical_rotation, fit_hcl
-from hcl_stats._estimation.noise import estimate_noise
+from hcl_stats._estimation.fit import (
+    HCLFitResult,
+    canonical_rotation,
+    fit_hcl,
+    warn_not_converged,
+)
+from hcl_stats._estimation.noise import Spectrum, estimate_noise
 from hcl_stats._numerics.linalg import orthonormal_basis
+from hcl_stats._numerics.random import as_generator
 from hcl_stats._statistics.chunked import column_moments, iter_row_slices, release_pages
+from hcl_stats._structure import row_slices
 
-__all__ = ["ReducedResult", "fit_hcl_reduced", "reduced_ranks"]
-
-
-class ReducedResult(NamedTuple):
-    """What :func:`fit_hcl_reduced` returns."""
-
-    loadings: np.ndarray  #: (d, K)
-    noise_variance: np.ndarray  #: (M,)
-    objective: float  #: objective of the last reduced problem
-    n_iter: int
-    converged: bool
-    gradient_norm: float  #: relative gradient of the full problem
-    init_loadings: np.ndarray  #: (d, K)
-    means: list  #: per modality (p_m,)
-    total_variance: np.ndarray  #: (M,) trace(S_mm)
-    ranks: np.ndarray  #: (M,) the final basis sizes q_m
+__all__ = ["fit_hcl_reduced", "reduced_ranks"]
 
 
 def _work_dtype(X):
@@ -129,50 +118,94 @@ def reduced_ranks(n_samples, n_features, structure, n_oversamples):
                      for m, p in enumerate(n_features)], dtype=int)
 
 
-def _noise(denoise, T, q, variances, n_features, structure):
-    """Noise variances from the residual energy ``trace(S) - (leading eigenvalues of T)``."""
-    if isinstance(denoise, str) and denoise in ("isotropic", "modality"):
-        M = len(n_features)
-        if denoise == "isotropic":
-            d = int(sum(n_features))
-            K = structure.n_components
-            if d <= K:
-                raise ValueError(
-                    f"denoise='isotropic' needs more features than factors (d={d}, K={K})")
-            top = np.sort(np.linalg.eigvalsh(T))[::-1][:K].sum()
-            total = float(sum(v.sum() for v in variances))
-            return np.full(M, max((total - top) / (d - K), 0.0))
-        out = np.empty(M)
-        edges = np.concatenate([[0], np.cumsum(q)]).astype(int)
-        for m in range(M):
-            r, p = structure.modality_rank(m), int(n_features[m])
-            if p <= r:
-                raise ValueError(
-                    f"denoise='modality' needs modality {m} to have more features ({p}) "
-                    f"than factors ({r})")
-            Tmm = T[edges[m]:edges[m + 1], edges[m]:edges[m + 1]]
-            top = np.sort(np.linalg.eigvalsh(Tmm))[::-1][:r].sum()
-            out[m] = max((float(variances[m].sum()) - top) / (p - r), 0.0)
-        return out
-    return estimate_noise(T, q, structure, denoise)[0]
+def _leading(T, k):
+    return np.sort(np.linalg.eigvalsh(T))[::-1][:k]
+
+
+def reduced_spectrum(T, q, variances, n_features, structure):
+    """:class:`Spectrum` for the noise rules: traces from the data, eigenvalues from ``T``."""
+    blocks = row_slices(q)
+    return Spectrum(
+        n_features=tuple(int(p) for p in n_features), structure=structure,
+        trace=float(sum(v.sum() for v in variances)),
+        traces=tuple(float(v.sum()) for v in variances),
+        top=lambda k: _leading(T, k),
+        top_modality=lambda m, k: _leading(T[blocks[m], blocks[m]], k))
+
+
+class _Bases:
+    """Per-modality bases ``Q_m`` (``None``: all coordinates) and the scores ``X_m Q_m``."""
+
+    def __init__(self, blocks, means, q, *, n_power_iter, rng):
+        self.blocks, self.means = blocks, means
+        self.n_features = [b.shape[1] for b in blocks]
+        self.bases, self.scores = [], []
+        for m, X in enumerate(blocks):
+            if q[m] >= self.n_features[m]:  # the modality is small: keep all its coordinates
+                self.bases.append(None)
+                self.scores.append(_times(X, means[m], np.eye(self.n_features[m]))
+                                   .astype(np.float64))
+                continue
+            Q = range_basis(X, means[m], int(q[m]), n_power_iter=n_power_iter, rng=rng)
+            self.bases.append(Q)
+            self.scores.append(_times(X, means[m], Q).astype(np.float64))
+
+    @property
+    def exact(self):
+        """Whether every basis spans its whole modality (the reduced problem is the full one)."""
+        return all(Q is None for Q in self.bases)
+
+    def sizes(self):
+        return np.array([s.shape[1] for s in self.scores], dtype=int)
+
+    def reduced_covariance(self):
+        """``T = (X Q)^T (X Q) / (n - 1)``, symmetrised."""
+        Z = np.hstack(self.scores)
+        T = Z.T @ Z
+        T /= Z.shape[0] - 1
+        return 0.5 * (T + T.T)
+
+    def lift(self, C):
+        """``W = blockdiag(Q_m) C`` of shape (d, K)."""
+        W = np.zeros((sum(self.n_features), C.shape[1]))
+        outer, inner = row_slices(self.n_features), row_slices(self.sizes())
+        for m, Q in enumerate(self.bases):
+            W[outer[m]] = C[inner[m]] if Q is None else Q @ C[inner[m]]
+        return W
+
+    def grow(self, outside, threshold):
+        """Append to each ``Q_m`` the part of ``outside[m]`` it misses; whether any grew."""
+        grown = False
+        for m, out in enumerate(outside):
+            if out is None or np.linalg.norm(out) <= threshold:
+                continue
+            Q = self.bases[m]
+            new = orthonormal_basis(out)
+            new = orthonormal_basis(new - Q @ (Q.T @ new))  # re-orthogonalised
+            if new.shape[1] == 0:
+                continue
+            self.bases[m] = np.hstack([Q, new])
+            self.scores[m] = np.hstack([self.scores[m], _times(self.blocks[m], self.means[m],
+                                                               new).astype(np.float64)])
+            grown = True
+        return grown
 
 
 def _full_gradient(blocks, means, W, noise, mask, n_features, bases):
     """Relative gradient of the full problem at ``W`` and its parts outside the bases.
 
     ``S_W W`` costs two passes over the data (``X W``, then ``X^T (X W)``), never ``S``.
-    Returns ``(relative gradient, [outside part of modality m, columns C_m])``.
+    Returns ``(relative gradient, [outside part of modality m, columns C_m], ||S_W W||)``.
     """
     n = blocks[0].shape[0]
-    edges = np.concatenate([[0], np.cumsum(n_features)]).astype(int)
-    rows = [slice(edges[m], edges[m + 1]) for m in range(len(blocks))]
+    rows = row_slices(n_features)
     XW = sum(_times(X, means[m], W[rows[m]]).astype(np.float64)
              for m, X in enumerate(blocks))
     G = W.T @ W
     grad_sq = sw_sq = 0.0
     outside = []
     for m, X in enumerate(blocks):
-        cols = mask[edges[m]]
+        cols = mask[rows[m].start]
         Wm = W[rows[m]][:, cols]
         SW = _times_t(X, means[m], XW[:, cols]).astype(np.float64) / (n - 1)
         SW -= noise[m] * Wm
@@ -199,7 +232,7 @@ def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solve
        ``max_expansions`` times. At a solution of the reduced problem the gradient inside
        the bases vanishes, so the full gradient is exactly the part the bases miss; the
        iteration stops at a stationary point of the full problem (the covariance path's
-       solution), typically after 2-4 rounds.
+       solution).
 
     Parameters
     ----------
@@ -210,7 +243,8 @@ def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solve
     names : tuple of str or None, default=None
         Modality names (error messages).
     denoise, solver, max_iter, tol, random_state
-        See :class:`hcl_stats.HCL`.
+        See :class:`hcl_stats.HCL` (``denoise`` as checked by
+        :func:`hcl_stats._estimation.noise.check_denoise`).
     n_oversamples : int, default=20
         Extra basis columns per modality beyond its number of factors.
     n_power_iter : int, default=3
@@ -220,79 +254,41 @@ def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solve
 
     Returns
     -------
-    ReducedResult
-        ``gradient_norm`` and ``converged`` refer to the full problem.
+    HCLFitResult
+        ``path="reduced"``; ``gradient_norm`` and ``converged`` refer to the full problem.
     """
     n = blocks[0].shape[0]
     n_features = [b.shape[1] for b in blocks]
-    rng = np.random.default_rng(random_state)
     means, variances = column_moments(blocks, names)
-    q = reduced_ranks(n, n_features, structure, n_oversamples)
-    bases, scores = [], []
-    for m, X in enumerate(blocks):
-        if q[m] >= n_features[m]:  # the modality is small: keep all its coordinates
-            bases.append(None)
-            scores.append(_times(X, means[m], np.eye(n_features[m])).astype(np.float64))
-            continue
-        Q = range_basis(X, means[m], int(q[m]), n_power_iter=n_power_iter, rng=rng)
-        bases.append(Q)
-        scores.append(_times(X, means[m], Q).astype(np.float64))
+    bases = _Bases(blocks, means, reduced_ranks(n, n_features, structure, n_oversamples),
+                   n_power_iter=n_power_iter, rng=as_generator(random_state))
     mask = structure.mask(n_features)
-    out_edges = np.concatenate([[0], np.cumsum(n_features)]).astype(int)
-
-    def lift(C, q):
-        W = np.zeros((sum(n_features), C.shape[1]))
-        in_edges = np.concatenate([[0], np.cumsum(q)]).astype(int)
-        for m, Q in enumerate(bases):
-            Cm = C[in_edges[m]:in_edges[m + 1]]
-            W[out_edges[m]:out_edges[m + 1]] = Cm if Q is None else Q @ Cm
-        return W
-
     n_iter = 0
     for expansion in range(max_expansions + 1):
-        q = np.array([s.shape[1] for s in scores], dtype=int)
-        Z = np.hstack(scores)
-        T = Z.T @ Z
-        T /= n - 1
-        T = 0.5 * (T + T.T)
-        del Z
-        noise = _noise(denoise, T, q, variances, n_features, structure)
+        q, T = bases.sizes(), bases.reduced_covariance()
+        noise = estimate_noise(denoise, reduced_spectrum(T, q, variances, n_features,
+                                                         structure))
         result = fit_hcl(T, q, structure, denoise=noise, solver=solver, max_iter=max_iter,
                          tol=0.5 * tol, random_state=random_state)
-        n_iter += int(result.n_iter)
-        W = lift(result.loadings, q)
-        if all(Q is None for Q in bases):  # the reduced problem is the full one
-            rel, converged = float(result.gradient_norm), bool(result.converged)
+        n_iter += result.n_iter
+        W = bases.lift(result.loadings)
+        if bases.exact:
+            rel, converged = result.gradient_norm, result.converged
             break
         rel, outside, scale = _full_gradient(blocks, means, W, noise, mask, n_features,
-                                             bases)
+                                             bases.bases)
         converged = rel <= tol
-        if converged or expansion == max_expansions:
-            break
-        grown = False
-        for m, out in enumerate(outside):
-            if out is None or np.linalg.norm(out) <= 1e-3 * tol * scale:
-                continue
-            Q = bases[m]
-            new = orthonormal_basis(out)
-            new = orthonormal_basis(new - Q @ (Q.T @ new))  # re-orthogonalised
-            if new.shape[1] == 0:
-                continue
-            bases[m] = np.hstack([Q, new])
-            scores[m] = np.hstack([scores[m], _times(blocks[m], means[m], new)
-                                   .astype(np.float64)])
-            grown = True
-        if not grown:
+        if converged or expansion == max_expansions \
+                or not bases.grow(outside, 1e-3 * tol * scale):
             break
     if not converged:
-        warnings.warn(
+        warn_not_converged(
             f"HCL (reduced path) stopped at a relative gradient of the full problem of "
             f"{rel:.2e} > tol={tol:g} after {expansion} basis expansions; increase "
-            "max_expansions or n_oversamples, or loosen tol", ConvergenceWarning,
-            stacklevel=3)
-    return ReducedResult(
-        loadings=canonical_rotation(W, structure),
-        noise_variance=np.asarray(result.noise_variance, dtype=np.float64),
-        objective=float(result.objective), n_iter=n_iter, converged=converged,
-        gradient_norm=rel, init_loadings=lift(result.init_loadings, q), means=means,
-        total_variance=np.array([v.sum() for v in variances]), ranks=q)
+            "max_expansions or n_oversamples, or loosen tol")
+    return HCLFitResult(
+        loadings=canonical_rotation(W, structure), noise_variance=result.noise_variance,
+        objective=result.objective, n_iter=n_iter, converged=converged, gradient_norm=rel,
+        init_loadings=bases.lift(result.init_loadings), means=tuple(means),
+        total_variance=np.array([v.sum() for v in variances]), path="reduced",
+        reduced_ranks=q)

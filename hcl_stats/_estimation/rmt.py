@@ -103,10 +103,3 @@ def spike_cosine2(ell, gamma):
     """Squared cosine between a sample spike eigenvector and its population direction."""
     return float(max((1.0 - gamma / ell ** 2) / (1.0 + gamma / ell), 0.0))
 
-
-def mp_quantile(q, gamma):
-    """Quantile ``q`` of the non-zero eigenvalues of a white unit-variance sample covariance
-    with aspect ratio ``gamma = p / df``."""
-    if gamma <= 1:
-        return _mp_quantile_unit(q, gamma)
-    return gamma * _mp_quantile_unit(q, 1.0 / gamma)

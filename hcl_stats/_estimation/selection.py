@@ -1,115 +1,40 @@
 """Structure selection from a covariance matrix: which modality subsets share factors.
 
-Method (covariance only; no structure is enumerated)
-----------------------------------------------------
 The model is ``x_m = sum_{S containing m} B_{m,S} z_S + e_m`` with ``e_m ~ (0, sigma_m^2 I)``.
+Nothing is enumerated over candidate structures; one function per step
+(``docs/selection.md`` explains each step, its thresholds and its assumptions):
 
-1. **Each modality's rank and noise.** The eigenvalues of ``S_mm`` are compared with the
-   white-noise law: ``sigma_m^2`` solves ``p_m sigma^2 = trace(S_mm) - sigma^2 sum_j ell_j``
-   (trace minus the signal of the detected spikes, each spike's population size ``ell_j``
-   recovered from its upward-biased sample eigenvalue; unbiased where the bulk median is
-   not), and the ``j``-th eigenvalue is signal while it exceeds the level-``alpha``
-   Tracy-Widom threshold of the largest eigenvalue of ``p_m - j`` white features
-   (Johnstone 2001); the two are iterated to a fixed point. This gives ``k_m``, a first
-   count of the factors loading on ``m`` (step 5 recounts the specific ones), and its
-   top-``k_m`` eigenvectors ``U_m``. Only the reduced
-   variables ``y_m = U_m^T x_m`` are used from here on (``sum_m k_m`` dimensions, not ``d``).
-1b. **Shared directions too weak for the modality's own spectrum.** A factor weak in ``m``
-   but strong in another modality is detectable from cross-covariances once
-   ``ell > p_m / n``, far below the spectral limit ``ell > sqrt(p_m / n)``. The number of
-   canonical correlations between all of ``x_m`` (needs ``p_m < n``) and the other
-   modalities' (jointly whitened) reduced variables is compared with the number for
-   ``y_m``; the difference is added to ``U_m`` as the leading directions of the
-   cross-covariance outside ``span(U_m)``. These added directions are chosen *for* their
-   correlation with the other modalities, so they serve the geometry of steps 2-3 only,
-   never a test.
-2. **Pairwise shared ranks.** ``y_a`` and ``y_b`` are independent when ``a`` and ``b``
-   share no factor, whatever the noise, because cross-covariances carry no noise and the
-   spectral basis ``U_a`` depends on modality ``a`` only. The number of factors shared by
-   ``a`` and ``b`` (``c_ab = sum of r_S over S containing both``) is the number of sample
-   canonical correlations above the threshold of the largest null canonical correlation
-   (Tracy-Widom law of Johnstone 2008), tested sequentially with the dimensions reduced
-   by the roots already accepted. Up to four such counts are made, each at a quarter of
-   the pair's level: spectral basis of ``a`` against spectral basis of ``b``; all the
-   features of ``a`` (of ``b``) against the spectral basis of ``b`` (of ``a``), which finds
-   a shared factor that one of the two spectra missed; and all the features of both
-   (when ``p_a + p_b < n - 1``), for a factor both spectra missed. No test ever uses a
-   direction selected for its correlation; ``c_ab`` is the largest of the counts.
-3. **Who shares with whom (membership).** Inside modality ``m`` the reduced variables are
-   rescaled so their *signal* covariance is the identity: coordinate ``j`` is divided by
-   the square root of its estimated signal variance ``c_j ell_j sigma_m^2`` (the spiked
-   covariance model's population spike ``ell_j`` and eigenvector cosine ``c_j``, which
-   undo the upward bias of sample spikes). In these coordinates, in the population, the
-   directions of different structures are orthogonal and the column space of the
-   cross-covariance with modality ``a`` is exactly the sum of the directions of the
-   structures containing ``a``: the projectors ``P_ma`` commute (in the sample this holds
-   approximately, the more so the more orthogonal the loadings of different blocks). The
-   space is split successively by each ``P_ma`` (its ``c_ma`` leading canonical
-   directions; eigenvalues of its compression above 1/2: "shared with ``a``"), which
-   yields, for each direction of ``m``, the set ``T`` of other modalities it is shared
-   with: a count ``n_m(T)``. Equivalently, the dimension of the intersection of the
-   pairwise column spaces, i.e. the Moebius inversion of the counts of factors shared by
-   each group of modalities, restricted to the groups the data support.
-4. **Consensus.** Each shared subset ``S`` is seen from each of its modalities, with mean
-   count ``mean_m n_m(S - m)``. Its rank is that mean rounded to the nearest integer, ties
-   down (towards omitting the subset). A subset whose mean exceeds 1 is selected anyway,
-   and its rank may be rounded the other way: among these roundings, the one chosen
-   reproduces best the *tested* pair ranks (``c_ab`` must equal the sum of the ranks of
-   the chosen subsets containing ``a`` and ``b``; sum of absolute differences over the
-   pairs), then stays closest to the means, then has the smaller total rank. The fit to
-   the pair ranks never creates nor removes a subset: near the detection limit a factor
-   seen by only some pairs would otherwise be split into invented smaller subsets.
-5. **Specific ranks, outside the shared directions.** The specific rank of ``m`` is *not*
-   ``k_m`` minus the shared ranks. Blocks of different subsets are not orthogonal within a
-   modality, so with many factors the smallest eigenvalues of ``B_m^T B_m`` fall well below
-   the block singular values (by a factor up to ``(1 - sqrt(k_m / p_m))^2``) and the
-   spectrum of ``S_mm`` loses weak factors that are clearly detectable on their own. The
-   ``c_m = sum of the shared ranks on m`` shared directions are instead estimated from
-   the cross-covariance of the denoised ``x_m`` (``(S_mm - sigma_m^2 I) S_mm^{-1}`` applied to
-   it, negative eigenvalues set to 0) with the others' reduced variables (top ``c_m``
-   left singular vectors), ``S_mm`` is compressed to their orthogonal complement, and the
-   specific rank is the number of its eigenvalues above the Tracy-Widom threshold for
-   ``p_m - c_m`` white features, with the noise variance re-estimated there as in step 1
-   (so a spike the modality's spectrum missed is not counted as noise). Removing the
-   shared directions restores a specific factor's own strength (its squared cosine with
-   the shared span is about ``c_m / p_m``) instead of the depressed Gram eigenvalue.
+1. :func:`_reduced_bases`: each modality's noise variance and number of factors ``k_m``
+   from the eigenvalues of ``S_mm`` against the Tracy-Widom edge of white noise
+   (Johnstone 2001), iterated to a fixed point; the top-``k_m`` eigenvectors ``U_m`` are
+   the reduced variables used from then on.
+1b. :func:`_augment`: shared directions too weak for the modality's own spectrum, found by
+   canonical correlations of all of ``x_m`` with the other modalities; used for the
+   geometry of steps 2-3 only, never in a test.
+2. :func:`_pair_ranks`: the number ``c_ab`` of factors shared by each pair, counted by
+   sequential tests of canonical correlations against the largest-root threshold under
+   independence (Johnstone 2008), on up to four pairs of bases (:func:`_pair_candidates`).
+3. :func:`_membership`: in signal-whitened coordinates, each modality's space is split by
+   the spaces it shares with each other modality (squared cosine above 1/2), giving for
+   each direction the set of modalities it is shared with.
+4. :func:`_shared_blocks`: each shared subset's rank is its mean count over its
+   modalities, rounded to best reproduce the tested pair ranks (:func:`_consensus`).
+5. :func:`_specific_blocks`: each modality's specific rank, from the spectrum of ``S_mm``
+   compressed to the complement of its estimated shared directions.
 
-Levels: ``alpha`` is a family-wise level (Bonferroni). The pair tests each run at
-``alpha / (M (M - 1) / 2)`` and the specific-rank tests (and those of step 1b) at
-``alpha / M``, so the probability that the selected structure contains an invented shared
-rank is at most about ``alpha``, and an invented specific rank also at most about
-``alpha``: exact recovery needs every one of the ``M (M + 1) / 2`` decisions right, which a
-per-test level would not give for large ``M``. Step 1 (the reduced bases, a dimension
-reduction rather than a decision) runs at ``alpha``.
+Levels: ``alpha`` is family-wise (Bonferroni): each pair test runs at
+``alpha / (M (M - 1) / 2)``, each specific-rank test (and each test of step 1b) at
+``alpha / M``; step 1, a dimension reduction, at ``alpha``.
 
-Assumptions: Gaussian-like noise, isotropic within each modality (variances may differ
-between modalities); ``n`` large enough that canonical correlations are estimated
-(``n >> sum k_m``); each modality's stacked loadings have full column rank (the
-identifiability condition of METHOD.md). Errors go towards omission: a block whose
-signal is below the detection limit of any test is dropped (its directions end up in the
-specific block of the modality that still detects them, or nowhere).
-
-Limitation: a factor specific to one modality can only be seen in that modality's own
-covariance; step 5 finds it when its block singular value clears the detection limit
-``sigma_m^2 sqrt(p_m / n)`` with some margin *and* the shared directions of ``m`` are
-estimated well enough that little shared signal is left in their complement (a shared
-factor weak in the other modalities is estimated poorly and can leave a spurious spike
-there; see ``simulations/selection_study.py``).
-
-Cost: one symmetric eigendecomposition per modality, ``O(sum_m p_m^3)``, plus
-``O(M^2)`` SVDs of ``k_a x k_b`` matrices and ``O(M^2)`` eigenproblems of size ``k_m``;
-nothing grows with the number of candidate structures (``2^(2^M - 1)``), and only the
-subsets the pairwise tests support are ever formed. Steps 1b, 2 and 5 add ``O(M)`` SVDs of
-``p_m x sum_a k_a`` matrices, ``O(M^2)`` products of ``p_m x p_m`` whitening matrices with
-``p_m x k_b`` cross-covariances, and one more ``p_m x p_m`` eigendecomposition per modality;
-the consensus enumerates the roundings of at most 12 fractional subsets (``2^12``
-evaluations of an ``M x M`` table), a coordinate descent beyond. M = 4 modalities of 200
-features (n = 2000) take about 0.2-0.3 s on one core.
+All the linear algebra runs on one BLAS thread (:func:`select_structure`), so that
+decisions at a threshold do not depend on the thread count.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
+from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
@@ -124,14 +49,13 @@ from hcl_stats._estimation.rmt import (
 )
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._input.validation import check_covariance
-from hcl_stats._structure import Structure, subset_label
+from hcl_stats._numerics.linalg import serial_blas
+from hcl_stats._structure import Structure, row_slices, subset_label
 
-__all__ = ["select_structure"]
+__all__ = ["SelectionResult", "select_structure"]
 
 _COLUMNS = ["step", "subset", "modality", "component", "statistic", "value", "threshold",
             "selected", "rank"]
-
-
 
 
 def _modality_rank(evals, p, df, alpha, kmax):
@@ -339,7 +263,6 @@ def _consensus(order, means, pair_rank, M, max_rank):
         options = {s: (int(np.floor(means[s])), int(np.ceil(means[s]))) for s in free}
         best_cost = cost(best)
         if len(free) <= 12:
-            import itertools
             for choice in itertools.product(*(options[s] for s in free)):
                 r = dict(base)
                 r.update(zip(free, choice))
@@ -362,11 +285,280 @@ def _consensus(order, means, pair_rank, M, max_rank):
     return best
 
 
+@dataclass(frozen=True, eq=False)
+class SelectionResult:
+    """Outcome of :func:`select_structure`.
+
+    Also behaves as the pair ``(structure, evidence)``: it unpacks as
+    ``structure, evidence = select_structure(...)`` and ``result[0]`` is the structure.
+
+    Attributes
+    ----------
+    structure : Structure
+        The selected structure (bound to the modality names when given).
+    evidence : pandas.DataFrame
+        One row per test or decision, columns ``step`` ("modality rank", "cross-modal
+        rank", "pair rank", "membership", "structure", "specific rank"), ``subset``,
+        ``modality``, ``component``, ``statistic``, ``value``, ``threshold``, ``selected``,
+        ``rank``.
+    noise_variance : ndarray of shape (M,)
+        Noise variance per modality (re-estimated outside the shared directions).
+    modality_rank : ndarray of shape (M,)
+        ``k_m`` of steps 1-1b: the size of each modality's reduced basis.
+    pair_rank : ndarray of shape (M, M)
+        ``c_ab``: the number of factors shared by modalities ``a`` and ``b``.
+    specific_rank : ndarray of shape (M,)
+        Number of factors outside the shared directions (step 5).
+    no_factor : list of int
+        Modalities in which no factor was detected (modelled as noise only).
+    alpha : float
+        The family-wise level used.
+    n_samples : int
+        Number of samples behind the covariance.
+    """
+
+    structure: Structure
+    evidence: object
+    noise_variance: np.ndarray
+    modality_rank: np.ndarray
+    pair_rank: np.ndarray
+    specific_rank: np.ndarray
+    no_factor: list
+    alpha: float
+    n_samples: int
+
+    def __iter__(self):
+        return iter((self.structure, self.evidence))
+
+    def __getitem__(self, index):
+        return (self.structure, self.evidence)[index]
+
+    def __len__(self):
+        return 2
+
+
+class _Evidence:
+    """Collects the evidence rows, labelling subsets and modalities by name."""
+
+    def __init__(self, names):
+        self.names = names
+        self.rows = []
+
+    def modality(self, m):
+        return self.names[m] if self.names else m
+
+    def __call__(self, step, subset, modality, component, statistic, value, threshold,
+                 selected, rank=np.nan):
+        self.rows.append((step, subset_label(subset, self.names) if subset is not None
+                          else None, self.modality(modality) if modality is not None
+                          else None, component, statistic, float(value), float(threshold),
+                          bool(selected), rank))
+
+    def table(self):
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.rows, columns=_COLUMNS)
+
+
+def _check_selection_params(S, n_features, n_samples, max_rank, names, alpha):
+    n_features = [check_positive_int(p, "n_features entries") for p in n_features]
+    n = check_positive_int(n_samples, "n_samples", minimum=3)
+    if isinstance(alpha, bool) or not (0 < float(alpha) < 0.5):
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+    if max_rank is not None and (isinstance(max_rank, bool) or not isinstance(max_rank, Integral)
+                                 or max_rank < 1):
+        raise ValueError(f"max_rank must be a positive integer or None, got {max_rank!r}")
+    if names is not None:
+        names = tuple(names)
+        if len(names) != len(n_features):
+            raise ValueError(f"{len(names)} names given for {len(n_features)} modalities")
+    S = check_covariance(S, sum(n_features))
+    return S, n_features, n, float(alpha), names
+
+
+def _max_factors(p, df, cap):
+    kmax = max(min(p, df) // 2, 1)
+    return kmax if cap is None else min(kmax, cap)
+
+
+def _reduced_bases(S, rows, n_features, df, alpha, max_rank, record):
+    """Step 1: each modality's noise variance, rank ``k_m`` and reduced basis ``U_m``,
+    with the sample spikes ``lam`` and their estimated signal variances ``sig``."""
+    M = len(rows)
+    noise = np.zeros(M)
+    U, lam, sig, spectra = [], [], [], []
+    for m in range(M):
+        p = n_features[m]
+        evals, evecs = scipy.linalg.eigh(S[rows[m], rows[m]])
+        evals, evecs = evals[::-1], evecs[:, ::-1]
+        cap = None if max_rank is None else max_rank * 2 ** (M - 1)
+        sigma2, km, thresholds = _modality_rank(evals, p, df, alpha, _max_factors(p, df, cap))
+        noise[m] = sigma2
+        for j, t in enumerate(thresholds):
+            record("modality rank", (m,), m, j, "eigenvalue", evals[j], t, j < km)
+        gamma = p / df
+        s2 = np.array([spike_cosine2(ell, gamma) * ell * sigma2 for ell in
+                       (spike_population(evals[j] / sigma2, gamma) for j in range(km))])
+        U.append(evecs[:, :km])
+        lam.append(evals[:km])
+        sig.append(np.maximum(s2, 1e-3 * sigma2 * np.sqrt(gamma)))
+        spectra.append((evals, evecs))
+    return noise, U, lam, sig, spectra
+
+
+def _pair_candidates(a, b, S, rows, n_features, df, base, spectra, record):
+    """The whitened bases compared by the pair test of ``(a, b)``: the spectral bases
+    (neither chosen for its correlation with the other modality), all the features of one
+    modality against the other's spectral basis (a shared factor too weak for one
+    spectrum), and all the features of both (too weak for both spectra)."""
+    Wa = _whiten(base[a], S[rows[a], rows[a]])
+    Wb = _whiten(base[b], S[rows[b], rows[b]])
+    full = [spectra[m][1] / np.sqrt(spectra[m][0])
+            if n_features[m] < df - 1 and spectra[m][0][-1] > 0 else None
+            for m in (a, b)]
+    cands = [(Wa, Wb, "spectral bases")]
+    for m, Wfull, Wother in ((a, full[0], Wb), (b, full[1], Wa)):
+        if Wfull is not None and 0 < Wother.shape[1] < df - n_features[m] - 1:
+            what = f"all features of {record.modality(m)}"
+            cands.append((Wfull, Wb, what) if m == a else (Wa, Wfull, what))
+    if full[0] is not None and full[1] is not None and (
+            n_features[a] + n_features[b] < df - 1):
+        cands.append((full[0], full[1], "all features of both"))
+    return cands
+
+
+def _pair_count(a, b, S, rows, df, cands, level, record):
+    """Largest of the sequential canonical-correlation counts over the candidates."""
+    c = 0
+    for WA, WB, what in cands:
+        ka, kb = WA.shape[1], WB.shape[1]
+        if ka == 0 or kb == 0:
+            continue
+        rho = scipy.linalg.svdvals(WA.T @ S[rows[a], rows[b]] @ WB)
+        rho2 = np.clip(rho, 0, 1) ** 2
+        cj = 0
+        for j in range(min(ka, kb)):
+            t = cca_largest_root_threshold(ka - j, kb - j, df - j, level)
+            ok = rho2[j] > t
+            record("pair rank", (a, b), None, j,
+                   f"canonical correlation^2, {what}", rho2[j], t, ok)
+            if not ok:
+                break
+            cj += 1
+        c = max(c, cj)
+    return c
+
+
+def _pair_ranks(S, rows, n_features, df, alpha, U, lam, sig, base, spectra, record):
+    """Step 2: ``c_ab`` for every pair, each pair test at ``alpha`` split evenly over its
+    candidates, and the leading canonical directions of each pair in the signal-whitened
+    coordinates of each of its modalities (``left[(m, a)]``, ``k_m x c_ma``)."""
+    M = len(rows)
+    k = [u.shape[1] for u in U]
+    pair_rank = np.zeros((M, M), dtype=int)
+    left = {}
+    for a in range(M):
+        for b in range(a + 1, M):
+            if k[a] == 0 or k[b] == 0:
+                continue
+            C = U[a].T @ S[rows[a], rows[b]] @ U[b]
+            Ua, _, Vbt = scipy.linalg.svd(C / np.sqrt(np.outer(lam[a], lam[b])))
+            cands = _pair_candidates(a, b, S, rows, n_features, df, base, spectra, record)
+            c = _pair_count(a, b, S, rows, df, cands, alpha / len(cands), record)
+            c = min(c, k[a], k[b])
+            pair_rank[a, b] = pair_rank[b, a] = c
+            if c:
+                for m, Q in ((a, Ua[:, :c]), (b, Vbt[:c].T)):
+                    Qs = Q * np.sqrt(lam[m] / sig[m])[:, None]
+                    left[(m, b if m == a else a)] = np.linalg.qr(Qs)[0]
+    return pair_rank, left
+
+
+def _membership(k, left, record):
+    """Step 3: split each modality's reduced space by the spaces shared with each other
+    modality; returns ``counts[S][m] = n_m(S - m)`` for the shared subsets ``S``."""
+    M = len(k)
+    counts = {}
+    for m in range(M):
+        if k[m] == 0:
+            continue
+        pieces = [(np.eye(k[m]), ())]
+        for a in range(M):
+            if (m, a) not in left:
+                continue
+            Q = left[(m, a)]
+            new = []
+            for V, T in pieces:
+                B = Q.T @ V
+                w, E = scipy.linalg.eigh(B.T @ B)
+                inside = w > 0.5
+                for j in range(len(w)):
+                    if abs(w[j] - 0.5) < 0.5:  # record the non-trivial scores only
+                        record("membership", tuple(sorted(T + (a, m))), m, j,
+                               f"squared cosine to the space shared with "
+                               f"{record.modality(a)}", w[j], 0.5, inside[j])
+                if inside.any():
+                    new.append((V @ E[:, inside], T + (a,)))
+                if (~inside).any():
+                    new.append((V @ E[:, ~inside], T))
+            pieces = new
+        for V, T in pieces:
+            if T:
+                subset = tuple(sorted(T + (m,)))
+                counts.setdefault(subset, {})[m] = counts.get(subset, {}).get(m, 0) + V.shape[1]
+    return counts
+
+
+def _shared_blocks(counts, pair_rank, max_rank, record):
+    """Step 4: the consensus ranks of the shared subsets."""
+    order = sorted(counts, key=lambda s: (-len(s), s))
+    means = {s: float(np.mean([counts[s].get(m, 0) for m in s])) for s in order}
+    ranks = _consensus(order, means, pair_rank, len(pair_rank), max_rank)
+    blocks = {}
+    for subset in order:
+        r = ranks[subset]
+        record("structure", subset, None, None, "mean count over its modalities",
+               means[subset], 0.5, r > 0, r)
+        if r > 0:
+            blocks[subset] = r
+    return blocks
+
+
+def _specific_blocks(S, rows, n_features, df, alpha, max_rank, U, spectra, noise, blocks,
+                     record):
+    """Step 5: the specific ranks, added to ``blocks``; updates ``noise`` in place where
+    the modality has shared directions. Returns the specific ranks and the modalities
+    without any factor."""
+    M = len(rows)
+    no_factor = []
+    specific = np.zeros(M, dtype=int)
+    for m in range(M):
+        shared = sum(r for s, r in blocks.items() if m in s)
+        kmax = _max_factors(n_features[m], df, max_rank)
+        sigma2, r, evals, thresholds = _specific_rank(S, rows, m, shared, U, n_features, df,
+                                                      alpha, kmax, spectra[m], noise[m])
+        specific[m] = r
+        if shared:
+            noise[m] = sigma2  # the spikes the modality's own spectrum missed are not noise
+        for j, t in enumerate(thresholds):
+            record("specific rank", (m,), m, j,
+                   f"eigenvalue outside the {shared} shared directions", evals[j], t, j < r)
+        if r <= 0 and shared == 0:
+            no_factor.append(m)  # nothing detected: the modality is modelled as noise only
+        if r > 0:
+            blocks[(m,)] = r
+        record("structure", (m,), m, None, "factors outside the shared directions",
+               specific[m], 0.5, specific[m] > 0, r if r > 0 else 0)
+    return specific, no_factor
+
+
 def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
                      random_state=None, alpha=0.01, augment=True):
     """Select the structure (shared subsets and their ranks) from a sample covariance.
 
-    See the module docstring for the method, its assumptions and its cost.
+    See the module docstring and ``docs/selection.md`` for the method, its assumptions
+    and its cost. Every linear-algebra call runs on one BLAS thread, so the decisions
+    (comparisons of statistics with thresholds) do not depend on the thread count.
 
     Parameters
     ----------
@@ -394,18 +586,9 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
 
     Returns
     -------
-    structure : Structure
-        The selected structure.
-    evidence : pandas.DataFrame
-        One row per test or decision, columns ``step`` ("modality rank", "cross-modal
-        rank", "pair rank", "membership", "structure", "specific rank"), ``subset``,
-        ``modality``, ``component``, ``statistic``, ``value``, ``threshold``, ``selected``,
-        ``rank``. ``evidence.attrs["info"]`` is a dict of the intermediate quantities:
-        ``noise_variance`` (M,) (re-estimated outside the shared directions),
-        ``modality_rank`` (M,) (``k_m`` of steps 1-1b, the size of the reduced basis),
-        ``pair_rank`` (M, M) (``c_ab``), ``specific_rank`` (M,) (step 5), ``no_factor``
-        (modalities in which no factor was detected: modelled as noise only),
-        ``alpha``, ``n_samples``.
+    result : SelectionResult
+        The structure, the evidence table and the intermediate quantities; unpacks as
+        ``structure, evidence``.
 
     Examples
     --------
@@ -420,194 +603,40 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
     >>> structure == truth
     True
     """
-    import pandas as pd
-
     del random_state
-    n_features = [check_positive_int(p, "n_features entries") for p in n_features]
-    n = check_positive_int(n_samples, "n_samples", minimum=3)
-    if isinstance(alpha, bool) or not (0 < float(alpha) < 0.5):
-        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
-    alpha = float(alpha)
-    if max_rank is not None and (isinstance(max_rank, bool) or not isinstance(max_rank, Integral)
-                                 or max_rank < 1):
-        raise ValueError(f"max_rank must be a positive integer or None, got {max_rank!r}")
+    S, n_features, n, alpha, names = _check_selection_params(S, n_features, n_samples,
+                                                             max_rank, names, alpha)
+    with serial_blas():
+        return _select(S, n_features, n, max_rank, names, alpha, augment)
+
+
+def _select(S, n_features, n, max_rank, names, alpha, augment):
     M = len(n_features)
-    if names is not None:
-        names = tuple(names)
-        if len(names) != M:
-            raise ValueError(f"{len(names)} names given for {M} modalities")
-    S = check_covariance(S, sum(n_features))
     df = n - 1
-    # Bonferroni within each family of decisions (see the module docstring, step 5)
+    # Bonferroni within each family of decisions (see the module docstring)
     a_pair = alpha / max(M * (M - 1) // 2, 1)
     a_mod = alpha / M
-    edges = np.concatenate([[0], np.cumsum(n_features)]).astype(int)
-    rows = [slice(edges[m], edges[m + 1]) for m in range(M)]
-    records = []
-
-    def record(step, subset, modality, component, statistic, value, threshold, selected,
-               rank=np.nan):
-        records.append((step, subset_label(subset, names) if subset is not None else None,
-                        (names[modality] if names else modality) if modality is not None
-                        else None, component, statistic, float(value), float(threshold),
-                        bool(selected), rank))
-
-    # -- 1. per-modality rank, noise and reduced basis --------------------------------------
-    noise = np.zeros(M)
-    k = np.zeros(M, dtype=int)
-    U, lam, sig, spectra = [], [], [], []
-    for m in range(M):
-        p = n_features[m]
-        evals, evecs = scipy.linalg.eigh(S[rows[m], rows[m]])
-        evals, evecs = evals[::-1], evecs[:, ::-1]
-        kmax = max(min(p, df) // 2, 1)
-        if max_rank is not None:
-            kmax = min(kmax, max_rank * 2 ** (M - 1))
-        sigma2, km, thresholds = _modality_rank(evals, p, df, alpha, kmax)
-        noise[m], k[m] = sigma2, km
-        for j, t in enumerate(thresholds):
-            record("modality rank", (m,), m, j, "eigenvalue", evals[j], t, j < km)
-        gamma = p / df
-        s2 = np.array([spike_cosine2(ell, gamma) * ell * sigma2 for ell in
-                       (spike_population(evals[j] / sigma2, gamma) for j in range(km))])
-        U.append(evecs[:, :km])
-        lam.append(evals[:km])
-        sig.append(np.maximum(s2, 1e-3 * sigma2 * np.sqrt(gamma)))
-        spectra.append((evals, evecs))
-
-    # -- 1b. shared directions too weak for the modality's own spectrum --------------------
+    rows = row_slices(n_features)
+    record = _Evidence(names)
+    noise, U, lam, sig, spectra = _reduced_bases(S, rows, n_features, df, alpha, max_rank,
+                                                 record)
     base = [u.copy() for u in U]
     if augment:
         base = _augment(S, rows, n_features, df, a_mod, noise, U, lam, sig, spectra, record)
     k = np.array([u.shape[1] for u in U], dtype=int)
-
-    # -- 2. pairwise ranks by canonical correlations -----------------------------------------
-    pair_rank = np.zeros((M, M), dtype=int)
-    left = {}  # (m, a) -> orthonormal basis (k_m x c_ma) in the signal-whitened coords of m
-    for a in range(M):
-        for b in range(a + 1, M):
-            if k[a] == 0 or k[b] == 0:
-                continue
-            C = U[a].T @ S[rows[a], rows[b]] @ U[b]
-            R = C / np.sqrt(np.outer(lam[a], lam[b]))
-            Ua, rho, Vbt = scipy.linalg.svd(R)
-            # the test: the spectral bases only (neither was chosen for its correlation
-            # with the other modality), all the features of one modality against the
-            # other's spectral basis (finds a shared factor too weak for one spectrum),
-            # and all the features of both (too weak for both spectra);
-            # the count is the largest of the (up to four) counts, each at a_pair / 4
-            Wa = _whiten(base[a], S[rows[a], rows[a]])
-            Wb = _whiten(base[b], S[rows[b], rows[b]])
-            full = [spectra[m][1] / np.sqrt(spectra[m][0])
-                    if n_features[m] < df - 1 and spectra[m][0][-1] > 0 else None
-                    for m in (a, b)]
-            cands = [(Wa, Wb, "spectral bases")]
-            for m, Wfull, Wother in ((a, full[0], Wb), (b, full[1], Wa)):
-                if Wfull is not None and 0 < Wother.shape[1] < df - n_features[m] - 1:
-                    what = f"all features of {names[m] if names else m}"
-                    cands.append((Wfull, Wb, what) if m == a else (Wa, Wfull, what))
-            if full[0] is not None and full[1] is not None and (
-                    n_features[a] + n_features[b] < df - 1):
-                cands.append((full[0], full[1], "all features of both"))
-            level = a_pair / len(cands)
-            c = 0
-            for WA, WB, what in cands:
-                ka, kb = WA.shape[1], WB.shape[1]
-                if ka == 0 or kb == 0:
-                    continue
-                rho = scipy.linalg.svdvals(WA.T @ S[rows[a], rows[b]] @ WB)
-                rho2 = np.clip(rho, 0, 1) ** 2
-                cj = 0
-                for j in range(min(ka, kb)):
-                    t = cca_largest_root_threshold(ka - j, kb - j, df - j, level)
-                    ok = rho2[j] > t
-                    record("pair rank", (a, b), None, j,
-                           f"canonical correlation^2, {what}", rho2[j], t, ok)
-                    if not ok:
-                        break
-                    cj += 1
-                c = max(c, cj)
-            c = min(c, k[a], k[b])
-            pair_rank[a, b] = pair_rank[b, a] = c
-            if c:
-                for m, Q in ((a, Ua[:, :c]), (b, Vbt[:c].T)):
-                    Qs = Q * np.sqrt(lam[m] / sig[m])[:, None]
-                    left[(m, b if m == a else a)] = np.linalg.qr(Qs)[0]
-
-    # -- 3. membership of each direction, per modality ---------------------------------------
-    counts = {}  # subset S (|S| >= 2) -> {m: n_m(S - m)}
-    for m in range(M):
-        if k[m] == 0:
-            continue
-        pieces = [(np.eye(k[m]), ())]
-        for a in range(M):
-            if (m, a) not in left:
-                continue
-            Q = left[(m, a)]
-            new = []
-            for V, T in pieces:
-                B = Q.T @ V
-                w, E = scipy.linalg.eigh(B.T @ B)
-                inside = w > 0.5
-                for j in range(len(w)):
-                    if abs(w[j] - 0.5) < 0.5:  # record the non-trivial scores only
-                        record("membership", tuple(sorted(T + (a, m))), m, j,
-                               f"squared cosine to the space shared with "
-                               f"{names[a] if names else a}", w[j], 0.5, inside[j])
-                if inside.any():
-                    new.append((V @ E[:, inside], T + (a,)))
-                if (~inside).any():
-                    new.append((V @ E[:, ~inside], T))
-            pieces = new
-        for V, T in pieces:
-            if T:
-                subset = tuple(sorted(T + (m,)))
-                counts.setdefault(subset, {})[m] = counts.get(subset, {}).get(m, 0) + V.shape[1]
-
-    # -- 4. consensus ------------------------------------------------------------------------
-    order = sorted(counts, key=lambda s: (-len(s), s))
-    means = {s: float(np.mean([counts[s].get(m, 0) for m in s])) for s in order}
-    ranks = _consensus(order, means, pair_rank, M, max_rank)
-    blocks = {}
-    for subset in order:
-        r = ranks[subset]
-        record("structure", subset, None, None, "mean count over its modalities",
-               means[subset], 0.5, r > 0, r)
-        if r > 0:
-            blocks[subset] = r
-    no_factor = []
-    specific = np.zeros(M, dtype=int)
-    for m in range(M):
-        shared = sum(r for s, r in blocks.items() if m in s)
-        kmax = max(min(n_features[m], df) // 2, 1)
-        if max_rank is not None:
-            kmax = min(kmax, max_rank)
-        sigma2, r, evals, thresholds = _specific_rank(S, rows, m, shared, U, n_features, df,
-                                                      a_mod, kmax, spectra[m], noise[m])
-        specific[m] = r
-        if shared:
-            noise[m] = sigma2  # the spikes the modality's own spectrum missed are not noise
-        for j, t in enumerate(thresholds):
-            record("specific rank", (m,), m, j,
-                   f"eigenvalue outside the {shared} shared directions", evals[j], t, j < r)
-        if r <= 0 and shared == 0:
-            no_factor.append(m)  # nothing detected: the modality is modelled as noise only
-        if r > 0:
-            blocks[(m,)] = r
-        record("structure", (m,), m, None, "factors outside the shared directions",
-               specific[m], 0.5, specific[m] > 0, r if r > 0 else 0)
+    pair_rank, left = _pair_ranks(S, rows, n_features, df, a_pair, U, lam, sig, base,
+                                  spectra, record)
+    blocks = _shared_blocks(_membership(k, left, record), pair_rank, max_rank, record)
+    specific, no_factor = _specific_blocks(S, rows, n_features, df, a_mod, max_rank, U,
+                                           spectra, noise, blocks, record)
     if len(no_factor) == M:
         raise ValueError(
             "no factor detected in any modality: at this sample size nothing in the data "
             "stands out of the noise (check the data, or give a structure)")
     if no_factor:
-        label = [names[m] if names else m for m in no_factor]
+        label = [record.modality(m) for m in no_factor]
         warnings.warn(
             f"no factor detected in modality {label}: it is modelled as noise only (zero "
-            "loadings)", UserWarning, stacklevel=2)
-    structure = Structure(blocks, modalities=names or M)
-    evidence = pd.DataFrame.from_records(records, columns=_COLUMNS)
-    evidence.attrs["info"] = {
-        "noise_variance": noise, "modality_rank": k, "pair_rank": pair_rank,
-        "specific_rank": specific, "no_factor": no_factor, "alpha": alpha, "n_samples": n}
-    return structure, evidence
+            "loadings)", UserWarning, stacklevel=3)
+    return SelectionResult(Structure(blocks, modalities=names or M), record.table(), noise,
+                           k, pair_rank, specific, no_factor, alpha, n)

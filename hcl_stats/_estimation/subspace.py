@@ -39,6 +39,60 @@ def _newton(fun_grad, hessp, x0, *, max_iter, gtol_fn):
     return res.x, max(state["n"], int(res.nit))
 
 
+def _grow(U, SU, A, S_W, rows, outside, threshold):
+    """Append to each ``U_m`` the directions of ``outside[m]``; whether any basis grew."""
+    grown = False
+    for m, sl in enumerate(rows):
+        if np.linalg.norm(outside[m]) <= threshold:
+            continue
+        new = orthonormal_basis(outside[m])
+        if new.shape[1] == 0:
+            continue
+        U[m] = np.hstack([U[m], new])
+        SU[m] = np.hstack([SU[m], S_W[:, sl] @ new])
+        A[m] = np.vstack([A[m], np.zeros((new.shape[1], A[m].shape[1]))])
+        grown = True
+    return grown
+
+
+def _solve_small(U, SU, A, mask, rows, scale, *, max_iter, target):
+    """Solve the exact small problem on ``T = U^T S_W U`` from ``A`` to gradient ``target``.
+
+    Returns the new coefficients per modality and the iterations taken.
+    """
+    M, K = len(rows), mask.shape[1]
+    q = [u.shape[1] for u in U]
+    SU_all = np.hstack(SU)  # d x q
+    T = np.vstack([U[m].T @ SU_all[rows[m]] for m in range(M)])  # q x q
+    T = 0.5 * (T + T.T) / scale
+    red_mask = np.vstack([np.broadcast_to(mask[rows[m].start], (q[m], K)) for m in range(M)])
+    x0 = (np.vstack(A) / np.sqrt(scale))[red_mask]
+    sqT = float(np.sum(T * T))
+
+    def unpack(x):
+        Am = np.zeros(red_mask.shape)
+        Am[red_mask] = x
+        return Am
+
+    def fun_grad(x):
+        Am = unpack(x)
+        TA = T @ Am
+        G = Am.T @ Am
+        f = 0.5 * (sqT - 2.0 * np.sum(Am * TA) + np.sum(G * G))
+        return f, (2.0 * (Am @ G - TA))[red_mask]
+
+    def hessp(x, v):
+        Am, V = unpack(x), unpack(v)
+        H = 2.0 * (V @ (Am.T @ Am) + Am @ (V.T @ Am) + Am @ (Am.T @ V) - T @ V)
+        return H[red_mask]
+
+    red_target = target / scale ** 1.5
+    x, it = _newton(fun_grad, hessp, x0, max_iter=max_iter,
+                    gtol_fn=lambda x, g: np.linalg.norm(g) <= red_target)
+    A_full = unpack(x) * np.sqrt(scale)
+    return [A_full[sl] for sl in row_slices(q)], it
+
+
 def solve_subspace(S_W, W_init, mask, n_features, *, basis_init=None, max_iter=1000,
                    tol=1e-5, max_outer=200):
     """Minimise the masked objective by a growing per-modality subspace (Davidson style).
@@ -52,15 +106,12 @@ def solve_subspace(S_W, W_init, mask, n_features, *, basis_init=None, max_iter=1
     relative gradient ``||grad||_F / ||(S_W W) masked||_F <= tol``). Each outer step costs
     one product of ``S_W`` with the new basis columns; no iteration touches a d x d product.
     """
-    d, K = W_init.shape
     rows = row_slices(n_features)
     M = len(rows)
     sq_norm_S = float(np.sum(S_W * S_W))
-    # per-modality bases
-    U = []
-    for m, sl in enumerate(rows):
-        cols = mask[sl.start]
-        parts = [W_init[sl][:, cols]]
+    U = []  # per-modality bases
+    for sl in rows:
+        parts = [W_init[sl][:, mask[sl.start]]]
         if basis_init is not None:
             parts.append(basis_init[sl])
         U.append(orthonormal_basis(np.hstack(parts)))
@@ -93,54 +144,14 @@ def solve_subspace(S_W, W_init, mask, n_features, *, basis_init=None, max_iter=1
         g_in = float(np.sqrt(max(np.sum(grad[mask] ** 2) - g_out ** 2, 0.0)))
         if target is not None and g_out > g_in:
             # the subspace, not the small solve, limits progress: grow it
-            grown = False
-            for m, sl in enumerate(rows):
-                if np.linalg.norm(outside[m]) <= 1e-12 * denom:
-                    continue
-                new = orthonormal_basis(outside[m])
-                if new.shape[1] == 0:
-                    continue
-                U[m] = np.hstack([U[m], new])
-                SU[m] = np.hstack([SU[m], S_W[:, sl] @ new])
-                A[m] = np.vstack([A[m], np.zeros((new.shape[1], K))])
-                grown = True
-            if not grown and g_in <= 0.1 * tol * denom:
+            if not _grow(U, SU, A, S_W, rows, outside, 1e-12 * denom) \
+                    and g_in <= 0.1 * tol * denom:
                 break
         # solve the small problem in span(U), inexactly while the subspace is still growing
         target = max(0.5 * g_out, 0.3 * tol * denom)
-        q = [u.shape[1] for u in U]
-        offs = np.concatenate([[0], np.cumsum(q)]).astype(int)
-        SU_all = np.hstack(SU)  # d x q
-        T = np.vstack([U[m].T @ SU_all[rows[m]] for m in range(M)])  # q x q
-        T = 0.5 * (T + T.T) / scale
-        red_mask = np.vstack([np.broadcast_to(mask[rows[m].start], (q[m], K))
-                              for m in range(M)])
-        x0 = (np.vstack(A) / np.sqrt(scale))[red_mask]
-        sqT = float(np.sum(T * T))
-        red_target = target / scale ** 1.5
-
-        def unpack(x, red_mask=red_mask):
-            Am = np.zeros(red_mask.shape)
-            Am[red_mask] = x
-            return Am
-
-        def fun_grad(x, T=T, red_mask=red_mask, sqT=sqT):
-            Am = unpack(x)
-            TA = T @ Am
-            G = Am.T @ Am
-            f = 0.5 * (sqT - 2.0 * np.sum(Am * TA) + np.sum(G * G))
-            return f, (2.0 * (Am @ G - TA))[red_mask]
-
-        def hessp(x, v, T=T, red_mask=red_mask):
-            Am, V = unpack(x), unpack(v)
-            H = 2.0 * (V @ (Am.T @ Am) + Am @ (V.T @ Am) + Am @ (Am.T @ V) - T @ V)
-            return H[red_mask]
-
-        x, it = _newton(fun_grad, hessp, x0, max_iter=max_iter - n_iter,
-                        gtol_fn=lambda x, g, t=red_target: np.linalg.norm(g) <= t)
+        A, it = _solve_small(U, SU, A, mask, rows, scale, max_iter=max_iter - n_iter,
+                             target=target)
         n_iter += it
-        A_full = unpack(x) * np.sqrt(scale)
-        A = [A_full[offs[m]:offs[m + 1]] for m in range(M)]
     W = np.vstack([U[m] @ A[m] for m in range(M)])
     W[~mask] = 0.0
     return W, objective(S_W, W, sq_norm_S=sq_norm_S), n_iter, converged, rel_grad

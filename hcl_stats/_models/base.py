@@ -1,9 +1,10 @@
-"""Shared base for HCL and the baselines: block bookkeeping, scores, covariance, variance tables.
+"""Shared base for HCL and the baselines: bookkeeping, scores, covariance, variance tables.
 
-Every estimator in the package ends its ``fit`` by calling :meth:`BlockFactorModel._set_fitted`
-with loadings laid out as a :class:`~hcl_stats.Structure` describes, so that ``transform``,
-``block_loadings``, ``get_covariance``, ``explained_variance`` and the metrics work on all of
-them unchanged.
+Every estimator in the package ends its ``fit`` by calling
+:meth:`BlockFactorModel._set_fitted` with loadings laid out as a
+:class:`~hcl_stats.Structure` describes, so that ``transform``, ``block_loadings``,
+``get_covariance``, ``explained_variance`` and the metrics work on all of them unchanged.
+The model behind the scores and the covariance is described in docs/model.md.
 """
 
 from __future__ import annotations
@@ -18,6 +19,23 @@ from hcl_stats._input.validation import (
 from hcl_stats._models.summary import model_summary
 
 __all__ = ["BlockFactorModel"]
+
+
+def _check_finite_attribute(model, name, value):
+    """Raise FloatingPointError when the fitted attribute ``name`` holds NaN or inf.
+
+    Arrays, floats and lists or tuples of arrays are checked; other values (structures,
+    tables, strings) are not numeric results of the fit.
+    """
+    parts = value if isinstance(value, (list, tuple)) else [value]
+    for part in parts:
+        if isinstance(part, (np.ndarray, float, np.floating)):
+            array = np.asarray(part)
+            if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
+                raise FloatingPointError(
+                    f"{model}: the fitted attribute {name} holds non-finite values (NaN or "
+                    "inf); the fit failed numerically, check the data's scale and the ranks"
+                )
 
 
 class BlockFactorModel(TransformerMixin, BaseEstimator):
@@ -43,21 +61,35 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
 
     # -- bookkeeping shared by subclasses -----------------------------------------------------
     def _set_fitted(self, *, structure, loadings, means, noise_variance, total_variance,
-                    names, n_samples):
-        self.structure_ = structure
-        self.loadings_ = np.asarray(loadings, dtype=np.float64)
-        self.n_features_per_modality_ = np.array([len(mu) for mu in means], dtype=int)
-        self.means_ = [np.asarray(mu, dtype=np.float64) for mu in means]
-        self.noise_variance_ = np.asarray(noise_variance, dtype=np.float64)
-        self.total_variance_ = np.asarray(total_variance, dtype=np.float64)
-        self.modality_names_in_ = names
-        self.n_modalities_ = len(means)
-        self.n_components_ = structure.n_components
-        self.n_samples_ = int(n_samples)
+                    names, n_samples, extra=None):
+        """Store the fitted attributes shared by every model, then ``extra`` ones.
+
+        Raises
+        ------
+        FloatingPointError
+            When a fitted attribute holds a NaN or an infinite value (the model is not
+            stored as fitted then).
+        """
+        fitted = {
+            "structure_": structure,
+            "loadings_": np.asarray(loadings, dtype=np.float64),
+            "n_features_per_modality_": np.array([len(mu) for mu in means], dtype=int),
+            "means_": [np.asarray(mu, dtype=np.float64) for mu in means],
+            "noise_variance_": np.asarray(noise_variance, dtype=np.float64),
+            "total_variance_": np.asarray(total_variance, dtype=np.float64),
+            "modality_names_in_": names,
+            "n_modalities_": len(means),
+            "n_components_": structure.n_components,
+            "n_samples_": int(n_samples),
+            **(extra or {}),
+        }
+        for name, value in fitted.items():
+            _check_finite_attribute(type(self).__name__, name, value)
+        for name, value in fitted.items():
+            setattr(self, name, value)
 
     def _rows(self):
-        edges = np.concatenate([[0], np.cumsum(self.n_features_per_modality_)])
-        return [slice(edges[m], edges[m + 1]) for m in range(len(edges) - 1)]
+        return self.structure_.rows(self.n_features_per_modality_)
 
     def _modality_index(self, m):
         names = self.structure_.modality_names
@@ -108,8 +140,8 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
         """Posterior-mean scores ``E[z | x]`` of new samples.
 
         ``E[z | x] = (I + W_o^T Psi_o^{-1} W_o)^{-1} W_o^T Psi_o^{-1} (x_o - mu_o)``, where
-        ``o`` are the observed modalities: a modality passed as ``None`` is treated as
-        missing and the scores use the others.
+        ``o`` are the modalities given: a modality passed as ``None`` is treated as
+        missing and the scores use the others (docs/model.md).
 
         Parameters
         ----------

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from hcl_stats._input.params import check_positive_int
+from hcl_stats._input.params import check_positive_int, validate_params
 from hcl_stats._input.validation import check_blocks, check_covariance
 from hcl_stats._models.base import BlockFactorModel
 from hcl_stats._statistics.chunked import covariance_statistics
+from hcl_stats._structure import row_slices
 
 __all__ = ["CovarianceFactorModel"]
 
@@ -15,10 +16,19 @@ __all__ = ["CovarianceFactorModel"]
 class CovarianceFactorModel(BlockFactorModel):
     """Base of the models whose fit needs only the sample covariance (not for direct use).
 
-    Subclasses implement ``_fit_covariance(S, means, n_samples, n_features, names)``;
-    :meth:`fit` computes the statistics from data and :meth:`fit_from_covariance` takes
-    them as given.
+    Subclasses declare ``_parameter_constraints`` (see
+    :func:`hcl_stats._input.params.validate_params`) and implement
+    ``_fit_covariance(params, S, means, n_samples, n_features, names)`` with the checked
+    parameters; :meth:`fit` computes the statistics from data and
+    :meth:`fit_from_covariance` takes them as given. Both check the parameters first,
+    before reading any input.
     """
+
+    _parameter_constraints: dict = {}
+
+    def _validate_params(self):
+        """The checked constructor parameters (read-only mapping), or raise."""
+        return validate_params(self)
 
     def fit(self, X, y=None):
         """Fit the model.
@@ -39,10 +49,11 @@ class CovarianceFactorModel(BlockFactorModel):
         -------
         self
         """
+        params = self._validate_params()
         blocks, names = check_blocks(X, lazy=True)
         n_features = [b.shape[1] for b in blocks]
         S, means, n = covariance_statistics(blocks, names)
-        return self._fit_covariance(S, means, n, n_features, names)
+        return self._fit_covariance(params, S, means, n, n_features, names)
 
     def fit_from_covariance(self, S, n_samples, n_features, *, means=None, names=None):
         """Fit from a sample covariance instead of data (summary statistics only).
@@ -72,6 +83,7 @@ class CovarianceFactorModel(BlockFactorModel):
         :func:`hcl_stats.pool_covariances` and pass the result here; the fit equals the fit
         on the pooled data.
         """
+        params = self._validate_params()
         n_features = [check_positive_int(p, "n_features entries") for p in n_features]
         n_samples = check_positive_int(n_samples, "n_samples", minimum=2)
         d = sum(n_features)
@@ -83,16 +95,13 @@ class CovarianceFactorModel(BlockFactorModel):
             if means.shape != (d,) or not np.all(np.isfinite(means)):
                 raise ValueError(f"means must be {d} finite values, got shape {means.shape}")
         names = tuple(names) if names is not None else None
-        return self._fit_covariance(S, means, n_samples, n_features, names)
+        return self._fit_covariance(params, S, means, n_samples, n_features, names)
 
     def _set_fitted_from_covariance(self, S, means, n, n_features, names, structure, loadings,
                                     noise_variance):
-        edges = np.concatenate([[0], np.cumsum(n_features)])
+        rows = row_slices(n_features)
         diag = np.diag(S)
-        M = len(n_features)
         self._set_fitted(
-            structure=structure, loadings=loadings,
-            means=[means[edges[m]:edges[m + 1]] for m in range(M)],
-            noise_variance=noise_variance,
-            total_variance=[diag[edges[m]:edges[m + 1]].sum() for m in range(M)],
+            structure=structure, loadings=loadings, means=[means[sl] for sl in rows],
+            noise_variance=noise_variance, total_variance=[diag[sl].sum() for sl in rows],
             names=names, n_samples=n)

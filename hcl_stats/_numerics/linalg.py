@@ -14,6 +14,8 @@ import scipy.linalg
 import scipy.sparse.linalg
 from threadpoolctl import ThreadpoolController
 
+from hcl_stats._numerics.random import as_generator
+
 __all__ = ["top_eigh", "flip_signs", "orthonormal_basis", "procrustes_rotation", "lapack_svd",
            "truncated_svd", "singular_values"]
 
@@ -87,7 +89,7 @@ def top_eigh(S, k, *, random_state=None, mixed=False):
     if d <= _DENSE_BELOW or k > _DENSE_FRACTION * d or k >= d - 1:
         values, vectors = scipy.linalg.eigh(S, subset_by_index=[d - k, d - 1])
     else:
-        rng = np.random.default_rng(random_state if random_state is not None else 0)
+        rng = as_generator(random_state)
         v0 = rng.standard_normal(d)
         values = None
         with serial_blas():
@@ -188,7 +190,7 @@ def truncated_svd(Y, k, *, random_state=0):
         return np.zeros((n, 0)), np.zeros(0), np.zeros((0, p))
     small = min(n, p)
     if small > _DENSE_SVD_BELOW and k <= _DENSE_FRACTION * small:
-        rng = np.random.default_rng(random_state)
+        rng = as_generator(random_state)
         v0 = rng.standard_normal(small)
         U, s, Vt = scipy.sparse.linalg.svds(Y, k=k, v0=v0, tol=1e-12)
         order = np.argsort(s)[::-1]

@@ -5,8 +5,7 @@ preconditioner as the initial inverse Hessian, which scipy's L-BFGS-B does not t
 an exact line search along each direction (the HCL objective is a quartic polynomial on a
 line, see :func:`hcl_stats._estimation.fit.solve_lbfgs`), which scipy's interface cannot use; and (c)
 must not run its vector algebra in a second BLAS thread pool (scipy's Fortran L-BFGS-B uses
-scipy's own OpenBLAS, which competed with NumPy's for the same two cores and made each
-iteration several times slower).
+scipy's own OpenBLAS, whose threads compete with NumPy's for the same cores).
 
 The inverse-Hessian approximation is applied in the compact representation of Byrd,
 Nocedal and Schnabel (1994, eq. 3.1 for ``H``): with the last ``m`` pairs stacked as rows of
@@ -18,9 +17,8 @@ Nocedal and Schnabel (1994, eq. 3.1 for ``H``): with the last ``m`` pairs stacke
 
 With ``S`` and ``P Y`` stored in one ``(2m, n)`` buffer that is two matrix-vector products
 per application (plus ``m x m`` work on the host, cached when a pair is added) instead of
-the ``4 m`` vector operations of the two-loop recursion, whose per-call overhead dominated
-an iteration at the problem sizes of the package. The result is the same matrix as the
-two-loop recursion (checked against the recursive BFGS update in the tests).
+the ``4 m`` vector operations of the two-loop recursion, each with its own call overhead.
+The result is the same matrix as the two-loop recursion. See ``docs/estimation.md``.
 """
 
 from __future__ import annotations

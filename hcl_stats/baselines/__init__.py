@@ -4,7 +4,8 @@
 structure only) and :class:`SLIDE` (any binary structure). All take a list/tuple/dict of
 modalities in ``fit``, score new samples in ``transform`` and expose ``structure_`` and
 ``loadings_`` laid out like HCL's, so the metrics in :mod:`hcl_stats.metrics` apply to any
-of them unchanged.
+of them unchanged. :func:`matched_estimator` configures each of them for a given
+structure. The methods and their conventions are described in docs/baselines.md.
 """
 
 from hcl_stats.baselines._ajive import AJIVE

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
-from sklearn.utils import check_random_state
 
 from hcl_stats._input.params import check_positive_int
-from hcl_stats._models.data_model import DataFactorModel
-from hcl_stats._numerics.linalg import truncated_svd
-from hcl_stats._structure import Structure
+from hcl_stats._models.data_model import DataFactorModel, DataFit
+from hcl_stats._numerics.linalg import serial_blas, truncated_svd
+from hcl_stats._numerics.random import as_generator
+from hcl_stats._structure import Structure, modality_description
 from hcl_stats.baselines._common import (
-    centre_blocks,
     check_rank_list,
-    denoise_loadings,
     gavish_donoho_rank,
     joint_individual_structure,
     ranks_from_structure,
-    residual_noise_variance,
 )
 
 __all__ = ["AJIVE"]
@@ -104,8 +101,9 @@ class AJIVE(DataFactorModel):
         Percentile of the random-direction bound.
     n_randdir_samples : int, default=1000
         Resamples for the random-direction bound.
-    random_state : int, RandomState or None, default=None
-        Seed of the resampling.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the resampling (``None``: a fixed default seed, so repeated fits
+        agree; see :mod:`hcl_stats._numerics.random`).
 
     Attributes
     ----------
@@ -114,7 +112,7 @@ class AJIVE(DataFactorModel):
     loadings_ : ndarray of shape (d, K)
         Joint block ``X_m^T U_J / sqrt(n - 1)`` and individual blocks ``V D / sqrt(n - 1)``
         in original units, with the noise its in-sample scores picked up removed
-        (:func:`hcl_stats.baselines._common.denoise_loadings`): ``loadings_ @
+        (:func:`hcl_stats._models.data_model.denoise_loadings`): ``loadings_ @
         loadings_.T`` estimates the signal covariance ``Sigma - Psi`` (HCL's scale).
         Exact zeros outside each block's modalities.
     means_ : list of ndarray of shape (p_m,)
@@ -165,130 +163,116 @@ class AJIVE(DataFactorModel):
         self.n_randdir_samples = n_randdir_samples
         self.random_state = random_state
 
-    def fit(self, X, y=None):
-        """Fit AJIVE to the modalities ``X``.
-
-        Parameters
-        ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
-            The modalities, measured on the same samples.
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        blocks, means, names, total = centre_blocks(X)
-        n = blocks[0].shape[0]
-        M = len(blocks)
-        n_features = [b.shape[1] for b in blocks]
-        wedin_pct = _check_percentile(self.wedin_percentile, "wedin_percentile")
-        randdir_pct = _check_percentile(self.randdir_percentile, "randdir_percentile")
-        n_wedin = check_positive_int(self.n_wedin_samples, "n_wedin_samples")
-        n_randdir = check_positive_int(self.n_randdir_samples, "n_randdir_samples")
+    def _check_params(self, n, n_features, names):
+        """Validate the parameters against the data: a dict of the checked values."""
+        M = len(n_features)
         caps = [min(n - 1, p) for p in n_features]
+        checked = {
+            "wedin_pct": _check_percentile(self.wedin_percentile, "wedin_percentile"),
+            "randdir_pct": _check_percentile(self.randdir_percentile, "randdir_percentile"),
+            "n_wedin": check_positive_int(self.n_wedin_samples, "n_wedin_samples"),
+            "n_randdir": check_positive_int(self.n_randdir_samples, "n_randdir_samples"),
+            "caps": caps, "init": None, "joint": None, "individual": None,
+        }
         init_ranks = self.init_signal_ranks
         if isinstance(init_ranks, Structure):
-            ranks_from_structure(init_ranks, M)  # global + specific only
-            init_ranks = [init_ranks.modality_rank(m) for m in range(M)]
+            joint, ind = ranks_from_structure(init_ranks, n_features, names)
+            init_ranks = [joint + r for r in ind]
         if init_ranks is not None:
-            init = check_rank_list(init_ranks, M, "init_signal_ranks", allow_zero=False)
+            init = check_rank_list(init_ranks, M, "init_signal_ranks", allow_zero=False,
+                                   names=names)
             for m, (r, cap) in enumerate(zip(init, caps)):
                 if r > cap:
-                    raise ValueError(f"init_signal_ranks: modality {m} has rank {r} above "
-                                     f"min(n_samples - 1, n_features) = {cap}")
-        fixed_joint = None
+                    raise ValueError(f"init_signal_ranks: {modality_description(m, names)} "
+                                     f"has rank {r} above min(n_samples - 1, n_features) = "
+                                     f"{cap}")
+            checked["init"] = init
         if self.joint_rank is not None:
-            fixed_joint = check_positive_int(self.joint_rank, "joint_rank", minimum=0)
-        fixed_ind = None
+            checked["joint"] = check_positive_int(self.joint_rank, "joint_rank", minimum=0)
         if self.individual_ranks is not None:
-            fixed_ind = check_rank_list(self.individual_ranks, M, "individual_ranks",
-                                        n_features=n_features)
-        rng = check_random_state(self.random_state)
+            checked["individual"] = check_rank_list(self.individual_ranks, M,
+                                                    "individual_ranks", n_features=n_features,
+                                                    names=names)
+        return checked
 
-        # 1. signal extraction
+    def _fit_centred(self, blocks, names):
+        """The four steps of the class docstring, then loadings and residuals."""
+        n = blocks[0].shape[0]
+        M = len(blocks)
+        params = self._check_params(n, [b.shape[1] for b in blocks], names)
+        rng = as_generator(self.random_state)
+        svds, init, sv_thresholds = self._signal(blocks, params)
+        joint_scores, sv2, bounds = self._joint(blocks, svds, init, sv_thresholds, params,
+                                                rng)
+        joint = joint_scores.shape[1]
+        root = np.sqrt(n - 1)
+        coefs = [joint_scores.T @ b for b in blocks]  # (r_J, p_m)
+        resid_svds = [_svd(b - joint_scores @ c) for b, c in zip(blocks, coefs)]
+        if params["individual"] is not None:
+            ind = [min(r, s.size) for r, (_, s, _) in zip(params["individual"], resid_svds)]
+        else:
+            ind = [int(np.sum(s > t)) for (_, s, _), t in zip(resid_svds, sv_thresholds)]
+        # a modality left without factors gets one individual factor (with a warning)
+        structure, ind = joint_individual_structure(
+            joint, ind, names, selected=params["individual"] is None)
+        W = np.zeros((sum(b.shape[1] for b in blocks), structure.n_components))
+        for m, rows in enumerate(structure.rows([b.shape[1] for b in blocks])):
+            if joint:
+                W[rows, structure.columns(tuple(range(M)))] = coefs[m].T / root
+            _, s, Vt = resid_svds[m]
+            if ind[m]:
+                W[rows, structure.columns((m,))] = Vt[:ind[m]].T * s[:ind[m]] / root
+        attributes = {
+            "init_signal_ranks_": [int(r) for r in init],
+            "joint_rank_": int(joint),
+            "individual_ranks_": [int(r) for r in ind],
+            "joint_scores_": joint_scores,
+            "individual_scores_": [U[:, :r] for (U, _, _), r in zip(resid_svds, ind)],
+            "joint_sv_squared_": sv2,
+            "sv_thresholds_": sv_thresholds,
+            **bounds,
+        }
+        rss = np.array([float(np.sum(s[r:] ** 2)) for (_, s, _), r in zip(resid_svds, ind)])
+        return DataFit(structure=structure, loadings=W, rss=rss, attributes=attributes)
+
+    @staticmethod
+    def _signal(blocks, params):
+        """Step 1: each modality's SVD, signal rank and singular-value threshold."""
         svds = [_svd(b) for b in blocks]
-        if init_ranks is None:
+        init = params["init"]
+        if init is None:
             init = [max(1, min(gavish_donoho_rank(s, b.shape), cap))
-                    for (_, s, _), b, cap in zip(svds, blocks, caps)]
-        sv_thresholds = np.empty(M)
-        for m, ((_, s, _), r) in enumerate(zip(svds, init)):
-            sv_thresholds[m] = 0.5 * (s[r - 1] + s[r]) if r < s.size else 0.5 * s[r - 1]
-        scores = [U[:, :r] for (U, _, _), r in zip(svds, init)]
-        if fixed_joint is not None and fixed_joint > min(init):
-            raise ValueError(f"joint_rank={fixed_joint} exceeds the smallest initial signal "
-                             f"rank {min(init)}")
+                    for (_, s, _), b, cap in zip(svds, blocks, params["caps"])]
+        thresholds = np.array([0.5 * (s[r - 1] + s[r]) if r < s.size else 0.5 * s[r - 1]
+                               for (_, s, _), r in zip(svds, init)])
+        if params["joint"] is not None and params["joint"] > min(init):
+            raise ValueError(f"joint_rank={params['joint']} exceeds the smallest initial "
+                             f"signal rank {min(init)}")
+        return svds, init, thresholds
 
-        # 2. joint rank
-        stacked = np.hstack(scores)
+    def _joint(self, blocks, svds, init, sv_thresholds, params, rng):
+        """Step 2: joint scores, squared singular values and the two resampled bounds."""
+        stacked = np.hstack([U[:, :r] for (U, _, _), r in zip(svds, init)])
         P, sv, _ = _svd(stacked)
         sv2 = sv ** 2
-        wedin_samples = randdir_samples = None
-        wedin_thr = randdir_thr = None
-        if fixed_joint is None:
-            wedin_samples = self._wedin_samples(svds, init, n_wedin, rng)
-            wedin_thr = float(np.percentile(wedin_samples, wedin_pct))
-            randdir_samples = self._randdir_samples(n, init, n_randdir, rng)
-            randdir_thr = float(np.percentile(randdir_samples, randdir_pct))
-            candidates = int(np.sum(sv2 > max(wedin_thr, randdir_thr)))
-            keep = []
-            for j in range(candidates):
-                u = P[:, j]
-                if all(np.linalg.norm(b.T @ u) >= t for b, t in zip(blocks, sv_thresholds)):
-                    keep.append(j)
-            joint_scores = P[:, keep]
-        else:
-            joint_scores = P[:, :fixed_joint]
-        joint = joint_scores.shape[1]
-
-        # 3.-4. joint and individual parts
-        root = np.sqrt(n - 1)
-        joint_load, ind_load, ind_scores, ind_ranks, rss = [], [], [], [], []
-        for m, b in enumerate(blocks):
-            coef = joint_scores.T @ b  # (r_J, p_m)
-            resid = b - joint_scores @ coef
-            U, s, Vt = _svd(resid)
-            if fixed_ind is not None:
-                r = min(fixed_ind[m], s.size)
-            else:
-                r = int(np.sum(s > sv_thresholds[m]))
-            ind_ranks.append(r)
-            joint_load.append(coef.T / root)
-            ind_load.append(Vt[:r].T * s[:r] / root)
-            ind_scores.append(U[:, :r])
-            rss.append(float(np.sum(s[r:] ** 2)))
-        structure, ind_final = joint_individual_structure(
-            joint, ind_ranks, names, selected=fixed_ind is None)
-        edges = np.concatenate([[0], np.cumsum(n_features)])
-        W = np.zeros((edges[-1], structure.n_components))
-        noise = np.empty(M)
-        for m in range(M):
-            rows = slice(edges[m], edges[m + 1])
-            if joint:
-                W[rows, structure.columns(tuple(range(M)))] = joint_load[m]
-            if ind_final[m] != ind_ranks[m]:  # forced factor for a modality without signal
-                U, s, Vt = _svd(blocks[m] - joint_scores @ (joint_scores.T @ blocks[m]))
-                ind_load[m] = Vt[:1].T * s[:1] / root
-                ind_scores[m] = U[:, :1]
-                rss[m] = float(np.sum(s[1:] ** 2))
-            if ind_final[m]:
-                W[rows, structure.columns((m,))] = ind_load[m]
-            noise[m] = residual_noise_variance(rss[m], n, n_features[m], joint + ind_final[m])
-        W = denoise_loadings(W, n_features, noise)
-        self._set_fitted(structure=structure, loadings=W, means=means, noise_variance=noise,
-                         total_variance=total, names=names, n_samples=n)
-        self.init_signal_ranks_ = [int(r) for r in init]
-        self.joint_rank_ = int(joint)
-        self.individual_ranks_ = [int(r) for r in ind_final]
-        self.joint_scores_ = joint_scores
-        self.individual_scores_ = ind_scores
-        self.joint_sv_squared_ = sv2
-        self.sv_thresholds_ = sv_thresholds
-        self.wedin_threshold_ = wedin_thr
-        self.randdir_threshold_ = randdir_thr
-        self.wedin_samples_ = wedin_samples
-        self.randdir_samples_ = randdir_samples
-        return self
+        bounds = dict(wedin_threshold_=None, randdir_threshold_=None, wedin_samples_=None,
+                      randdir_samples_=None)
+        if params["joint"] is not None:
+            return P[:, :params["joint"]], sv2, bounds
+        with serial_blas():  # many small QR factorisations: one BLAS thread
+            wedin = self._wedin_samples(svds, init, params["n_wedin"], rng)
+            randdir = self._randdir_samples(blocks[0].shape[0], init, params["n_randdir"],
+                                            rng)
+        bounds = dict(wedin_threshold_=float(np.percentile(wedin, params["wedin_pct"])),
+                      randdir_threshold_=float(np.percentile(randdir, params["randdir_pct"])),
+                      wedin_samples_=wedin, randdir_samples_=randdir)
+        candidates = int(np.sum(sv2 > max(bounds["wedin_threshold_"],
+                                          bounds["randdir_threshold_"])))
+        # a joint direction must be carried by every modality (identifiability check)
+        keep = [j for j in range(candidates)
+                if all(np.linalg.norm(b.T @ P[:, j]) >= t
+                       for b, t in zip(blocks, sv_thresholds))]
+        return P[:, keep], sv2, bounds
 
     @staticmethod
     def _wedin_samples(svds, init, n_samples, rng):

@@ -9,12 +9,16 @@ Conventions shared by all of them:
   ``Sigma - Psi``), which makes Gram errors comparable across methods.
 * Scores fitted in-sample also pick up noise: for a singular vector the column
   ``X^T u / sqrt(n - 1)`` has squared norm ``lambda = signal + noise``.
-  :func:`denoise_loadings` removes that part column by column (probabilistic PCA's
-  ``sqrt(lambda - sigma^2)`` in the one-modality case), so that ``loadings_ @ loadings_.T``
-  estimates ``Sigma - Psi`` as HCL's does, and ``loadings_ @ loadings_.T + Psi`` the data
-  covariance that ``transform`` assumes.
-* Noise variances are the residual variance of each modality with the degrees of freedom of
-  a rank-``r`` fit removed (see :func:`residual_noise_variance`).
+  :func:`hcl_stats._models.data_model.denoise_loadings` removes that part column by
+  column (probabilistic PCA's ``sqrt(lambda - sigma^2)`` in the one-modality case), so
+  that ``loadings_ @ loadings_.T`` estimates ``Sigma - Psi`` as HCL's does, and
+  ``loadings_ @ loadings_.T + Psi`` the data covariance that ``transform`` assumes.
+* Noise variances are the residual variance of each modality with the degrees of freedom
+  of a rank-``r`` fit removed
+  (see :func:`hcl_stats._models.data_model.residual_noise_variance`).
+  The closing step common to all of them is
+  :meth:`hcl_stats._models.data_model.DataFactorModel.fit`; docs/baselines.md describes
+  the methods.
 """
 
 from __future__ import annotations
@@ -24,36 +28,17 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-from hcl_stats._input.validation import check_blocks
-from hcl_stats._structure import Structure
+from hcl_stats._input.validation import check_structure
+from hcl_stats._structure import Structure, modality_description, row_slices
 
 __all__ = [
-    "centre_blocks",
-    "gavish_donoho_rank",
-    "residual_noise_variance",
     "RowCompression",
+    "block_scales",
+    "check_rank_list",
+    "gavish_donoho_rank",
     "joint_individual_structure",
-    "denoise_loadings",
+    "ranks_from_structure",
 ]
-
-def centre_blocks(X):
-    """Validate with the package's block validator and return centred float64 copies.
-
-    Returns
-    -------
-    blocks : list of ndarray of shape (n, p_m)
-        Centred copies (the caller's arrays are never modified).
-    means : list of ndarray of shape (p_m,)
-    names : tuple of str or None
-    total_variance : ndarray of shape (M,)
-        ``trace`` of each modality's unbiased sample covariance.
-    """
-    raw, names = check_blocks(X)
-    means = [np.asarray(b, dtype=np.float64).mean(axis=0) for b in raw]
-    blocks = [np.asarray(b, dtype=np.float64) - mu for b, mu in zip(raw, means)]
-    n = blocks[0].shape[0]
-    total = np.array([float(np.sum(b * b)) / (n - 1) for b in blocks])
-    return blocks, means, names, total
 
 
 def gavish_donoho_rank(s, shape):
@@ -79,21 +64,6 @@ def gavish_donoho_rank(s, shape):
     omega = 0.56 * beta ** 3 - 0.95 * beta ** 2 + 1.82 * beta + 1.43
     threshold = omega * float(np.median(s))
     return int(np.sum(s > threshold))
-
-
-def residual_noise_variance(rss, n, p, rank):
-    """Noise variance from a residual sum of squares of a rank-``rank`` fit.
-
-    ``rss / ((n - 1) p - r (n - 1 + p - r))``: the centred data have ``(n - 1) p`` degrees
-    of freedom and a rank-``r`` matrix uses ``r (n - 1 + p - r)`` of them. Falls back to
-    ``rss / ((n - 1) p)`` when the count is not positive, and is floored at a tiny positive
-    number so that scores stay finite.
-    """
-    dof = (n - 1) * p - rank * (n - 1 + p - rank)
-    if dof <= 0:
-        dof = (n - 1) * p
-    value = float(rss) / dof
-    return max(value, 1e-12 * max(float(rss) / ((n - 1) * p), 1e-300))
 
 
 class RowCompression:
@@ -125,8 +95,7 @@ class RowCompression:
         values, vectors = values[keep][::-1], vectors[:, keep][:, ::-1]
         root = np.sqrt(values)
         R = root[:, None] * vectors.T
-        edges = np.concatenate([[0], np.cumsum([b.shape[1] for b in blocks])])
-        self.reduced = [R[:, edges[m]:edges[m + 1]] for m in range(len(blocks))]
+        self.reduced = [R[:, rows] for rows in row_slices([b.shape[1] for b in blocks])]
         self._X = X
         self._map = vectors / root  # Q = X @ _map
 
@@ -163,7 +132,7 @@ def joint_individual_structure(joint_rank, individual_ranks, names, *, selected)
         individual_ranks
 
 
-def check_rank_list(ranks, M, name, *, n_features=None, allow_zero=True):
+def check_rank_list(ranks, M, name, *, n_features=None, allow_zero=True, names=None):
     """Expand an int or validate a sequence of per-modality non-negative ranks."""
     minimum = 0 if allow_zero else 1
     if np.ndim(ranks) == 0:
@@ -175,71 +144,25 @@ def check_rank_list(ranks, M, name, *, n_features=None, allow_zero=True):
     for m, r in enumerate(ranks):
         if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, np.integer)) \
                 or r < minimum:
-            raise ValueError(f"{name}: rank of modality {m} must be an integer >= {minimum}, "
-                             f"got {r!r}")
+            raise ValueError(f"{name}: rank of {modality_description(m, names)} must be an "
+                             f"integer >= {minimum}, got {r!r}")
         if n_features is not None and r > n_features[m]:
-            raise ValueError(f"{name}: modality {m} has {n_features[m]} features but rank "
-                             f"{r} was asked")
+            raise ValueError(f"{name}: {modality_description(m, names)} has {n_features[m]} "
+                             f"features but rank {r} was asked")
         out.append(int(r))
     return out
 
 
-def denoise_loadings(W, n_features, noise_variance, scales=None):
-    """Remove from each fitted column the noise its in-sample score picked up.
+def ranks_from_structure(structure, n_features, names):
+    """``(joint_rank, individual_ranks)`` of a global + specific structure, or ValueError.
 
-    A column ``L_k = X^T u_k / sqrt(n - 1)`` built from a score ``u_k = X v_k / s_k`` that
-    is a singular vector of the (scaled) data satisfies ``L_k = sqrt(lambda_k) v_k`` with
-    ``lambda_k = s_k^2 / (n - 1)`` an eigenvalue of ``S = C + Psi`` (signal plus noise). The
-    signal part then is ``C v_k = (lambda_k - Psi) v_k``, and the rank-one signal loading
-    with that image is ``w_k = (lambda_k - Psi) v_k / sqrt(lambda_k - v_k^T Psi v_k)``:
-    in the rows of modality ``m``,
-    ``w_{m,k} = L_{m,k} (lambda_k - sigma_m^2) / sqrt(lambda_k (lambda_k - sum_m sigma_m^2
-    ||v_{m,k}||^2))`` (clipped at zero). For one modality and isotropic noise this is
-    probabilistic PCA's ``sqrt(lambda_k - sigma^2) v_k``. It is applied column by column
-    (exact for singular vectors, a first-order correction otherwise), in the scaled units
-    the method worked in (``scales``), and keeps every structural zero.
-
-    Parameters
-    ----------
-    W : ndarray of shape (d, K)
-        Loadings ``X^T U / sqrt(n - 1)`` in original units.
-    n_features : sequence of int
-    noise_variance : ndarray of shape (M,)
-        Noise variances in original units.
-    scales : ndarray of shape (M,), default=None
-        What each modality was divided by before fitting (ones by default).
-
-    Returns
-    -------
-    ndarray of shape (d, K)
+    The structure is bound to the data first
+    (:func:`hcl_stats._input.validation.check_structure`): a structure given by modality
+    names is matched to the data's names, whatever their order, and a name the data do not
+    have is an error.
     """
-    n_features = np.asarray(n_features, dtype=int)
-    M = n_features.size
-    scales = np.ones(M) if scales is None else np.asarray(scales, dtype=float)
-    row_scale = np.repeat(scales, n_features)
-    L = W / row_scale[:, None]
-    psi = np.asarray(noise_variance, dtype=float) / scales ** 2  # (M,)
-    edges = np.concatenate([[0], np.cumsum(n_features)])
-    out = np.zeros_like(L)
-    for k in range(L.shape[1]):
-        col = L[:, k]
-        lam = float(col @ col)
-        if lam <= 0:
-            continue
-        share = np.array([float(col[edges[m]:edges[m + 1]] @ col[edges[m]:edges[m + 1]])
-                          for m in range(M)]) / lam
-        denom = lam * (lam - float(np.sum(psi * share)))
-        if denom <= 0:
-            continue
-        factor = np.clip(lam - psi, 0.0, None) / np.sqrt(denom)
-        out[:, k] = col * np.repeat(factor, n_features)
-    return out * row_scale[:, None]
-
-
-def ranks_from_structure(structure, M):
-    """``(joint_rank, individual_ranks)`` of a global + specific Structure, or ValueError."""
-    if structure.n_modalities != M:
-        raise ValueError(f"the structure has {structure.n_modalities} modalities, the data {M}")
+    structure = check_structure(structure, n_features, names)
+    M = len(n_features)
     partial = [s for s in structure.subsets if 1 < len(s) < M]
     if partial:
         raise ValueError(f"JIVE/AJIVE represent only global and specific blocks; the "
@@ -248,3 +171,12 @@ def ranks_from_structure(structure, M):
     joint = structure.rank(glob) if glob in structure else 0
     ind = [structure.rank((m,)) if (m,) in structure else 0 for m in range(M)]
     return joint, ind
+
+
+def block_scales(blocks, scale):
+    """Frobenius norm of each centred modality (ones when ``scale`` is False or a norm is 0)."""
+    if not scale:
+        return np.ones(len(blocks))
+    scales = np.array([np.linalg.norm(b) for b in blocks])
+    scales[scales == 0] = 1.0
+    return scales

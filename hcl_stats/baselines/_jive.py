@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 
 from hcl_stats._input.params import check_positive_float, check_positive_int
-from hcl_stats._models.data_model import DataFactorModel
-from hcl_stats._numerics.linalg import truncated_svd
-from hcl_stats._structure import Structure
+from hcl_stats._models.data_model import DataFactorModel, DataFit
+from hcl_stats._numerics.linalg import serial_blas, truncated_svd
+from hcl_stats._numerics.random import as_generator
+from hcl_stats._structure import Structure, modality_description, row_slices
 from hcl_stats.baselines._common import (
     RowCompression,
-    centre_blocks,
+    block_scales,
     check_rank_list,
-    denoise_loadings,
     joint_individual_structure,
     ranks_from_structure,
-    residual_noise_variance,
 )
 
 __all__ = ["JIVE", "fit_jive", "JIVEResult"]
@@ -29,13 +27,28 @@ __all__ = ["JIVE", "fit_jive", "JIVEResult"]
 _RANK_RULES = ("given", "permutation", "bic")
 
 
-class JIVEResult(NamedTuple):
-    """What :func:`fit_jive` returns (all in the coordinates of the data it was given)."""
+@dataclass(frozen=True)
+class JIVEResult:
+    """What :func:`fit_jive` returns (all in the coordinates of the data it was given).
 
-    joint_scores: np.ndarray  #: (n, r_J) orthonormal joint scores
-    joint: list  #: per modality (n, p_m) joint part J_m
-    individual_scores: list  #: per modality (n, r_m) orthonormal individual scores
-    individual: list  #: per modality (n, p_m) individual part A_m
+    Attributes
+    ----------
+    joint_scores : ndarray of shape (n, r_J)
+        Orthonormal joint scores.
+    joint : list of ndarray of shape (n, p_m)
+        Joint part ``J_m`` of each modality.
+    individual_scores : list of ndarray of shape (n, r_m)
+        Orthonormal individual scores of each modality.
+    individual : list of ndarray of shape (n, p_m)
+        Individual part ``A_m`` of each modality.
+    n_iter : int
+    converged : bool
+    """
+
+    joint_scores: np.ndarray
+    joint: list
+    individual_scores: list
+    individual: list
     n_iter: int
     converged: bool
 
@@ -74,7 +87,7 @@ def fit_jive(blocks, joint_rank, individual_ranks, *, max_iter=1000, tol=1e-6, i
     """
     M = len(blocks)
     n = blocks[0].shape[0]
-    edges = np.concatenate([[0], np.cumsum([b.shape[1] for b in blocks])])
+    rows = row_slices([b.shape[1] for b in blocks])
     A = [np.zeros_like(b) for b in blocks] if init is None else [a.copy() for a in init]
     fit_old = None
     converged = False
@@ -88,7 +101,7 @@ def fit_jive(blocks, joint_rank, individual_ranks, *, max_iter=1000, tol=1e-6, i
             stacked = np.hstack([b - a for b, a in zip(blocks, A)])
             U_J, s_J, Vt_J = truncated_svd(stacked, joint_rank, random_state=random_state)
             J_all = (U_J * s_J) @ Vt_J
-            J = [J_all[:, edges[m]:edges[m + 1]] for m in range(M)]
+            J = [J_all[:, r] for r in rows]
         for m in range(M):
             r = individual_ranks[m]
             if r == 0:
@@ -174,7 +187,7 @@ def _permutation_joint_rank(blocks, n_permutations, alpha, rng, max_rank, *,
         return _count_exceeding(actual, null, alpha)
     G = stacked.T @ stacked
     actual = _top_singular_values(G, k)
-    edges = np.concatenate([[0], np.cumsum(widths)])
+    rows = row_slices(widths)
     null = np.empty((n_permutations, k))
     for t in range(n_permutations):
         moved = [blocks[0]] + [b[rng.permutation(n)] for b in blocks[1:]]
@@ -182,8 +195,8 @@ def _permutation_joint_rank(blocks, n_permutations, alpha, rng, max_rank, *,
         for a in range(len(blocks)):
             for b in range(a + 1, len(blocks)):
                 cross = moved[a].T @ moved[b]
-                Gp[edges[a]:edges[a + 1], edges[b]:edges[b + 1]] = cross
-                Gp[edges[b]:edges[b + 1], edges[a]:edges[a + 1]] = cross.T
+                Gp[rows[a], rows[b]] = cross
+                Gp[rows[b], rows[a]] = cross.T
         null[t] = _top_singular_values(Gp, k)
     if against_largest:
         null = np.repeat(null[:, :1], k, axis=1)
@@ -247,30 +260,23 @@ class JIVE(DataFactorModel):
         between modalities); an individual rank is the number of leading singular values
         of ``X_m - J_m`` that exceed those obtained after permuting each feature across
         samples independently. Each round refits JIVE at the new ranks. *Start:* r.jive
-        starts from ``J = A = 0``; the joint test then sees all individual structure, and
-        its index-by-index comparison counts a strong individual component as joint (in
-        the permuted copies the joint components split into weaker per-modality pieces,
-        so the individual component sits at a lower index there); the JIVE fit at that
-        rank puts the component into the joint part, which makes the wrong ranks a fixed
-        point of the iteration (seen: joint 3, individual (1, 3, 2) for truth 2,
-        (2, 3, 2)). Here the first round uses the individual test on each ``X_m``
-        (signal ranks ``q_m``) and the same sample-permutation test on the orthonormal
-        bases of the ``q_m`` leading score vectors of each modality, where every
-        direction has unit weight and a direction that is not shared is compared with
-        the *largest* permuted value; the published iteration then runs from that start.
-        The rounds are in ``selection_path_``. The intermediate fits of the
-        search use at most 100 iterations and ``tol >= 1e-4``; the final fit uses
-        ``max_iter`` and ``tol``. ``"bic"``: r.jive's greedy BIC search
-        (``bic.jive``), starting from all ranks zero and adding the one rank (joint or an
-        individual one) that lowers ``sum_m n p_m log(RSS_m / (n p_m)) + k log(n d)`` the
-        most, until none does, with ``k`` r.jive's parameter count (about
-        ``r_J (n + d) + sum_m r_m (n + p_m)``). Each component must therefore reduce the
-        log residual by about ``(n + p_m) log(n d)``, i.e. have a signal-to-noise ratio
-        ``lambda / sigma^2 >~ (1 + p_m / n) log(n d)`` (about 16 at n = 5000, d = 600):
-        BIC keeps only strong components and under-selects the weak ones of the issue's
-        design (block singular values 0.5 at noise variance 0.1: ``0.25 / 0.1 = 2.5``).
-        This is the published criterion, not a defect of this implementation; use
-        ``"permutation"`` there.
+        starts from ``J = A = 0``, where the joint test also sees all individual structure
+        and its index-by-index comparison can count a strong individual component as
+        joint, a fixed point of the iteration. Here the first round uses the individual
+        test on each ``X_m`` (signal ranks ``q_m``) and the same sample-permutation test on
+        the orthonormal bases of the ``q_m`` leading score vectors of each modality, where
+        every direction has unit weight and a direction that is not shared is compared
+        with the *largest* permuted value; the published iteration then runs from that
+        start. The rounds are in ``selection_path_``. The intermediate fits of the search
+        use at most 100 iterations and ``tol >= 1e-4``; the final fit uses ``max_iter``
+        and ``tol``. ``"bic"``: r.jive's greedy BIC search (``bic.jive``), starting from
+        all ranks zero and adding the one rank (joint or an individual one) that lowers
+        ``sum_m n p_m log(RSS_m / (n p_m)) + k log(n d)`` the most, until none does, with
+        ``k`` r.jive's parameter count (about ``r_J (n + d) + sum_m r_m (n + p_m)``). Each
+        component must therefore reduce the log residual by about ``(n + p_m) log(n d)``,
+        i.e. have a signal-to-noise ratio ``lambda / sigma^2`` of at least about
+        ``(1 + p_m / n) log(n d)``: the criterion keeps strong components and drops weak
+        ones, for which ``"permutation"`` is the better rule (docs/baselines.md).
     scale : bool, default=True
         Divide each centred modality by its Frobenius norm before fitting (r.jive's
         default), so that modalities weigh equally in the joint SVD. Loadings are reported
@@ -286,8 +292,9 @@ class JIVE(DataFactorModel):
         Maximum number of alternating iterations.
     tol : float, default=1e-6
         Stop when ``||(J + A)_new - (J + A)_old||_F <= tol ||J + A||_F``.
-    random_state : int, RandomState or None, default=None
-        Seed of the permutations and of the Lanczos start vectors.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the permutations and of the Lanczos start vectors (``None``: a
+        fixed default seed; see :mod:`hcl_stats._numerics.random`).
 
     Attributes
     ----------
@@ -296,7 +303,7 @@ class JIVE(DataFactorModel):
     loadings_ : ndarray of shape (d, K)
         ``[J_m^T U_J, A_m^T U_m] / sqrt(n - 1)`` in original units, with the noise its
         in-sample scores picked up removed
-        (:func:`hcl_stats.baselines._common.denoise_loadings`): ``loadings_ @ loadings_.T``
+        (:func:`hcl_stats._models.data_model.denoise_loadings`): ``loadings_ @ loadings_.T``
         estimates the signal covariance ``Sigma - Psi`` (HCL's scale). Exact zeros
         outside each block's modalities.
     means_ : list of ndarray of shape (p_m,)
@@ -353,32 +360,15 @@ class JIVE(DataFactorModel):
         self.tol = tol
         self.random_state = random_state
 
-    def _check_params(self, n, n_features):
+    def _check_params(self, n, n_features, names):
+        """Validate the parameters against the data; the given ranks, or ``(None, None)``."""
         if self.rank_selection not in _RANK_RULES:
             raise ValueError(f"rank_selection must be one of {_RANK_RULES}, "
                              f"got {self.rank_selection!r}")
         check_positive_int(self.max_iter, "max_iter")
         check_positive_float(self.tol, "tol")
-        M = len(n_features)
-        if isinstance(self.joint_rank, Structure) and self.rank_selection == "given":
-            if self.individual_ranks is not None:
-                raise ValueError("give either a Structure or joint_rank and individual_ranks")
-            joint, ind = ranks_from_structure(self.joint_rank, M)
-            check_rank_list(ind, M, "individual_ranks", n_features=n_features)
-            return joint, ind
         if self.rank_selection == "given":
-            if self.joint_rank is None or self.individual_ranks is None:
-                raise ValueError("rank_selection='given' needs joint_rank and "
-                                 "individual_ranks (or choose 'permutation' or 'bic')")
-            joint = check_positive_int(self.joint_rank, "joint_rank", minimum=0)
-            ind = check_rank_list(self.individual_ranks, M, "individual_ranks",
-                                  n_features=n_features)
-            for m, p in enumerate(n_features):
-                if joint + ind[m] > min(p, n - 1):
-                    raise ValueError(
-                        f"modality {m}: joint rank {joint} + individual rank {ind[m]} exceeds "
-                        f"min(n_features={p}, n_samples - 1={n - 1})")
-            return joint, ind
+            return self._given_ranks(n, n_features, names)
         if self.joint_rank is not None or self.individual_ranks is not None:
             raise ValueError(f"rank_selection={self.rank_selection!r} selects the ranks: "
                              "leave joint_rank and individual_ranks as None")
@@ -390,52 +380,49 @@ class JIVE(DataFactorModel):
             check_positive_int(self.max_rank, "max_rank")
         return None, None
 
-    def fit(self, X, y=None):
-        """Fit JIVE to the modalities ``X``.
-
-        Parameters
-        ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
-            The modalities, measured on the same samples.
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        blocks, means, names, total = centre_blocks(X)
-        n = blocks[0].shape[0]
-        n_features = [b.shape[1] for b in blocks]
-        M = len(blocks)
-        joint, ind = self._check_params(n, n_features)
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(2 ** 31 - 1))
-        if self.scale:
-            scales = np.array([np.linalg.norm(b) for b in blocks])
-            scales[scales == 0] = 1.0
+    def _given_ranks(self, n, n_features, names):
+        M = len(n_features)
+        if isinstance(self.joint_rank, Structure):
+            if self.individual_ranks is not None:
+                raise ValueError("give either a Structure or joint_rank and individual_ranks")
+            joint, ind = ranks_from_structure(self.joint_rank, n_features, names)
+        elif self.joint_rank is None or self.individual_ranks is None:
+            raise ValueError("rank_selection='given' needs joint_rank and "
+                             "individual_ranks (or choose 'permutation' or 'bic')")
         else:
-            scales = np.ones(M)
+            joint = check_positive_int(self.joint_rank, "joint_rank", minimum=0)
+            ind = self.individual_ranks
+        ind = check_rank_list(ind, M, "individual_ranks", n_features=n_features, names=names)
+        for m, p in enumerate(n_features):
+            if joint + ind[m] > min(p, n - 1):
+                raise ValueError(
+                    f"{modality_description(m, names)}: joint rank {joint} + individual rank "
+                    f"{ind[m]} exceeds min(n_features={p}, n_samples - 1={n - 1})")
+        return joint, ind
+
+    def _fit_centred(self, blocks, names):
+        """Rank selection (if asked), the final alternating fit, loadings and residuals."""
+        n = blocks[0].shape[0]
+        joint, ind = self._check_params(n, [b.shape[1] for b in blocks], names)
+        rng = as_generator(self.random_state)
+        seed = int(rng.integers(2 ** 31 - 1))
+        scales = block_scales(blocks, self.scale)
         data = [b / s for b, s in zip(blocks, scales)]
         comp = RowCompression(data)
-        reduced = comp.reduced
-
-        def run(joint_rank, ranks, init=None, **kw):
-            return fit_jive(reduced, joint_rank, ranks, init=init, random_state=seed,
-                            **{"max_iter": self.max_iter, "tol": self.tol, **kw})
-
-        selected = self.rank_selection != "given"
+        extra = {}
         if self.rank_selection == "permutation":
-            joint, ind = self._select_permutation(data, comp, rng, seed)
+            joint, ind, extra = self._select_permutation(data, comp, rng, seed)
         elif self.rank_selection == "bic":
-            joint, ind = self._select_bic(reduced, n, seed)
-        structure, ind = joint_individual_structure(joint, ind, names, selected=selected)
-        result = run(joint, ind)
+            joint, ind, extra = self._select_bic(comp.reduced, n, seed)
+        structure, ind = joint_individual_structure(
+            joint, ind, names, selected=self.rank_selection != "given")
+        result = fit_jive(comp.reduced, joint, ind, max_iter=self.max_iter, tol=self.tol,
+                          random_state=seed)
         if not result.converged:
             warnings.warn(
                 f"JIVE did not converge in max_iter={self.max_iter} iterations (tol="
-                f"{self.tol}); increase max_iter or tol", ConvergenceWarning, stacklevel=2)
-        self._store(result, structure, joint, ind, scales, comp, blocks, means, names, total, n)
-        return self
+                f"{self.tol}); increase max_iter or tol", ConvergenceWarning, stacklevel=3)
+        return self._data_fit(result, structure, scales, comp, blocks, extra)
 
     # -- rank selection -----------------------------------------------------------------------
     def _max_rank(self, n, p):
@@ -444,9 +431,17 @@ class JIVE(DataFactorModel):
         return int(max(1, min(50, min(n - 1, p) // 2)))
 
     def _select_permutation(self, data, comp, rng, seed):
+        """The permutation rank search (class docstring); ``(joint, ind, attributes)``.
+
+        The permutation draws are many small dense products and eigenvalue problems: they
+        run under one BLAS thread (:func:`hcl_stats._numerics.linalg.serial_blas`).
+        """
+        with serial_blas():
+            return self._permutation_rounds(data, comp, rng, seed)
+
+    def _permutation_rounds(self, data, comp, rng, seed):
         n = data[0].shape[0]
         B, alpha = self.n_permutations, self.alpha
-        rng = np.random.default_rng(rng.randint(2 ** 31 - 1))
 
         def individual_ranks(parts):
             return [_permutation_individual_rank(y, B, alpha, rng,
@@ -463,7 +458,7 @@ class JIVE(DataFactorModel):
         ind = [r - joint for r in signal]
         path = [(joint, tuple(ind))]
         A_red = None
-        self.selection_converged_ = False
+        converged = False
         for _ in range(10):  # r.jive stops after 10 rounds
             res = fit_jive(comp.reduced, joint, ind, init=A_red,
                            max_iter=min(self.max_iter, 100), tol=max(self.tol, 1e-4),
@@ -477,14 +472,13 @@ class JIVE(DataFactorModel):
             new_ind = individual_ranks([x - j for x, j in zip(data, J_full)])
             path.append((new_joint, tuple(new_ind)))
             if new_joint == joint and new_ind == ind:
-                self.selection_converged_ = True
+                converged = True
                 break
             joint, ind = new_joint, new_ind
-        self.selection_path_ = path
-        if not self.selection_converged_:
+        if not converged:
             warnings.warn("the permutation rank search did not settle in 10 rounds; the ranks "
-                          "of the last round are used", UserWarning, stacklevel=3)
-        return joint, ind
+                          "of the last round are used", UserWarning, stacklevel=4)
+        return joint, ind, {"selection_path_": path, "selection_converged_": converged}
 
     def _select_bic(self, reduced, n, seed):
         M = len(reduced)
@@ -520,40 +514,38 @@ class JIVE(DataFactorModel):
                 break
             current, joint, ind = best
             path.append((joint, tuple(ind), current))
-        self.selection_path_ = path
-        return joint, ind
+        return joint, ind, {"selection_path_": path}
 
-    # -- bookkeeping --------------------------------------------------------------------------
-    def _store(self, result, structure, joint, ind, scales, comp, blocks, means, names, total,
-               n):
+    # -- closing step ---------------------------------------------------------------------------
+    @staticmethod
+    def _data_fit(result, structure, scales, comp, blocks, extra):
+        """Loadings ``[J_m^T U_J, A_m^T U_m] / sqrt(n - 1)`` and residuals in original units."""
         M = len(blocks)
+        n = blocks[0].shape[0]
         n_features = [b.shape[1] for b in blocks]
-        edges = np.concatenate([[0], np.cumsum(n_features)])
-        W = np.zeros((edges[-1], structure.n_components))
+        glob = tuple(range(M))
+        W = np.zeros((sum(n_features), structure.n_components))
         root = np.sqrt(n - 1)
-
-        lift = comp.lift
-        U_J = lift(result.joint_scores)
-        noise = np.empty(M)
-        if joint:
-            cols = structure.columns(tuple(range(M)))
-        for m in range(M):
-            rows = slice(edges[m], edges[m + 1])
-            if joint:
-                W[rows, cols] = scales[m] * (result.joint[m].T @ result.joint_scores) / root
-            if ind[m]:
+        rss = np.empty(M)
+        for m, rows in enumerate(structure.rows(n_features)):
+            if glob in structure:
+                W[rows, structure.columns(glob)] = \
+                    scales[m] * (result.joint[m].T @ result.joint_scores) / root
+            if (m,) in structure:
                 W[rows, structure.columns((m,))] = \
                     scales[m] * (result.individual[m].T @ result.individual_scores[m]) / root
-            fitted = scales[m] * lift(result.joint[m] + result.individual[m])
-            rss = float(np.sum((blocks[m] - fitted) ** 2))
-            noise[m] = residual_noise_variance(rss, n, n_features[m], joint + ind[m])
-        W = denoise_loadings(W, n_features, noise, scales)
-        self._set_fitted(structure=structure, loadings=W, means=means, noise_variance=noise,
-                         total_variance=total, names=names, n_samples=n)
-        self.joint_rank_ = int(joint)
-        self.individual_ranks_ = [int(r) for r in ind]
-        self.joint_scores_ = U_J
-        self.individual_scores_ = [lift(u) for u in result.individual_scores]
-        self.scales_ = scales
-        self.n_iter_ = int(result.n_iter)
-        self.converged_ = bool(result.converged)
+            fitted = scales[m] * comp.lift(result.joint[m] + result.individual[m])
+            rss[m] = float(np.sum((blocks[m] - fitted) ** 2))
+        attributes = {
+            "joint_rank_": structure.rank(glob) if glob in structure else 0,
+            "individual_ranks_": [structure.rank((m,)) if (m,) in structure else 0
+                                  for m in range(M)],
+            "joint_scores_": comp.lift(result.joint_scores),
+            "individual_scores_": [comp.lift(u) for u in result.individual_scores],
+            "scales_": scales,
+            "n_iter_": int(result.n_iter),
+            "converged_": bool(result.converged),
+            **extra,
+        }
+        return DataFit(structure=structure, loadings=W, rss=rss, scales=scales,
+                       attributes=attributes)

@@ -3,35 +3,46 @@
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._input.params import check_positive_float, check_positive_int
 from hcl_stats._input.validation import check_structure
-from hcl_stats._models.data_model import DataFactorModel
+from hcl_stats._models.data_model import DataFactorModel, DataFit
 from hcl_stats._numerics.linalg import lapack_svd, singular_values, truncated_svd
-from hcl_stats._structure import Structure
+from hcl_stats._numerics.random import as_generator
+from hcl_stats._structure import Structure, row_slices
 from hcl_stats.baselines._common import (
     RowCompression,
-    centre_blocks,
-    denoise_loadings,
+    block_scales,
     gavish_donoho_rank,
-    residual_noise_variance,
 )
 
 __all__ = ["SLIDE", "fit_slide", "SLIDEResult"]
 
 
-class SLIDEResult(NamedTuple):
-    """What :func:`fit_slide` returns."""
+@dataclass(frozen=True)
+class SLIDEResult:
+    """What :func:`fit_slide` returns.
 
-    scores: np.ndarray  #: (n, K) orthonormal U
-    loadings: np.ndarray  #: (d, K) V, zero outside the structure's mask
-    objective: float  #: ||X - U V^T||_F^2
+    Attributes
+    ----------
+    scores : ndarray of shape (n, K)
+        Orthonormal ``U``.
+    loadings : ndarray of shape (d, K)
+        ``V``, zero outside the structure's mask.
+    objective : float
+        ``||X - U V^T||_F^2``.
+    n_iter : int
+    converged : bool
+    """
+
+    scores: np.ndarray
+    loadings: np.ndarray
+    objective: float
     n_iter: int
     converged: bool
 
@@ -48,7 +59,7 @@ def _structured_start(X, structure, n_features, random_state):
 
     The top-``K`` right singular pairs of ``X`` are rotated block by block with the
     package's structured spectral initialiser (peeling from the most specific subsets to
-    the global one, :func:`hcl_stats._estimation.fit.spectral_init`), giving loadings ``W`` with the
+    the global one, :func:`hcl_stats._estimation.init.spectral_init`), giving loadings ``W`` with the
     right zero pattern; the start is the polar factor of ``X W``. The plain top-``K`` left
     singular vectors mix the blocks arbitrarily and often lead the alternating updates to a
     poor local optimum.
@@ -115,7 +126,7 @@ def fit_slide(X, structure, n_features, *, init="structured", max_iter=1000, tol
     return SLIDEResult(U, V, float(obj), n_iter, converged)
 
 
-def _group_lasso_path(X, edges, r_max, lambdas, *, max_inner, tol, random_state):
+def _group_lasso_path(X, n_features, r_max, lambdas, *, max_inner, tol, random_state):
     """Binary patterns (M x r_max) along SLIDE's group-lasso path.
 
     For each ``lambda`` (decreasing, warm-started) alternate
@@ -123,15 +134,16 @@ def _group_lasso_path(X, edges, r_max, lambdas, *, max_inner, tol, random_state)
     each (modality, component) block) and ``U`` = polar factor of ``X V``, which minimise
     ``1/2 ||X - U V^T||_F^2 + lambda sum_{m,k} ||V_{m,k}||_2`` in turn.
     """
-    M = len(edges) - 1
+    M = len(n_features)
+    starts = [rows.start for rows in row_slices(n_features)]
     U = truncated_svd(X, r_max, random_state=random_state)[0]
-    row_mod = np.repeat(np.arange(M), np.diff(edges))
+    row_mod = np.repeat(np.arange(M), n_features)
     patterns = []
     for lam in lambdas:
         obj_old = np.inf
         for _ in range(max_inner):
             C = X.T @ U
-            norms = np.sqrt(np.add.reduceat(C * C, edges[:-1], axis=0))  # (M, r)
+            norms = np.sqrt(np.add.reduceat(C * C, starts, axis=0))  # (M, r)
             shrink = np.clip(1.0 - lam / np.maximum(norms, 1e-300), 0.0, None)
             V = C * shrink[row_mod]
             resid = X - U @ V.T
@@ -230,17 +242,11 @@ class SLIDE(DataFactorModel):
     SLIDE's scores are orthonormal (``U^T U = I``). When the true scores are merely
     uncorrelated in the population (e.g. i.i.d. Gaussian, sample correlations of order
     ``1 / sqrt(n)``), the true zero pattern cannot absorb those in-sample correlations:
-    orthonormalising the scores mixes the loadings across blocks. A pattern with extra
-    non-zero blocks (a partial component merged into a global one) fits that part of the
-    signal, and at high signal-to-noise this gain is larger than the noise it overfits,
-    so bi-cross-validation prefers the merged pattern even though the true one is on the
-    path (observed: the true structure in 4 of 20 replications of a
-    three-modality, rank 2 per subset design at ``n = 400`` and noise variance 0.05,
-    against 19 of 20 when the same data are generated with scores orthonormal
-    in-sample; ``python -m simulations baseline-selection``). Orthonormal scores are also
-    how SLIDE's authors simulate their own three-view design with rank 2 for each of the
-    7 structures (``generateModel2`` in their R package draws the scores, centres them and
-    orthonormalises them), so that is the design on which the package checks selection.
+    orthonormalising the scores mixes the loadings across blocks, and at high
+    signal-to-noise bi-cross-validation can prefer a pattern with extra non-zero blocks (a
+    partial component merged into a global one) even though the true one is on the path.
+    SLIDE's authors simulate their own designs with scores orthonormal in-sample
+    (docs/baselines.md).
 
     Parameters
     ----------
@@ -261,8 +267,9 @@ class SLIDE(DataFactorModel):
         Maximum alternating iterations of a fit.
     tol : float, default=1e-7
         Stop when the objective decreases by less than ``tol * ||V||_F^2``.
-    random_state : int, RandomState or None, default=None
-        Seed of the folds and of the Lanczos start vectors.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the folds and of the Lanczos start vectors (``None``: a fixed default
+        seed; see :mod:`hcl_stats._numerics.random`).
 
     Attributes
     ----------
@@ -271,7 +278,7 @@ class SLIDE(DataFactorModel):
     loadings_ : ndarray of shape (d, K)
         ``scale_m * V / sqrt(n - 1)`` in original units, with the noise its
         in-sample scores picked up removed
-        (:func:`hcl_stats.baselines._common.denoise_loadings`): ``loadings_ @ loadings_.T``
+        (:func:`hcl_stats._models.data_model.denoise_loadings`): ``loadings_ @ loadings_.T``
         estimates the signal covariance ``Sigma - Psi`` (HCL's scale). Exact zeros
         outside the mask.
     means_ : list of ndarray of shape (p_m,)
@@ -316,40 +323,36 @@ class SLIDE(DataFactorModel):
         self.tol = tol
         self.random_state = random_state
 
-    def fit(self, X, y=None):
-        """Fit SLIDE to the modalities ``X``.
-
-        Parameters
-        ----------
-        X : list, tuple or dict of array-like of shape (n_samples, p_m)
-            The modalities, measured on the same samples.
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        blocks, means, names, total = centre_blocks(X)
-        n = blocks[0].shape[0]
-        M = len(blocks)
-        n_features = [b.shape[1] for b in blocks]
+    def _check_params(self):
+        """Validate the parameters that do not depend on the data."""
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_positive_float(self.tol, "tol")
-        auto = isinstance(self.structure, str)
-        if auto and self.structure != "auto":
-            raise ValueError(f"structure must be a Structure, a dict or 'auto', "
-                             f"got {self.structure!r}")
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(2 ** 31 - 1))
-        if self.scale:
-            scales = np.array([np.linalg.norm(b) for b in blocks])
-            scales[scales == 0] = 1.0
-        else:
-            scales = np.ones(M)
+        if isinstance(self.structure, str):
+            if self.structure != "auto":
+                raise ValueError(f"structure must be a Structure, a dict or 'auto', "
+                                 f"got {self.structure!r}")
+            check_positive_int(self.n_lambdas, "n_lambdas")
+            ratio = check_positive_float(self.lambda_min_ratio, "lambda_min_ratio")
+            if ratio >= 1:
+                raise ValueError(
+                    f"lambda_min_ratio must be in (0, 1), got {self.lambda_min_ratio!r}")
+            check_positive_int(self.n_folds, "n_folds", minimum=2)
+            if self.max_rank is not None:
+                check_positive_int(self.max_rank, "max_rank")
+        return max_iter, tol
+
+    def _fit_centred(self, blocks, names):
+        """Structure selection (if asked), the structured fit, loadings and residuals."""
+        max_iter, tol = self._check_params()
+        n = blocks[0].shape[0]
+        n_features = [b.shape[1] for b in blocks]
+        rng = as_generator(self.random_state)
+        seed = int(rng.integers(2 ** 31 - 1))
+        scales = block_scales(blocks, self.scale)
         data = [b / s for b, s in zip(blocks, scales)]
-        self.selection_ = None
-        if auto:
-            structure = self._select(data, names, rng, seed, max_iter, tol)
+        extra = {"selection_": None}
+        if isinstance(self.structure, str):
+            structure, extra = self._select(data, names, rng, seed, max_iter, tol)
         else:
             structure = check_structure(self.structure, n_features, names)
         if structure.n_components > min(n - 1, sum(n_features)):
@@ -361,52 +364,40 @@ class SLIDE(DataFactorModel):
         if not res.converged:
             warnings.warn(f"SLIDE did not converge in max_iter={max_iter} iterations "
                           f"(tol={tol}); increase max_iter or tol", ConvergenceWarning,
-                          stacklevel=2)
-        edges = np.concatenate([[0], np.cumsum(n_features)])
+                          stacklevel=3)
         U = comp.lift(res.scores)
         W = np.zeros_like(res.loadings)
-        noise = np.empty(M)
-        for m in range(M):
-            rows = slice(edges[m], edges[m + 1])
+        rss = np.empty(len(blocks))
+        for m, rows in enumerate(structure.rows(n_features)):
             V_m = res.loadings[rows]
             W[rows] = scales[m] * V_m / np.sqrt(n - 1)
-            rss = float(np.sum((blocks[m] - scales[m] * (U @ V_m.T)) ** 2))
-            noise[m] = residual_noise_variance(rss, n, n_features[m],
-                                               structure.modality_rank(m))
-        W = denoise_loadings(W, n_features, noise, scales)
-        self._set_fitted(structure=structure, loadings=W, means=means, noise_variance=noise,
-                         total_variance=total, names=names, n_samples=n)
-        self.scores_ = U
-        self.scales_ = scales
-        self.objective_ = res.objective
-        self.n_iter_ = int(res.n_iter)
-        self.converged_ = bool(res.converged)
-        return self
+            rss[m] = float(np.sum((blocks[m] - scales[m] * (U @ V_m.T)) ** 2))
+        attributes = {"scores_": U, "scales_": scales, "objective_": res.objective,
+                      "n_iter_": int(res.n_iter), "converged_": bool(res.converged), **extra}
+        return DataFit(structure=structure, loadings=W, rss=rss, scales=scales,
+                       attributes=attributes)
 
     def _select(self, data, names, rng, seed, max_iter, tol):
+        """Structure selection (class docstring): ``(structure, attributes)``."""
         import pandas as pd
 
         n = data[0].shape[0]
         M = len(data)
         n_features = [b.shape[1] for b in data]
-        n_lambdas = check_positive_int(self.n_lambdas, "n_lambdas")
-        ratio = check_positive_float(self.lambda_min_ratio, "lambda_min_ratio")
-        if ratio >= 1:
-            raise ValueError(f"lambda_min_ratio must be in (0, 1), got {self.lambda_min_ratio!r}")
-        n_folds = check_positive_int(self.n_folds, "n_folds", minimum=2)
+        n_lambdas, ratio, n_folds = self.n_lambdas, self.lambda_min_ratio, self.n_folds
         X = np.hstack(data)
         if self.max_rank is None:
             r_max = max(1, gavish_donoho_rank(singular_values(X), X.shape))
         else:
-            r_max = check_positive_int(self.max_rank, "max_rank")
+            r_max = int(self.max_rank)
         r_max = min(r_max, n - 1, X.shape[1])
         comp = RowCompression(data)
         Xr = np.hstack(comp.reduced)
-        edges = np.concatenate([[0], np.cumsum(n_features)])
+        starts = [rows.start for rows in row_slices(n_features)]
         C = Xr.T @ truncated_svd(Xr, r_max, random_state=seed)[0]
-        lam_max = float(np.sqrt(np.add.reduceat(C * C, edges[:-1], axis=0)).max())
+        lam_max = float(np.sqrt(np.add.reduceat(C * C, starts, axis=0)).max())
         lambdas = np.geomspace(lam_max, lam_max * ratio, n_lambdas)
-        patterns = _group_lasso_path(Xr, edges, r_max, lambdas, max_inner=200,
+        patterns = _group_lasso_path(Xr, n_features, r_max, lambdas, max_inner=200,
                                      tol=1e-6, random_state=seed)
         candidates = []
         for pattern in patterns:
@@ -421,11 +412,11 @@ class SLIDE(DataFactorModel):
         errors = [_bcv_error(data, st, row_folds, col_folds, max_iter=min(max_iter, 300),
                              tol=max(tol, 1e-6), random_state=seed) for st in candidates]
         best = int(np.argmin(errors))
-        self.selection_ = pd.DataFrame({
+        selection = pd.DataFrame({
             "structure": [repr(st) for st in candidates],
             "n_components": [st.n_components for st in candidates],
             "bcv_error": errors,
             "selected": [i == best for i in range(len(candidates))],
         })
-        self.candidate_structures_ = candidates
-        return candidates[best]
+        return candidates[best], {"selection_": selection,
+                                  "candidate_structures_": candidates}

@@ -5,10 +5,12 @@ from hcl_stats.datasets._hierarchical import (
            make_loadings,
            model_covariance,
 )
+from hcl_stats.datasets._truth import CovarianceTruth, HierarchicalTruth
 from hcl_stats.datasets._wishart import (
            make_hierarchical_covariance,
            sample_wishart_covariance,
 )
 
-__all__ = ["make_hierarchical", "make_hierarchical_covariance", "make_loadings", "model_covariance",
+__all__ = ["CovarianceTruth", "HierarchicalTruth", "make_hierarchical",
+           "make_hierarchical_covariance", "make_loadings", "model_covariance",
            "sample_wishart_covariance"]

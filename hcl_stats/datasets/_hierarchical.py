@@ -5,9 +5,10 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils import Bunch, check_random_state
 
-from hcl_stats._structure import Structure
+from hcl_stats._numerics.random import as_legacy_random_state
+from hcl_stats._structure import Structure, row_slices
+from hcl_stats.datasets._truth import HierarchicalTruth
 
 __all__ = ["make_hierarchical", "make_loadings", "model_covariance"]
 
@@ -48,7 +49,7 @@ def _check_design(n_samples, n_features, structure, noise_variance, random_state
         kind = "non-negative" if zero_noise else "positive"
         raise ValueError(f"noise_variance must be one {kind} value or {M}, "
                          f"got {noise_variance!r}")
-    return structure, widths, noise, check_random_state(random_state)
+    return structure, widths, noise, as_legacy_random_state(random_state)
 
 
 def _haar_orthonormal(rng, p, r):
@@ -58,7 +59,7 @@ def _haar_orthonormal(rng, p, r):
 
 
 def make_loadings(n_features, structure, *, singular_values=(0.5, 1.5), random_state=None):
-    """Draw the loading matrix of the reference design (METHOD.md section 4).
+    """Draw the loading matrix of the reference design (see ``docs/model.md``).
 
     Each block is ``B_{m,S} = Q1 diag(a) Q2`` with ``Q1`` (``p_m x r_S``) Haar-distributed
     with orthonormal columns, ``Q2`` a Haar orthogonal ``r_S x r_S`` matrix and
@@ -71,7 +72,7 @@ def make_loadings(n_features, structure, *, singular_values=(0.5, 1.5), random_s
     """
     if not isinstance(structure, Structure):
         structure = Structure(structure)
-    rng = check_random_state(random_state)
+    rng = as_legacy_random_state(random_state)
     widths = _widths(n_features, structure)
     if np.ndim(singular_values) == 0:
         low = high = float(singular_values)
@@ -80,15 +81,15 @@ def make_loadings(n_features, structure, *, singular_values=(0.5, 1.5), random_s
     if not (0 <= low <= high):
         raise ValueError(f"singular_values must be (low, high) with 0 <= low <= high, "
                          f"got {singular_values!r}")
-    edges = np.concatenate([[0], np.cumsum(widths)])
-    W = np.zeros((edges[-1], structure.n_components))
+    rows = row_slices(widths)
+    W = np.zeros((sum(widths), structure.n_components))
     for subset, r in structure.blocks:
         cols = structure.columns(subset)
         for m in subset:
             Q1 = _haar_orthonormal(rng, widths[m], r)
             Q2 = _haar_orthonormal(rng, r, r)
             a = rng.uniform(low, high, size=r)
-            W[edges[m]:edges[m + 1], cols] = (Q1 * a) @ Q2
+            W[rows[m], cols] = (Q1 * a) @ Q2
     return W
 
 
@@ -125,9 +126,7 @@ def make_hierarchical(n_samples, n_features, structure, *, noise_variance=1.0,
     Returns
     -------
     X : list of ndarray of shape (n_samples, p_m)
-    truth : Bunch, only when ``return_truth``
-        ``W`` (d, K) loadings, ``Z`` (n, K) scores, ``noise`` list of (n, p_m) noise arrays,
-        ``noise_variance`` (M,), ``structure``, ``n_features`` (M,).
+    truth : HierarchicalTruth, only when ``return_truth``
 
     Examples
     --------
@@ -143,14 +142,14 @@ def make_hierarchical(n_samples, n_features, structure, *, noise_variance=1.0,
     M = structure.n_modalities
     W = make_loadings(widths, structure, singular_values=singular_values, random_state=rng)
     Z = rng.standard_normal((n_samples, structure.n_components))
-    edges = np.concatenate([[0], np.cumsum(widths)])
+    rows = row_slices(widths)
     X, E = [], []
     for m in range(M):
         e = rng.standard_normal((n_samples, widths[m])) * np.sqrt(noise[m])
-        X.append(Z @ W[edges[m]:edges[m + 1]].T + e)
+        X.append(Z @ W[rows[m]].T + e)
         E.append(e)
     if not return_truth:
         return X
-    truth = Bunch(W=W, Z=Z, noise=E, noise_variance=noise, structure=structure,
-                  n_features=np.asarray(widths))
+    truth = HierarchicalTruth(W=W, Z=Z, noise=E, noise_variance=noise, structure=structure,
+                              n_features=np.asarray(widths))
     return X, truth

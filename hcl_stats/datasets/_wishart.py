@@ -15,13 +15,14 @@ from numbers import Integral
 import numpy as np
 import scipy.linalg
 import scipy.linalg.lapack
-from sklearn.utils import Bunch, check_random_state
 
+from hcl_stats._numerics.random import as_legacy_random_state
 from hcl_stats.datasets._hierarchical import (
     _check_design,
     make_loadings,
     model_covariance,
 )
+from hcl_stats.datasets._truth import CovarianceTruth
 
 __all__ = ["make_hierarchical_covariance", "sample_wishart_covariance"]
 
@@ -62,7 +63,7 @@ def sample_wishart_covariance(covariance, n_samples, *, random_state=None):
     covariance = np.asarray(covariance, dtype=float)
     if covariance.ndim != 2 or covariance.shape[0] != covariance.shape[1]:
         raise ValueError(f"covariance must be a square matrix, got shape {covariance.shape}")
-    rng = check_random_state(random_state)
+    rng = as_legacy_random_state(random_state)
     d = covariance.shape[0]
     df = int(n_samples) - 1
     try:
@@ -164,9 +165,7 @@ def make_hierarchical_covariance(n_samples, n_features, structure, *, noise_vari
     -------
     S : ndarray of shape (d, d)
         Unbiased sample covariance of the stacked modalities.
-    truth : Bunch, only when ``return_truth``
-        ``W`` (d, K), ``covariance`` (d, d) the population covariance, ``noise_variance``
-        (M,), ``structure``, ``n_features`` (M,), ``n_samples``.
+    truth : CovarianceTruth, only when ``return_truth``
 
     Examples
     --------
@@ -192,6 +191,6 @@ def make_hierarchical_covariance(n_samples, n_features, structure, *, noise_vari
         S = sample_wishart_covariance(Sigma, int(n_samples), random_state=rng)
     if not return_truth:
         return S
-    truth = Bunch(W=W, covariance=Sigma, noise_variance=noise, structure=structure,
-                  n_features=np.asarray(widths), n_samples=int(n_samples))
+    truth = CovarianceTruth(W=W, covariance=Sigma, noise_variance=noise, structure=structure,
+                            n_features=np.asarray(widths), n_samples=int(n_samples))
     return S, truth

@@ -14,20 +14,24 @@ scores of the samples to be analysed. :func:`~hcl_stats.downstream.structure_inf
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._input.validation import check_fitted_blocks
 from hcl_stats._numerics.linalg import procrustes_rotation
+from hcl_stats._numerics.random import as_generator
+from hcl_stats._structure import Structure
 
 __all__ = ["ScoreBootstrap", "bootstrap_scores", "align_scores"]
 
 
+@dataclass(frozen=True, eq=False)
 class ScoreBootstrap:
     """Result of :func:`bootstrap_scores`: reference scores and aligned bootstrap draws.
 
@@ -48,11 +52,10 @@ class ScoreBootstrap:
         Refits that warned with ``ConvergenceWarning`` (kept in the draws).
     """
 
-    def __init__(self, scores, draws, structure, n_not_converged=0):
-        self.scores = scores
-        self.draws = draws
-        self.structure = structure
-        self.n_not_converged = int(n_not_converged)
+    scores: np.ndarray
+    draws: np.ndarray
+    structure: Structure
+    n_not_converged: int = 0
 
     @property
     def n_bootstrap(self):
@@ -143,11 +146,10 @@ def bootstrap_scores(model, X_fit, X, *, n_bootstrap=100, random_state=None, n_j
         The samples whose scores are regressed on the outcome (the labelled ones).
     n_bootstrap : int, default=100
         Number of refits. Cost: ``n_bootstrap`` fits of the factor model plus as many
-        ``transform`` calls (about 3 s for 100 HCL fits of three modalities of 30-50
-        features at n = 500-4000 on one core); the second stage adds one least-squares
-        (or Logit) fit per draw at inference time.
-    random_state : int, RandomState or None, default=None
-        The resamples (the refits use ``model``'s own ``random_state``).
+        ``transform`` calls; the second stage adds one least-squares (or Logit) fit per
+        draw at inference time.
+    random_state : int, numpy.random.Generator or None, default=None
+        The resamples (``None``: a fixed default seed, see :mod:`hcl_stats._numerics.random`) (the refits use ``model``'s own ``random_state``).
     n_jobs : int or None, default=None
         Parallel refits (joblib).
 
@@ -168,8 +170,6 @@ def bootstrap_scores(model, X_fit, X, *, n_bootstrap=100, random_state=None, n_j
     >>> boot.draws.shape
     (5, 50, 3)
     """
-    from joblib import Parallel, delayed
-
     check_is_fitted(model, "loadings_")
     n_bootstrap = check_positive_int(n_bootstrap, "n_bootstrap")
     names = model.structure_.modality_names if model.modality_names_in_ else None
@@ -180,11 +180,11 @@ def bootstrap_scores(model, X_fit, X, *, n_bootstrap=100, random_state=None, n_j
     n = blocks[0].shape[0]
     structure = model.structure_
     W_ref = np.asarray(model.loadings_, dtype=np.float64)
-    rng = check_random_state(random_state)
-    resamples = [rng.randint(0, n, n) for _ in range(n_bootstrap)]
+    rng = as_generator(random_state)
+    resamples = [rng.integers(0, n, n) for _ in range(n_bootstrap)]
     out = Parallel(n_jobs=n_jobs)(
         delayed(_refit)(model, blocks, names, rows, W_ref, structure, X_checked)
         for rows in resamples)
     draws = np.stack([z for z, _ in out])
     return ScoreBootstrap(np.asarray(model.transform(X_checked), dtype=np.float64), draws,
-                          structure, sum(f for _, f in out))
+                          structure, int(sum(f for _, f in out)))

@@ -149,7 +149,7 @@ class StructuredGroupLasso(BaseEstimator):
     standardize : bool, default=True
         Scale score columns to unit variance before penalising.
     score_noise_cov : array-like of shape (K, K), default=None
-        Errors-in-variables correction (squared loss only; METHOD.md section 3): the
+        Errors-in-variables correction (squared loss only): the
         covariance of the measurement error carried by the scores, e.g. ``C Psi C^T`` for
         pseudo-inverse scores ``C x`` (see :func:`pseudo_inverse_scores`). The Gram matrix
         ``Z^T Z / m`` is replaced by ``Z^T Z / m - score_noise_cov`` (projected onto the

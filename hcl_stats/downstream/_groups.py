@@ -6,7 +6,7 @@ from numbers import Integral
 
 import numpy as np
 
-from hcl_stats._structure import Structure
+from hcl_stats._structure import Structure, row_slices
 
 
 def resolve_groups(groups, n_columns=None):
@@ -41,10 +41,9 @@ def resolve_groups(groups, n_columns=None):
         if not sizes or any(isinstance(s, bool) or not isinstance(s, Integral) or s < 1
                             for s in sizes):
             raise ValueError(f"group sizes must be positive integers, got {sizes!r}")
-        edges = np.concatenate([[0], np.cumsum(sizes)])
         keys = list(range(len(sizes)))
         labels = [f"g{k}" for k in keys]
-        index = [np.arange(edges[k], edges[k + 1]) for k in keys]
+        index = [np.arange(sl.start, sl.stop) for sl in row_slices(sizes)]
     if not keys:
         raise ValueError("groups is empty")
     allcols = np.concatenate(index)

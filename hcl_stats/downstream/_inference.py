@@ -26,11 +26,7 @@ model is estimated much more precisely than the regression, i.e. when the number
 first-stage samples is much larger than the number ``m`` of samples in the regression.
 Otherwise the estimated scores of a null structure carry a little of the signal factors
 (the loadings of overlapping blocks are mixed up by estimation error), and the naive Wald
-tests reject true nulls too often: in ``simulations/downstream.py`` (three modalities of
-30-50 features, 14 factors, m = 200 in the inference half) 21% of the null p-values under
-sample splitting fall below 0.05 at n = 500 and 8% at n = 1000; with the correction below,
-3.4% and 1.6% (Kolmogorov-Smirnov p-values against U(0, 1) 0.16 and 0.55; 47
-replications, 120-145 null p-values per n, n = 500 to 4000).
+tests reject true nulls too often (``simulations/downstream.py`` measures how often).
 
 ``first_stage=bootstrap_scores(model, X_fit, X)`` corrects this. Let ``b(theta)`` be the
 population coefficient of ``y`` on the scores ``A(theta) x`` and ``b_hat`` the estimate on
@@ -64,20 +60,24 @@ half. The corrected test is exactly valid (to first order) when the selection is
 independent of the inference part's first stage too: pass ``selection_scores`` computed
 with a factor model fitted on a separate part of the first-stage data (and the first stage
 of the inference part fitted on the rest). With a shared first stage the dependence is of
-the order of ``F / (F + V)`` and weak when the selection admits structures easily: in the
-study (selection by CV-min) the shared version (rejection rates 3.4%, 1.6%, 3.5%, 5.0% at
-n = 500, 1000, 2000, 4000) was as well calibrated as the independent one (2.5%, 2.0%,
-3.9%, 3.4%, with the first stage of each part fitted on n / 2 samples), so the shared first
-stage, which keeps all unlabelled samples for the inference, is a reasonable default. The
-bootstrap slightly overestimates ``F`` at small ``n`` (conservative tests).
+the order of ``F / (F + V)`` and weak when the selection admits structures easily, so
+the shared first stage, which keeps all unlabelled samples for the inference, is the
+default. The bootstrap slightly overestimates ``F`` at small ``n`` (conservative tests).
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
+from scipy import stats
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_array, check_X_y
+from statsmodels.discrete.discrete_model import Logit
+from statsmodels.regression.linear_model import OLS
 
 from hcl_stats._models.summary import Summary
 from hcl_stats._structure import Structure
@@ -89,6 +89,7 @@ __all__ = ["StructureInference", "structure_inference", "sample_split_inference"
            "SampleSplitInference"]
 
 
+@dataclass(frozen=True, eq=False)
 class StructureInference:
     """Result of :func:`structure_inference`.
 
@@ -107,6 +108,8 @@ class StructureInference:
     structures : list
         Keys of the structures in the model.
     loss : str
+    n_samples : int
+        Number of samples in the regression.
     cov_params : ndarray of shape (1 + k, 1 + k)
         Covariance of the coefficients used by the tables (``const`` first): the naive
         one, plus ``first_stage_cov`` when a first stage was given.
@@ -115,16 +118,14 @@ class StructureInference:
         ``first_stage``).
     """
 
-    def __init__(self, result, coef_table, wald_table, structures, loss, n_samples,
-                 cov_params=None, first_stage_cov=None):
-        self.result = result
-        self.coef_table = coef_table
-        self.wald_table = wald_table
-        self.structures = structures
-        self.loss = loss
-        self.n_samples = n_samples
-        self.cov_params = cov_params
-        self.first_stage_cov = first_stage_cov
+    result: object
+    coef_table: pd.DataFrame
+    wald_table: pd.DataFrame
+    structures: list
+    loss: str
+    n_samples: int
+    cov_params: np.ndarray = None
+    first_stage_cov: np.ndarray = None
 
     def summary(self):
         """A :class:`hcl_stats._models.summary.Summary` of the coefficient and Wald tables."""
@@ -161,11 +162,7 @@ def _design(Z, index, chosen):
 
 def _fit(endog, exog, loss, cov_type):
     if loss == "squared":
-        from statsmodels.regression.linear_model import OLS
-
         return OLS(endog, exog).fit(cov_type=cov_type)
-    from statsmodels.discrete.discrete_model import Logit
-
     return Logit(endog, exog).fit(disp=0, cov_type=cov_type, maxiter=200)
 
 
@@ -173,10 +170,6 @@ def _coef(endog, exog, loss, start):
     """Coefficients of one second-stage fit (for a bootstrap draw of the scores)."""
     if loss == "squared":
         return np.linalg.lstsq(exog, endog, rcond=None)[0]
-    import warnings
-
-    from statsmodels.discrete.discrete_model import Logit
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return np.asarray(Logit(endog, exog).fit(disp=0, start_params=start,
@@ -283,8 +276,37 @@ def structure_inference(X, y, groups, *, subsets=None, loss="squared", conf_leve
     >>> bool(res.wald_table.loc["{0,1}", "p_value"] < 1e-6)
     True
     """
-    import pandas as pd
+    Z, y = _check_inference_data(X, y, loss, conf_level)
+    draws = _check_first_stage(first_stage, Z)
+    keys, labels, index = resolve_groups(groups, Z.shape[1])
+    chosen = _chosen_groups(groups, keys, subsets)
+    exog, names = _design(Z, index, chosen)
+    if exog.shape[1] >= len(y):
+        raise ValueError(f"{exog.shape[1]} coefficients but only {len(y)} samples")
+    res = _fit(y, exog, loss, cov_type)
+    params = np.asarray(res.params)
+    cov = np.asarray(res.cov_params(), dtype=np.float64)
+    fs_cov = None
+    if draws is not None:
+        fs_cov = first_stage_covariance(draws, y, lambda D: _design(D, index, chosen)[0],
+                                        loss, start=params)
+        cov = cov + fs_cov
+    coef_table = _coefficient_table(res, params, cov, fs_cov, loss, conf_level,
+                                    [("const", 0)] + [(labels[g], j) for g, j in names[1:]])
+    rows, pos = [], 1
+    for g in chosen:
+        sl = slice(pos, pos + len(index[g]))
+        statistic, p_value = _wald(res, params, cov, sl, loss, corrected=draws is not None)
+        rows.append({"structure": labels[g], "df": len(index[g]), "statistic": statistic,
+                     "p_value": p_value, "partial_r2": _partial_r2(res, y, exog, sl, loss)})
+        pos = sl.stop
+    wald_table = pd.DataFrame(rows, columns=["structure", "df", "statistic", "p_value",
+                                             "partial_r2"]).set_index("structure")
+    return StructureInference(res, coef_table, wald_table, [keys[g] for g in chosen], loss,
+                              len(y), cov_params=cov, first_stage_cov=fs_cov)
 
+
+def _check_inference_data(X, y, loss, conf_level):
     if loss not in ("squared", "logistic"):
         raise ValueError(f"loss must be 'squared' or 'logistic', got {loss!r}")
     if not 0 < conf_level < 1:
@@ -298,92 +320,81 @@ def structure_inference(X, y, groups, *, subsets=None, loss="squared", conf_leve
             raise ValueError(f"the logistic loss needs exactly two classes in y, got "
                              f"{len(classes)}")
         y = (y == classes[1]).astype(float)
-    draws = _check_first_stage(first_stage, Z)
-    keys, labels, index = resolve_groups(groups, Z.shape[1])
+    return Z, y
+
+
+def _chosen_groups(groups, keys, subsets):
+    """Sorted group indices of ``subsets`` (all groups when None)."""
     if subsets is None:
-        chosen = list(range(len(keys)))
-    else:
-        chosen = []
-        for s in subsets:
-            g = _find_group(groups, keys, s)
-            if g not in chosen:
-                chosen.append(g)
-        chosen.sort()
-    exog, names = _design(Z, index, chosen)
-    if exog.shape[1] >= len(y):
-        raise ValueError(f"{exog.shape[1]} coefficients but only {len(y)} samples")
-    res = _fit(y, exog, loss, cov_type)
-    params = np.asarray(res.params)
-    cov = np.asarray(res.cov_params(), dtype=np.float64)
-    fs_cov = None
-    if draws is not None:
-        fs_cov = first_stage_covariance(draws, y, lambda D: _design(D, index, chosen)[0],
-                                        loss, start=params)
-        cov = cov + fs_cov
+        return list(range(len(keys)))
+    chosen = []
+    for s in subsets:
+        g = _find_group(groups, keys, s)
+        if g not in chosen:
+            chosen.append(g)
+    return sorted(chosen)
+
+
+def _coefficient_table(res, params, cov, fs_cov, loss, conf_level, row_keys):
+    """Coefficients, standard errors, tests and intervals; statsmodels' own without a
+    first stage, else from the corrected covariance ``cov`` (t for OLS, normal for Logit)."""
     bse = np.sqrt(np.diag(cov))
-    stat = params / bse
     alpha = 1 - conf_level
-    if draws is None:
+    if fs_cov is None:
         ci = np.asarray(res.conf_int(alpha=alpha))
         stat = np.asarray(res.tvalues)
         pvals = np.asarray(res.pvalues)
-    elif loss == "squared" and getattr(res, "use_t", True):
-        from scipy.stats import t as student
-
-        q = student.ppf(1 - alpha / 2, res.df_resid)
-        ci = np.column_stack([params - q * bse, params + q * bse])
-        pvals = 2 * student.sf(np.abs(stat), res.df_resid)
     else:
-        from scipy.stats import norm
-
-        q = norm.ppf(1 - alpha / 2)
+        stat = params / bse
+        law = (stats.t(res.df_resid) if loss == "squared" and getattr(res, "use_t", True)
+               else stats.norm())
+        q = law.ppf(1 - alpha / 2)
         ci = np.column_stack([params - q * bse, params + q * bse])
-        pvals = 2 * norm.sf(np.abs(stat))
-    row_index = pd.MultiIndex.from_tuples(
-        [("const", 0)] + [(labels[g], j) for g, j in names[1:]],
-        names=["structure", "component"])
-    coef_table = pd.DataFrame({"coef": params, "std_err": bse, "statistic": stat,
-                               "p_value": pvals, "ci_low": ci[:, 0], "ci_high": ci[:, 1]},
-                              index=row_index)
+        pvals = 2 * law.sf(np.abs(stat))
+    row_index = pd.MultiIndex.from_tuples(row_keys, names=["structure", "component"])
+    table = pd.DataFrame({"coef": params, "std_err": bse, "statistic": stat,
+                          "p_value": pvals, "ci_low": ci[:, 0], "ci_high": ci[:, 1]},
+                         index=row_index)
     if fs_cov is not None:
-        coef_table["std_err_first_stage"] = np.sqrt(np.clip(np.diag(fs_cov), 0, None))
-    rows = []
-    pos = 1
-    for g in chosen:
-        r = len(index[g])
-        sl = slice(pos, pos + r)
-        if draws is None:
-            R = np.zeros((r, exog.shape[1]))
-            R[np.arange(r), pos + np.arange(r)] = 1.0
-            wald = res.wald_test(R, use_f=(loss == "squared"), scalar=True)
-            statistic, p_value = float(wald.statistic), float(wald.pvalue)
-        else:
-            b = params[sl]
-            chi2_stat = float(b @ np.linalg.solve(cov[sl, sl], b))
-            if loss == "squared":
-                from scipy.stats import f as fisher
+        table["std_err_first_stage"] = np.sqrt(np.clip(np.diag(fs_cov), 0, None))
+    return table
 
-                statistic = chi2_stat / r
-                p_value = float(fisher.sf(statistic, r, res.df_resid))
-            else:
-                from scipy.stats import chi2
 
-                statistic = chi2_stat
-                p_value = float(chi2.sf(statistic, r))
-        keep = np.ones(exog.shape[1], dtype=bool)
-        keep[sl] = False
-        reduced = _fit(y, exog[:, keep], loss, "nonrobust")
-        if loss == "squared":
-            partial = (reduced.ssr - res.ssr) / reduced.ssr if reduced.ssr > 0 else 0.0
-        else:
-            partial = 1.0 - res.llf / reduced.llf if reduced.llf < 0 else 0.0
-        rows.append({"structure": labels[g], "df": r, "statistic": statistic,
-                     "p_value": p_value, "partial_r2": float(partial)})
-        pos += r
-    wald_table = pd.DataFrame(rows, columns=["structure", "df", "statistic", "p_value",
-                                             "partial_r2"]).set_index("structure")
-    return StructureInference(res, coef_table, wald_table, [keys[g] for g in chosen], loss,
-                              len(y), cov_params=cov, first_stage_cov=fs_cov)
+def _wald(res, params, cov, sl, loss, *, corrected):
+    """Wald test that the coefficients ``sl`` are zero: statsmodels' test, or with the
+    corrected covariance ``F(r, df_resid)`` (OLS) or chi-square(r) (Logit)."""
+    r = sl.stop - sl.start
+    if not corrected:
+        R = np.zeros((r, len(params)))
+        R[np.arange(r), sl.start + np.arange(r)] = 1.0
+        wald = res.wald_test(R, use_f=(loss == "squared"), scalar=True)
+        return float(wald.statistic), float(wald.pvalue)
+    b = params[sl]
+    chi2_stat = float(b @ np.linalg.solve(cov[sl, sl], b))
+    if loss == "squared":
+        return chi2_stat / r, float(stats.f.sf(chi2_stat / r, r, res.df_resid))
+    return chi2_stat, float(stats.chi2.sf(chi2_stat, r))
+
+
+def _partial_r2(res, y, exog, sl, loss):
+    """Share of the residual sum of squares (deviance) of the model without the columns
+    ``sl`` that they explain."""
+    keep = np.ones(exog.shape[1], dtype=bool)
+    keep[sl] = False
+    reduced = _fit(y, exog[:, keep], loss, "nonrobust")
+    if loss == "squared":
+        return float((reduced.ssr - res.ssr) / reduced.ssr) if reduced.ssr > 0 else 0.0
+    return float(1.0 - res.llf / reduced.llf) if reduced.llf < 0 else 0.0
+
+
+def _selection_scores(selection_scores, Z):
+    if selection_scores is None:
+        return Z
+    Z_sel = check_array(selection_scores, dtype=np.float64)
+    if Z_sel.shape != Z.shape:
+        raise ValueError(f"selection_scores must have the shape of X {Z.shape}, got "
+                         f"{Z_sel.shape}")
+    return Z_sel
 
 
 def _find_group(groups, keys, s):
@@ -398,6 +409,7 @@ def _find_group(groups, keys, s):
     raise ValueError(f"{s!r} is not one of the groups {keys!r}")
 
 
+@dataclass(frozen=True, eq=False)
 class SampleSplitInference:
     """Result of :func:`sample_split_inference`.
 
@@ -414,18 +426,15 @@ class SampleSplitInference:
         The rows used for each step.
     """
 
-    def __init__(self, selector, selected, inference, selection_index, inference_index):
-        self.selector = selector
-        self.selected = selected
-        self.inference = inference
-        self.selection_index = selection_index
-        self.inference_index = inference_index
+    selector: object
+    selected: list
+    inference: StructureInference
+    selection_index: np.ndarray
+    inference_index: np.ndarray
 
     @property
     def wald_table(self):
         """The Wald table of the inference part (empty when nothing was selected)."""
-        import pandas as pd
-
         if self.inference is None:
             return pd.DataFrame(columns=["df", "statistic", "p_value", "partial_r2"])
         return self.inference.wald_table
@@ -493,24 +502,17 @@ def sample_split_inference(X, y, groups, *, selector=None, loss="squared",
     >>> list(res.wald_table.columns)
     ['df', 'statistic', 'p_value', 'partial_r2']
     """
-
     Z, y = check_X_y(X, y, dtype=np.float64 if loss == "squared" else None,
                      y_numeric=loss == "squared")
     if not 0 < selection_size < 1:
         raise ValueError(f"selection_size must be in (0, 1), got {selection_size!r}")
-    rows = np.arange(len(y))
-    sel, inf = train_test_split(rows, train_size=selection_size, random_state=random_state,
+    sel, inf = train_test_split(np.arange(len(y)), train_size=selection_size,
+                                random_state=random_state,
                                 stratify=y if loss == "logistic" else None)
     if selector is None:
         selector = StructuredGroupLasso(groups, loss=loss, random_state=random_state)
     draws = _check_first_stage(first_stage, Z)
-    Z_sel = Z
-    if selection_scores is not None:
-        Z_sel = check_array(selection_scores, dtype=np.float64)
-        if Z_sel.shape != Z.shape:
-            raise ValueError(f"selection_scores must have the shape of X {Z.shape}, got "
-                             f"{Z_sel.shape}")
-    selector = clone(selector).fit(Z_sel[sel], y[sel])
+    selector = clone(selector).fit(_selection_scores(selection_scores, Z)[sel], y[sel])
     selected = list(selector.selected_)
     inference = None
     if selected:

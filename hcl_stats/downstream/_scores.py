@@ -13,7 +13,7 @@ __all__ = ["pseudo_inverse_scores"]
 def pseudo_inverse_scores(model, X):
     """Least-squares scores ``C (x - mu)`` with ``C = (W^T W)^{-1} W^T``, and their noise.
 
-    These are the scores of the paper's reference code (METHOD.md section 3). Since
+    These are the scores of the paper's reference code (see ``docs/estimation.md``, section 8). Since
     ``C W = I``, ``C (x - mu) = z + C e``: the true factors plus a measurement error with
     covariance ``C Psi C^T``, which :class:`StructuredGroupLasso` can correct for through
     ``score_noise_cov``. (The posterior-mean scores of ``model.transform`` are the better

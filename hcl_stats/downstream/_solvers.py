@@ -1,4 +1,4 @@
-"""Functional core of the structured group lasso: objectives, group bookkeeping and solvers.
+"""Functional core of the structured group lasso: group bookkeeping and solvers.
 
 Everything here works on *prepared* data: scores already centred (and, when asked,
 standardised) by the estimator, so the problems are
@@ -27,18 +27,7 @@ import numpy as np
 from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["group_soft_threshold", "alpha_max", "solve_cvxpy", "solve_prox", "objective",
-           "quadratic_loss", "logistic_loss"]
-
-
-def group_soft_threshold(v, groups, thresholds):
-    """Proximal map of ``sum_g t_g ||v_g||``: shrink each group's norm by ``t_g``."""
-    out = np.zeros_like(v)
-    for idx, t in zip(groups, thresholds):
-        norm = np.linalg.norm(v[idx])
-        if norm > t:
-            out[idx] = (1.0 - t / norm) * v[idx]
-    return out
+__all__ = ["alpha_max", "logistic_loss", "solve_cvxpy", "solve_prox"]
 
 
 def _group_ids(groups, K):
@@ -51,32 +40,17 @@ def _group_ids(groups, K):
 
 
 def _shrink(v, gid, thresholds):
-    """Vectorised :func:`group_soft_threshold` for groups given by a label per entry."""
+    """Proximal map of ``sum_g t_g ||v_g||`` (shrink each group's norm by ``t_g``), for
+    groups given by a label per entry."""
     norms = np.sqrt(np.bincount(gid, weights=v * v, minlength=len(thresholds)))
     factor = np.where(norms > thresholds, 1.0 - thresholds / np.maximum(norms, 1e-300), 0.0)
     return v * factor[gid]
 
 
-def penalty(beta, groups, weights):
-    return float(sum(w * np.linalg.norm(beta[idx]) for idx, w in zip(groups, weights)))
-
-
-def quadratic_loss(beta, A, c):
-    return 0.5 * float(beta @ A @ beta) - float(c @ beta)
-
-
 def logistic_loss(b0, beta, Z, y):
+    """Mean logistic loss of the linear predictor ``b0 + Z beta`` for 0/1 labels ``y``."""
     eta = b0 + Z @ beta
     return float(np.mean(np.logaddexp(0.0, eta) - y * eta))
-
-
-def objective(problem, b0, beta, alpha, groups, weights):
-    """Penalised objective of a prepared problem (see the module docstring)."""
-    if problem["loss"] == "squared":
-        loss = quadratic_loss(beta, problem["A"], problem["c"])
-    else:
-        loss = logistic_loss(b0, beta, problem["Z"], problem["y"])
-    return loss + alpha * penalty(beta, groups, weights)
 
 
 def _logit_null_intercept(y):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hcl_stats._numerics.linalg import orthonormal_basis, procrustes_rotation
-from hcl_stats._structure import Structure
+from hcl_stats._structure import Structure, row_slices
 
 __all__ = [
     "sin_theta_distance",
@@ -14,11 +14,6 @@ __all__ = [
     "gram_errors",
     "recovery_table",
 ]
-
-
-def _rows(n_features):
-    edges = np.concatenate([[0], np.cumsum(np.asarray(n_features, dtype=int))])
-    return [slice(int(edges[m]), int(edges[m + 1])) for m in range(len(edges) - 1)]
 
 
 def sin_theta_distance(A, B, *, norm="spectral"):
@@ -57,9 +52,9 @@ def align_loadings(W_hat, W_true, *, structure_hat=None, structure_true=None):
 
     When both structures are given and equal, the columns already correspond block by block
     (and all block metrics are invariant to the within-block rotations): ``W_hat`` is
-    returned. Otherwise (a baseline with another structure, or a different ``K``) the
-    paper's rule is used: one global orthogonal Procrustes rotation of ``W_hat`` onto
-    ``W_true`` (zero-padded when ``K`` differs).
+    returned. Otherwise (a baseline with another structure, or a different ``K``) the rule
+    of the comparisons (docs/baselines.md) is used: one global orthogonal Procrustes
+    rotation of ``W_hat`` onto ``W_true`` (zero-padded when ``K`` differs).
     """
     if structure_hat is not None and structure_hat == structure_true:
         return np.asarray(W_hat, dtype=float)
@@ -75,7 +70,7 @@ def block_sin_theta(W_true, W_hat, structure, n_features, *, structure_hat=None,
     See :func:`align_loadings` for how estimates with another structure are matched.
     """
     V = align_loadings(W_hat, W_true, structure_hat=structure_hat, structure_true=structure)
-    rows = _rows(n_features)
+    rows = row_slices(n_features)
     out = {}
     for subset in structure.subsets:
         cols = structure.columns(subset)
@@ -94,7 +89,7 @@ def _gram_diff(A, B):
 
 
 def gram_errors(W_true, W_hat, structure, n_features):
-    """The paper's Gram errors (METHOD.md section 4).
+    """The Gram errors of the recovery comparisons (docs/baselines.md).
 
     After one global orthogonal Procrustes alignment of ``W_hat`` to ``W_true``:
     ``||B_{m,S} B_{m,S}^T - B^_{m,S} B^_{m,S}^T||_F`` for each modality and block, and the
@@ -106,7 +101,7 @@ def gram_errors(W_true, W_hat, structure, n_features):
     overall : float
     """
     V = align_loadings(W_hat, W_true)
-    rows = _rows(n_features)
+    rows = row_slices(n_features)
     blocks = {}
     for subset in structure.subsets:
         cols = structure.columns(subset)
@@ -123,7 +118,7 @@ def recovery_table(model, truth, *, norm="spectral"):
     model : fitted estimator
         Any estimator of the package (needs ``loadings_``, ``structure_`` and
         ``n_features_per_modality_``).
-    truth : Bunch
+    truth : HierarchicalTruth
         As returned by :func:`hcl_stats.datasets.make_hierarchical` with
         ``return_truth=True`` (needs ``W``, ``structure``, ``n_features``).
 

@@ -3,22 +3,105 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import Bunch, check_random_state
 
 from hcl_stats._estimation.selection import select_structure
 from hcl_stats._hcl import HCL
 from hcl_stats._input.params import check_positive_float, check_positive_int
 from hcl_stats._input.validation import check_blocks
+from hcl_stats._numerics.random import as_generator
 from hcl_stats._statistics.covariance import sample_covariance
-from hcl_stats._structure import row_slices, subset_label
+from hcl_stats._structure import Structure, row_slices, subset_label
 
-__all__ = ["structure_stability"]
+__all__ = ["StabilityResult", "structure_stability"]
 
 
+@dataclass(frozen=True, eq=False)
+class StabilityResult:
+    """Outcome of :func:`structure_stability`.
+
+    Attributes
+    ----------
+    structure : Structure
+        The structure selected on all rows.
+    subsets : pandas.DataFrame
+        One row per subset selected on the full data or in any subsample: ``subset``,
+        ``level``, ``rank_full`` (0 when not selected on the full data), ``frequency``
+        (fraction of subsamples selecting it), ``modal_rank`` (most frequent rank when
+        selected) and ``rank_k`` columns (fraction of subsamples selecting it with rank
+        ``k``).
+    structures : list of Structure
+        The subsample structures.
+    exact_frequency : float
+        Fraction of subsamples selecting exactly ``structure``.
+    blocks : pandas.DataFrame or None
+        With ``loadings=True``, one row per modality and block of ``structure``:
+        ``modality``, ``subset``, ``rank``, and the largest principal angle (degrees)
+        between the subsample and full-data loadings ``B_{m,S}``: ``angle_median``,
+        ``angle_q90``, ``angle_max``; None otherwise.
+    """
+
+    structure: Structure
+    subsets: pd.DataFrame
+    structures: list
+    exact_frequency: float
+    blocks: pd.DataFrame = None
+
+
+def _select(blocks, n_features, names, max_rank, alpha):
+    S, _, n = sample_covariance(blocks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return select_structure(S, n_features, n_samples=n, max_rank=max_rank, names=names,
+                                alpha=alpha).structure
+
+
+def _block_loadings(blocks, names, structure):
+    """``B_{m,S}`` of an HCL fit with ``structure``, keyed by ``(m, S)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = HCL(structure).fit(dict(zip(names, blocks)) if names else blocks)
+    rows = row_slices([b.shape[1] for b in blocks])
+    return {(m, s): model.loadings_[rows[m], structure.columns(s)]
+            for s in structure.subsets for m in s}
+
+
+def _subset_table(full, structures, names, M):
+    """How often, and with which rank, each subset is selected."""
+    seen = set(full.subsets)
+    for st in structures:
+        seen.update(st.subsets)
+    max_r = max([r for st in structures + [full] for r in st.ranks])
+    n_resamples = len(structures)
+    rows_out = []
+    for s in sorted(seen, key=lambda s: (-len(s), s)):
+        ranks = [dict(st.blocks).get(s, 0) for st in structures]
+        chosen = [r for r in ranks if r > 0]
+        row = {
+            "subset": subset_label(s, names),
+            "level": "global" if len(s) == M else ("specific" if len(s) == 1 else "partial"),
+            "rank_full": dict(full.blocks).get(s, 0),
+            "frequency": len(chosen) / n_resamples,
+            "modal_rank": int(np.bincount(chosen).argmax()) if chosen else 0,
+        }
+        for r in range(1, max_r + 1):
+            row[f"rank_{r}"] = sum(1 for x in ranks if x == r) / n_resamples
+        rows_out.append(row)
+    return pd.DataFrame(rows_out)
+
+
+def _angle_table(full, angles, names):
+    """Spread of the largest principal angle of each block over the subsamples."""
+    return pd.DataFrame([
+        {"modality": names[m] if names else m, "subset": subset_label(s, names),
+         "rank": full.rank(s), "angle_median": float(np.median(v)),
+         "angle_q90": float(np.quantile(v, 0.9)), "angle_max": float(np.max(v))}
+        for (m, s), v in angles.items()])
 
 
 def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha=0.01,
@@ -44,24 +127,12 @@ def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha
         Passed to :func:`select_structure`.
     loadings : bool, default=True
         Also measure the spread of each block's loadings (one HCL fit per subsample).
-    random_state : int, RandomState or None, default=None
-        Seed of the subsamples.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the subsamples (``None``: a fixed default seed).
 
     Returns
     -------
-    result : Bunch
-        ``structure`` : the structure selected on all rows.
-        ``subsets`` : DataFrame, one row per subset selected on the full data or in any
-        subsample: ``subset``, ``level``, ``rank_full`` (0 when not selected on the full
-        data), ``frequency`` (fraction of subsamples selecting it), ``modal_rank``
-        (most frequent rank when selected) and ``rank_k`` columns (fraction of
-        subsamples selecting it with rank ``k``).
-        ``blocks`` : DataFrame (only with ``loadings``), one row per modality and block of
-        ``structure``: ``modality``, ``subset``, ``rank``, and the largest principal angle
-        (degrees) between the subsample and full-data loadings ``B_{m,S}``:
-        ``angle_median``, ``angle_q90``, ``angle_max``.
-        ``structures`` : list of the subsample structures.
-        ``exact_frequency`` : fraction of subsamples selecting exactly ``structure``.
+    result : StabilityResult
 
     Examples
     --------
@@ -75,76 +146,31 @@ def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha
     >>> res.structure == truth, res.exact_frequency
     (True, 1.0)
     """
-    import pandas as pd
-
-
     blocks, names = check_blocks(X)
     n_resamples = check_positive_int(n_resamples, "n_resamples")
     fraction = check_positive_float(fraction, "fraction")
     if not fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
-    rng = check_random_state(random_state)
+    rng = as_generator(random_state)
     n = blocks[0].shape[0]
     n_sub = int(round(fraction * n))
     if n_sub < 3:
         raise ValueError(f"fraction={fraction} of {n} samples leaves fewer than 3 rows")
     n_features = [b.shape[1] for b in blocks]
-    M = len(blocks)
 
-    def select(bl):
-        S, _, nn = sample_covariance(bl)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return select_structure(S, n_features, n_samples=nn, max_rank=max_rank,
-                                    names=names, alpha=alpha)[0]
-
-    def fit_blocks(bl, structure):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = HCL(structure).fit(dict(zip(names, bl)) if names else bl)
-        W = model.loadings_
-        rows = row_slices(n_features)
-        return {(m, s): W[rows[m], structure.columns(s)] for s in structure.subsets
-                for m in s}
-
-    full = select(blocks)
-    ref = fit_blocks(blocks, full) if loadings else None
-    structures, angles = [], {key: [] for key in (ref or {})}
+    full = _select(blocks, n_features, names, max_rank, alpha)
+    ref = _block_loadings(blocks, names, full) if loadings else {}
+    structures, angles = [], {key: [] for key in ref}
     for _ in range(n_resamples):
         idx = np.sort(rng.choice(n, size=n_sub, replace=False))
         sub = [b[idx] for b in blocks]
-        st = select(sub)
-        structures.append(st)
+        structures.append(_select(sub, n_features, names, max_rank, alpha))
         if loadings:
-            est = fit_blocks(sub, full)
+            est = _block_loadings(sub, names, full)
             for key, B in ref.items():
                 theta = scipy.linalg.subspace_angles(B, est[key])
                 angles[key].append(float(np.degrees(theta.max())))
-    seen = set(full.subsets)
-    for st in structures:
-        seen.update(st.subsets)
-    max_r = max([r for st in structures + [full] for r in st.ranks])
-    order = sorted(seen, key=lambda s: (-len(s), s))
-    rows_out = []
-    for s in order:
-        ranks = [dict(st.blocks).get(s, 0) for st in structures]
-        chosen = [r for r in ranks if r > 0]
-        row = {
-            "subset": subset_label(s, names),
-            "level": "global" if len(s) == M else ("specific" if len(s) == 1 else "partial"),
-            "rank_full": dict(full.blocks).get(s, 0),
-            "frequency": len(chosen) / n_resamples,
-            "modal_rank": int(np.bincount(chosen).argmax()) if chosen else 0,
-        }
-        for r in range(1, max_r + 1):
-            row[f"rank_{r}"] = sum(1 for x in ranks if x == r) / n_resamples
-        rows_out.append(row)
-    result = Bunch(structure=full, subsets=pd.DataFrame(rows_out), structures=structures,
-                   exact_frequency=float(np.mean([st == full for st in structures])))
-    if loadings:
-        result.blocks = pd.DataFrame([
-            {"modality": names[m] if names else m, "subset": subset_label(s, names),
-             "rank": full.rank(s), "angle_median": float(np.median(v)),
-             "angle_q90": float(np.quantile(v, 0.9)), "angle_max": float(np.max(v))}
-            for (m, s), v in angles.items()])
-    return result
+    return StabilityResult(
+        full, _subset_table(full, structures, names, len(blocks)), structures,
+        float(np.mean([st == full for st in structures])),
+        _angle_table(full, angles, names) if loadings else None)

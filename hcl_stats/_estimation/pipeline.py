@@ -1,0 +1,173 @@
+"""The fit pipeline of :class:`hcl_stats.HCL`: plan, bind the structure, run one path.
+
+:func:`plan_fit` (data) and :func:`plan_from_covariance` (a given covariance) resolve the
+:class:`FitPlan` -- which path and which array namespace -- in one place, from checked
+parameters and the shapes and types of the input, before any value is read; a
+combination that cannot be honoured raises a ValueError. :func:`run_fit` and
+:func:`run_covariance` then bind the structure once and return one
+:class:`hcl_stats._estimation.fit.HCLFitResult`. See ``docs/estimation.md`` and
+``docs/large-data.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hcl_stats._estimation.fit import fit_hcl
+from hcl_stats._estimation.reduced import fit_hcl_reduced
+from hcl_stats._estimation.selection import select_structure
+from hcl_stats._input.validation import check_structure
+from hcl_stats._numerics.backend import (
+    get_namespace,
+    is_dask_array,
+    is_numpy,
+    namespace_for,
+    to_numpy,
+)
+from hcl_stats._statistics.chunked import covariance_statistics
+from hcl_stats._statistics.covariance import sample_covariance
+from hcl_stats._structure import modality_description
+
+__all__ = ["FitPlan", "auto_path", "plan_fit", "plan_from_covariance", "run_covariance",
+           "run_fit"]
+
+# path="auto" avoids a float64 covariance above this size (bytes) when it exceeds the data
+_COVARIANCE_BYTES = 2 ** 28
+# ... and whenever d >= _WIDE_FEATURES and d > _WIDE_RATIO * n (the reduced path is then
+# much faster: O(n d q) per pass against O(n d^2) for the covariance alone)
+_WIDE_FEATURES = 4000
+_WIDE_RATIO = 4
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """How one fit runs: the path and the array namespace of the ``d x d`` work."""
+
+    path: str  #: "covariance" or "reduced"
+    xp: Any  #: namespace of the covariance and the solver (NumPy, CuPy, ...)
+    on_host: bool  #: whether the data statistics are computed by NumPy (chunked for lazy input)
+
+
+def _is_device(block):
+    return not isinstance(block, np.ndarray) and not is_dask_array(block)
+
+
+def _itemsize(block):
+    if isinstance(block, np.ndarray) or is_dask_array(block):
+        return block.dtype.itemsize
+    return 4 if block.dtype == get_namespace(block).float32 else 8
+
+
+def auto_path(blocks):
+    """``path="auto"`` on NumPy input: ``"reduced"`` for wide data or a too large covariance."""
+    n = blocks[0].shape[0]
+    d = sum(b.shape[1] for b in blocks)
+    data_bytes = sum(b.shape[0] * b.shape[1] * _itemsize(b) for b in blocks)
+    wide = d >= _WIDE_FEATURES and d > _WIDE_RATIO * n
+    too_large = 8 * d * d > max(_COVARIANCE_BYTES, data_bytes)
+    return "reduced" if wide or too_large else "covariance"
+
+
+def _check_solver(params, xp):
+    if params["solver"] == "subspace" and not is_numpy(xp):
+        raise ValueError("solver='subspace' runs on NumPy only (scipy's trust-region Newton); "
+                         f"use solver='lbfgs' on the {xp.__name__} namespace, or "
+                         "backend='numpy'")
+
+
+def plan_fit(params, blocks):
+    """The :class:`FitPlan` of ``fit`` on checked ``params`` and (unread) blocks."""
+    lazy = any(is_dask_array(b) or isinstance(b, np.memmap) for b in blocks)
+    dask = any(is_dask_array(b) for b in blocks)
+    # lazy input: the statistics are chunked on the host and the solver may move
+    xp = namespace_for(params["backend"], *([np.empty(0)] if lazy else blocks))
+    _check_solver(params, xp)
+    path = params["path"]
+    if path == "reduced":
+        if dask:
+            raise ValueError("path='reduced' takes NumPy arrays or memmaps; Dask input "
+                             "goes through path='covariance'")
+        if not is_numpy(xp):
+            raise ValueError(f"path='reduced' runs on NumPy arrays; the input would run on "
+                             f"{xp.__name__}: pass backend='numpy' to copy it to the host, "
+                             "or use path='covariance'")
+    elif path == "auto":
+        auto = isinstance(params["structure"], str) or dask or not is_numpy(xp)
+        path = "covariance" if auto else auto_path(blocks)
+    return FitPlan(path=path, xp=xp, on_host=lazy or is_numpy(xp))
+
+
+def plan_from_covariance(params, S):
+    """The :class:`FitPlan` of ``fit_from_covariance``: the covariance path."""
+    if params["path"] == "reduced":
+        raise ValueError("path='reduced' needs the data; fit_from_covariance is the "
+                         "covariance path")
+    xp = namespace_for(params["backend"], S)
+    _check_solver(params, xp)
+    return FitPlan(path="covariance", xp=xp, on_host=is_numpy(xp))
+
+
+def _bind_structure(params, n_features, names, S=None, n_samples=None):
+    """The structure bound to the data, and the selection evidence for ``"auto"``."""
+    if isinstance(params["structure"], str):  # "auto": selected from the host covariance
+        return select_structure(np.asarray(to_numpy(S), dtype=float), n_features,
+                                n_samples=n_samples, max_rank=params["max_rank"],
+                                names=names)
+    return check_structure(params["structure"], n_features, names), None
+
+
+def _device_blocks(xp, blocks, names):
+    """The in-memory blocks in namespace ``xp``, each checked finite (naming its modality)."""
+    moved = []
+    for m, b in enumerate(blocks):
+        b = xp.asarray(b)
+        if not bool(xp.all(xp.isfinite(b))):
+            raise ValueError(f"{modality_description(m, names)} contains NaN or infinite "
+                             "values; impute or drop them before fitting")
+        moved.append(b)
+    return moved
+
+
+def _statistics(plan, blocks, names):
+    """Covariance (in ``plan.xp``), means and sample count of the blocks."""
+    if plan.on_host:
+        # arrays of other namespaces copied to NumPy; finiteness is checked per modality
+        # by the chunked statistics, which name it
+        blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
+        return covariance_statistics(blocks, names)
+    return sample_covariance(_device_blocks(plan.xp, blocks, names))
+
+
+def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=None):
+    """Covariance path: fit ``S``; returns ``(result, structure, selection)``.
+
+    ``bound``: the ``(structure, selection)`` already bound by the caller, else bound here.
+    """
+    structure, selection = bound or _bind_structure(params, n_features, names, S, n_samples)
+    S_fit = plan.xp.asarray(S) if not is_numpy(plan.xp) else np.asarray(to_numpy(S))
+    result = fit_hcl(S_fit, n_features, structure, denoise=params["denoise"],
+                     solver=params["solver"], max_iter=params["max_iter"], tol=params["tol"],
+                     random_state=params["random_state"], means=to_numpy(means))
+    return result, structure, selection
+
+
+def run_fit(params, plan, blocks, names):
+    """Run ``plan`` on the blocks; returns ``(result, structure, selection)``."""
+    n_features = [b.shape[1] for b in blocks]
+    # a given structure is bound before any value is read; "auto" needs the covariance
+    bound = None if isinstance(params["structure"], str) else \
+        _bind_structure(params, n_features, names)
+    if plan.path == "covariance":
+        S, means, n = _statistics(plan, blocks, names)
+        return run_covariance(params, plan, S, means, n, n_features, names, bound)
+    structure, selection = bound
+    blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
+    result = fit_hcl_reduced(
+        blocks, structure, names=names, denoise=params["denoise"], solver=params["solver"],
+        max_iter=params["max_iter"], tol=params["tol"],
+        n_oversamples=params["n_oversamples"], n_power_iter=params["n_power_iter"],
+        max_expansions=params["max_expansions"], random_state=params["random_state"])
+    return result, structure, selection
