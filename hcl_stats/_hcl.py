@@ -13,6 +13,7 @@ from hcl_stats._input.params import integer, optional, options, positive_float, 
 from hcl_stats._input.validation import check_blocks
 from hcl_stats._models.covariance_model import CovarianceFactorModel
 from hcl_stats._numerics.backend import BACKENDS
+from hcl_stats._statistics.scaling import check_scale
 from hcl_stats._structure import Structure
 
 __all__ = ["HCL"]
@@ -69,6 +70,17 @@ class HCL(CovarianceFactorModel):
         ``{(0, 1, 2): 3, (0, 1): 2, (2,): 1}``. With dict data, subsets may use names.
         ``"auto"`` selects the structure from the data (:mod:`hcl_stats.selection`); the
         evidence is stored in ``selection_``.
+    scale : {"modality", "features"} or None, default="modality"
+        Weighting of the modalities in the fit (:mod:`hcl_stats._statistics.scaling`).
+        ``"modality"``: each modality divided by the square root of its total variance,
+        so that every modality weighs the same in the shared factors whatever its width
+        or units (the weighting of JIVE and MOFA); ``"features"``: every feature
+        standardised (for modalities whose features are in different units); ``None``:
+        the data's units (the paper's objective). The noise rule applies to the rescaled
+        data; loadings, noise, scores and tables are reported in the data's units
+        (``noise_variance_`` has one value per feature for ``"features"``). The structure
+        selected by ``structure="auto"`` does not depend on ``"modality"`` versus
+        ``None`` (the selection is invariant to one factor per modality).
     denoise : {"isotropic", "modality"}, None, float or array-like, default="isotropic"
         Noise rule: one variance for all features (the paper), one per modality (each
         modality's own eigenvalues), none (``None`` or ``"none"``), or given variance(s):
@@ -128,8 +140,10 @@ class HCL(CovarianceFactorModel):
         outside the mask.
     means_ : list of ndarray of shape (p_m,)
         Per-modality means.
-    noise_variance_ : ndarray of shape (M,)
-        Noise variance per modality (equal entries for ``denoise="isotropic"``).
+    noise_variance_ : ndarray of shape (M,) or (d,)
+        Noise variance per modality, in the data's units (with ``scale=None`` and
+        ``denoise="isotropic"`` the entries are equal); one per feature with
+        ``scale="features"``.
     n_features_per_modality_ : ndarray of shape (M,)
         Modality widths ``p_m``.
     total_variance_ : ndarray of shape (M,)
@@ -184,6 +198,7 @@ class HCL(CovarianceFactorModel):
         "n_power_iter": integer(0),
         "max_expansions": integer(0),
         "backend": options(*BACKENDS),
+        "scale": lambda value, name: check_scale(value),
     }
     #: (conflict on the checked parameters, message)
     _parameter_combinations = (
@@ -194,7 +209,8 @@ class HCL(CovarianceFactorModel):
 
     def __init__(self, structure="auto", *, denoise="isotropic", solver="lbfgs",
                  max_iter=2000, tol=1e-5, max_rank=None, random_state=None, path="auto",
-                 n_oversamples=20, n_power_iter=3, backend="auto", max_expansions=10):
+                 n_oversamples=20, n_power_iter=3, backend="auto", max_expansions=10,
+                 scale="modality"):
         self.structure = structure
         self.denoise = denoise
         self.solver = solver
@@ -207,6 +223,7 @@ class HCL(CovarianceFactorModel):
         self.n_power_iter = n_power_iter
         self.backend = backend
         self.max_expansions = max_expansions
+        self.scale = scale
 
     def fit(self, X, y=None):
         """Fit the model.

@@ -134,7 +134,14 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
         """Model covariance ``W W^T + Psi`` of shape (d, d)."""
         check_is_fitted(self, "loadings_")
         W = self.loadings_
-        return W @ W.T + np.diag(np.repeat(self.noise_variance_, self.n_features_per_modality_))
+        return W @ W.T + np.diag(self._feature_noise())
+
+    def _feature_noise(self):
+        """Noise variance of each feature, shape (d,): ``noise_variance_`` holds one value
+        per modality (shape ``(M,)``) or, for per-feature rules, one per feature."""
+        psi = np.asarray(self.noise_variance_, dtype=np.float64)
+        widths = self.n_features_per_modality_
+        return np.repeat(psi, widths) if psi.size == len(widths) else psi
 
     def transform(self, X):
         """Posterior-mean scores ``E[z | x]`` of new samples.
@@ -161,13 +168,14 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
         rhs = 0.0
         floor = 1e-12 * max(float(np.max(self.total_variance_ / self.n_features_per_modality_)),
                             1e-300)
+        noise = self._feature_noise()
         for m, block in enumerate(blocks):
             if block is None:
                 continue
             Wm = self.loadings_[rows[m]]
-            psi = max(float(self.noise_variance_[m]), floor)
-            precision = precision + (Wm.T @ Wm) / psi
-            rhs = rhs + ((np.asarray(block, dtype=np.float64) - self.means_[m]) @ Wm) / psi
+            psi = np.maximum(noise[rows[m]], floor)[:, None]
+            precision = precision + Wm.T @ (Wm / psi)
+            rhs = rhs + (np.asarray(block, dtype=np.float64) - self.means_[m]) @ (Wm / psi)
         return np.linalg.solve(precision, np.atleast_2d(rhs).T).T
 
     def explained_variance(self, fraction=False):
@@ -197,7 +205,8 @@ class BlockFactorModel(TransformerMixin, BaseEstimator):
             cols = st.columns(s)
             data[st.label(s)] = [float(np.sum(self.loadings_[r, cols] ** 2)) for r in rows]
         table = pd.DataFrame(data, index=[st.modality_label(m) for m in range(len(rows))])
-        table["noise"] = self.noise_variance_ * self.n_features_per_modality_
+        noise = self._feature_noise()
+        table["noise"] = [float(noise[r].sum()) for r in rows]
         table["residual"] = self.total_variance_ - table.sum(axis=1)
         table["total"] = self.total_variance_
         table.index.name = "modality"

@@ -154,7 +154,8 @@ def model_summary(model):
     modalities = pd.DataFrame(
         {"features": model.n_features_per_modality_.astype(int),
          "rank": [st.modality_rank(m) for m in range(M)],
-         "noise_variance": model.noise_variance_,
+         # mean over the modality's features (one value per modality for most rules)
+         "noise_variance": [float(np.mean(model._feature_noise()[r])) for r in model._rows()],
          "total_variance": model.total_variance_},
         index=pd.Index([st.modality_label(m) for m in range(M)], name="modality"))
     tables = {"structure": structure,

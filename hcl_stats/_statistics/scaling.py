@@ -22,7 +22,7 @@ import numpy as np
 
 from hcl_stats._structure import row_slices
 
-__all__ = ["SCALES", "feature_scales", "rescale_covariance"]
+__all__ = ["SCALES", "ScaledBlock", "check_scale", "feature_scales", "rescale_covariance"]
 
 SCALES = (None, "modality", "features")
 
@@ -77,3 +77,27 @@ def rescale_covariance(S, factors):
         return S
     r = 1.0 / np.sqrt(factors)
     return np.asarray(S, dtype=np.float64) * r[:, None] * r[None, :]
+
+
+class ScaledBlock:
+    """Read-only view of a modality ``X`` whose columns are multiplied by ``factors``.
+
+    Rows are scaled as they are read (``view[rows]``), so a memmap is never copied whole;
+    the reduced path reads its data through this view (it has ``shape``, ``dtype`` and
+    row slicing, which is all the chunked products use).
+    """
+
+    def __init__(self, X, factors):
+        self._X = X
+        self._factors = np.asarray(factors, dtype=np.float64)
+        self.shape = X.shape
+        self.ndim = 2
+        self.dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+    def __getitem__(self, rows):
+        return (np.asarray(self._X[rows], dtype=np.float64) * self._factors).astype(
+            self.dtype, copy=False)
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[slice(None)]
+        return out if dtype is None else out.astype(dtype)
