@@ -20,6 +20,8 @@ COMMANDS = {
     "rates": ("simulations.rates", "log-log slope of the block error against n"),
     "baseline-selection": ("simulations.baseline_selection",
                            "JIVE / AJIVE rank and SLIDE structure selection rates"),
+    "real-data": ("simulations.real_data",
+                  "HCL() on real multi-view data: structure, probes, fit time vs PCA"),
     "bench-gpu": ("simulations.bench_gpu", "CuPy against NumPy fit time (skips without a GPU)"),
     "bench-scale": ("simulations.bench_scale",
                     "Dask fit of an on-disk array; time and memory of the many-features path"),

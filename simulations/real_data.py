@@ -16,9 +16,10 @@ reports:
 * fit time against a PCA of the concatenated data at the same dimension, timed in the
   same run (median of ``repeats`` interleaved runs);
 * frozen linear-probe accuracy (logistic regression on the scores; ``folds``-fold
-  cross-validation, every factor model fitted on the training folds only, at the same
-  dimension ``K``) of HCL with the selected structure, PCA and ConcatSVD of the
-  concatenated data, JIVE (matched ranks, per-modality scaling) and AJIVE.
+  cross-validation, every factor model fitted on the training folds only) of HCL with the
+  selected structure, PCA and ConcatSVD of the concatenated data at the same dimension
+  ``K``, JIVE (matched ranks: the same number of factors per modality) and AJIVE (the same
+  initial signal ranks; it selects its joint rank, so its dimension is reported).
 """
 
 from __future__ import annotations
@@ -121,16 +122,18 @@ def probe_accuracies(views, y, structure, *, folds=5, seed=0, hcl_params=None,
                 F_tr, F_te = model.transform(tr), model.transform(te)
                 probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
                 probe.fit(F_tr, y[train])
-                acc, error = probe.score(F_te, y[test]), ""
+                acc, dim, error = probe.score(F_te, y[test]), F_tr.shape[1], ""
             except Exception as exc:  # noqa: BLE001 - a failing baseline is reported
-                acc, error = np.nan, f"{type(exc).__name__}: {exc}"[:120]
-            rows.append({"method": name, "fold": fold, "accuracy": acc, "error": error})
+                acc, dim, error = np.nan, np.nan, f"{type(exc).__name__}: {exc}"[:120]
+            rows.append({"method": name, "fold": fold, "dimension": dim, "accuracy": acc,
+                         "error": error})
     table = pd.DataFrame(rows)
-    out = table.groupby("method", sort=False).agg(accuracy=("accuracy", "mean"),
-                                                  sd=("accuracy", "std"),
-                                                  error=("error", "max"))
-    out.insert(0, "dimension", structure.n_components)
-    return out
+    # the dimension is that of the scores (AJIVE selects its joint rank itself, so its
+    # total may differ from K)
+    return table.groupby("method", sort=False).agg(dimension=("dimension", "max"),
+                                                   accuracy=("accuracy", "mean"),
+                                                   sd=("accuracy", "std"),
+                                                   error=("error", "max"))
 
 
 def _timed(fn, repeats):
