@@ -70,16 +70,18 @@ class HCL(CovarianceFactorModel):
         ``{(0, 1, 2): 3, (0, 1): 2, (2,): 1}``. With dict data, subsets may use names.
         ``"auto"`` selects the structure from the data (:mod:`hcl_stats.selection`); the
         evidence is stored in ``selection_``.
-    scale : {"modality", "features"} or None, default="modality"
+    scale : {"auto", "modality", "features"} or None, default="auto"
         Weighting of the modalities in the fit (:mod:`hcl_stats._statistics.scaling`).
         ``"modality"``: each modality divided by the square root of its total variance,
         so that every modality weighs the same in the shared factors whatever its width
         or units (the weighting of JIVE and MOFA); ``"features"``: every feature
         standardised (for modalities whose features are in different units); ``None``:
-        the data's units (the paper's objective). The noise rule applies to the rescaled
-        data; loadings, noise, scores and tables are reported in the data's units
-        (``noise_variance_`` has one value per feature for ``"features"``). The structure
-        selected by ``structure="auto"`` does not depend on ``"modality"`` versus
+        the data's units (the paper's objective). ``"auto"``: ``"modality"`` with
+        ``structure="auto"`` (the analysis of data with no structure in mind) and ``None``
+        with a given structure (the paper's objective for a specified model). The noise
+        rule applies to the rescaled data; loadings, noise, scores and tables are reported
+        in the data's units (``noise_variance_`` has one value per feature for
+        ``"features"``). The selected structure does not depend on ``"modality"`` versus
         ``None`` (the selection is invariant to one factor per modality).
     denoise : {"isotropic", "modality"}, None, float or array-like, default="isotropic"
         Noise rule: one variance for all features (the paper), one per modality (each
@@ -198,7 +200,7 @@ class HCL(CovarianceFactorModel):
         "n_power_iter": integer(0),
         "max_expansions": integer(0),
         "backend": options(*BACKENDS),
-        "scale": lambda value, name: check_scale(value),
+        "scale": lambda value, name: check_scale(value, allow_auto=True),
     }
     #: (conflict on the checked parameters, message)
     _parameter_combinations = (
@@ -210,7 +212,7 @@ class HCL(CovarianceFactorModel):
     def __init__(self, structure="auto", *, denoise="isotropic", solver="lbfgs",
                  max_iter=2000, tol=1e-5, max_rank=None, random_state=None, path="auto",
                  n_oversamples=20, n_power_iter=3, backend="auto", max_expansions=10,
-                 scale="modality"):
+                 scale="auto"):
         self.structure = structure
         self.denoise = denoise
         self.solver = solver

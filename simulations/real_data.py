@@ -86,7 +86,8 @@ def _pca_scores(K):
 def _methods(structure, hcl_params):
     K = structure.n_components
     return {
-        "HCL": lambda: HCL(structure, **hcl_params),
+        # the weighting HCL() used when it selected the structure
+        "HCL": lambda: HCL(structure, **{"scale": "modality", **hcl_params}),
         "PCA": lambda: _pca_scores(K),
         "ConcatSVD": lambda: matched_estimator("ConcatSVD", structure),
         "JIVE": lambda: matched_estimator("JIVE", structure),

@@ -135,7 +135,7 @@ def test_reduced_path_reads_the_rescaled_data():
     X = make_hierarchical(300, [30, 40, 50], st, noise_variance=0.5, singular_values=(1, 2),
                           random_state=0)
     X = [X[0], 10.0 * X[1], X[2]]
-    fit = HCL(st, path="reduced", random_state=0, tol=1e-8).fit(X)
+    fit = HCL(st, path="reduced", random_state=0, tol=1e-8, scale="modality").fit(X)
     c = [x.var(axis=0, ddof=1).sum() for x in X]
     ref = HCL(st, path="reduced", random_state=0, tol=1e-8, scale=None).fit(
         [x / np.sqrt(ci) for x, ci in zip(X, c)])

@@ -63,9 +63,7 @@ print(f"{len(images)} images, modalities {names}, widths {[x.shape[1] for x in X
 # %%
 structure = Structure.full(rank=RANK, names=names)
 with threadpool_limits(limits=1):  # tiny matrices: one BLAS thread is fastest
-    # all quadrants are in the same units (pixel intensities): the paper's objective,
-    # unweighted (scale=None); HCL() below uses its default per-modality weighting
-    model = HCL(structure, random_state=SEED, scale=None).fit(X)
+    model = HCL(structure, random_state=SEED).fit(X)
 print(model.summary())
 
 # %% [markdown]

@@ -33,8 +33,8 @@ from hcl_stats._statistics.covariance import sample_covariance
 from hcl_stats._statistics.scaling import ScaledBlock, feature_scales
 from hcl_stats._structure import modality_description, row_slices
 
-__all__ = ["FitPlan", "auto_path", "plan_fit", "plan_from_covariance", "run_covariance",
-           "run_fit"]
+__all__ = ["FitPlan", "auto_path", "plan_fit", "plan_from_covariance", "resolve_scale",
+           "run_covariance", "run_fit"]
 
 # path="auto" avoids a float64 covariance above this size (bytes) when it exceeds the data
 _COVARIANCE_BYTES = 2 ** 28
@@ -143,6 +143,15 @@ def _statistics(plan, blocks, names):
     return sample_covariance(_device_blocks(plan.xp, blocks, names))
 
 
+def resolve_scale(params):
+    """The ``scale`` rule of a fit: ``"auto"`` is ``"modality"`` when the structure is
+    selected and ``None`` (the data's units) when it is given."""
+    scale = params["scale"]
+    if isinstance(scale, str) and scale == "auto":
+        return "modality" if isinstance(params["structure"], str) else None
+    return scale
+
+
 def _rescaled(S, factors, xp):
     """``D^{-1/2} S D^{-1/2}`` in the namespace of ``S`` (``S`` itself without factors)."""
     if factors is None:
@@ -181,7 +190,7 @@ def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=N
     """
     S_fit = plan.xp.asarray(S) if not is_numpy(plan.xp) else np.asarray(to_numpy(S))
     diag = np.diagonal(np.asarray(to_numpy(S), dtype=np.float64)).copy()
-    factors = feature_scales(diag, n_features, params["scale"])
+    factors = feature_scales(diag, n_features, resolve_scale(params))
     S_fit = _rescaled(S_fit, factors, plan.xp)
     structure, selection = bound or _bind_structure(params, n_features, names, S_fit,
                                                     n_samples)
@@ -208,10 +217,11 @@ def run_fit(params, plan, blocks, names):
     structure, selection = bound
     blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
     factors = None
-    if params["scale"] is not None:
+    if resolve_scale(params) is not None:
         # the data are read through column-scaled views (no copy of the data)
         means, variances = column_moments(blocks, names)
-        factors = feature_scales(np.concatenate(variances), n_features, params["scale"])
+        factors = feature_scales(np.concatenate(variances), n_features,
+                                 resolve_scale(params))
         r = 1.0 / np.sqrt(factors)
         blocks = [ScaledBlock(b, r[rows]) for b, rows in zip(blocks, row_slices(n_features))]
     result = fit_hcl_reduced(

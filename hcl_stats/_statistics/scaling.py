@@ -27,11 +27,13 @@ __all__ = ["SCALES", "ScaledBlock", "check_scale", "feature_scales", "rescale_co
 SCALES = (None, "modality", "features")
 
 
-def check_scale(scale):
-    """Validate a ``scale`` parameter (one of :data:`SCALES`)."""
-    if scale is None or (isinstance(scale, str) and scale in SCALES):
+def check_scale(scale, *, allow_auto=False):
+    """Validate a ``scale`` parameter (one of :data:`SCALES`, or ``"auto"`` if allowed)."""
+    if scale is None or (isinstance(scale, str) and (
+            scale in SCALES or (allow_auto and scale == "auto"))):
         return scale
-    raise ValueError(f"scale must be None, 'modality' or 'features', got {scale!r}")
+    shown = "'auto', " if allow_auto else ""
+    raise ValueError(f"scale must be {shown}None, 'modality' or 'features', got {scale!r}")
 
 
 def feature_scales(variances, n_features, scale):
