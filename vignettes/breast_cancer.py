@@ -13,7 +13,6 @@
 # %%
 import os
 import time
-import warnings
 
 import matplotlib
 
@@ -40,9 +39,11 @@ print({name: x.shape for name, x in X.items()})
 # %% [markdown]
 # ## The structure `HCL()` finds
 #
-# The features are in very different units (areas in hundreds of square pixels,
-# smoothness around 0.1), so each feature is standardised before the factors are sought
-# (`scale="features"`); loadings, noise and tables are reported in the data's units.
+# `HCL()` weights each modality to unit total variance (`scale="modality"`) and keeps the
+# features' units inside it; loadings, noise and tables are reported in the data's units.
+# Here the features are in very different units (areas in hundreds of square pixels,
+# smoothness around 0.1), so the areas dominate each modality's spectrum; the second fit
+# standardises every feature (`scale="features"`) and finds more factors.
 
 # %%
 t0 = time.perf_counter()
@@ -55,6 +56,8 @@ pca_seconds = time.perf_counter() - t0
 print(model.structure_)
 print(f"converged: {model.converged_}; fit {fit_seconds:.3f} s, PCA of the concatenated "
       f"data at the same dimension {pca_seconds:.3f} s (same run)")
+standardised = HCL(scale="features").fit(X)
+print(f"scale='features': {standardised.structure_}")
 
 # %% [markdown]
 # How each modality's variance splits over the structures (shares of its total):
