@@ -123,6 +123,15 @@ _OPTIONAL = (
 )
 
 
+def _modality_noise(model):
+    """``noise_variance_`` per modality: as fitted, or the mean over each modality's
+    features for a per-feature rule."""
+    psi = np.asarray(model.noise_variance_, dtype=np.float64)
+    if psi.size == model.n_modalities_:
+        return psi
+    return np.array([float(np.mean(psi[r])) for r in model._rows()])
+
+
 def model_summary(model):
     """Build the :class:`Summary` of a fitted :class:`~hcl_stats._models.base.BlockFactorModel`.
 
@@ -154,8 +163,7 @@ def model_summary(model):
     modalities = pd.DataFrame(
         {"features": model.n_features_per_modality_.astype(int),
          "rank": [st.modality_rank(m) for m in range(M)],
-         # mean over the modality's features (one value per modality for most rules)
-         "noise_variance": [float(np.mean(model._feature_noise()[r])) for r in model._rows()],
+         "noise_variance": _modality_noise(model),
          "total_variance": model.total_variance_},
         index=pd.Index([st.modality_label(m) for m in range(M)], name="modality"))
     tables = {"structure": structure,
