@@ -16,6 +16,7 @@ from hcl_stats._input.params import integer, optional, options, positive_float, 
 from hcl_stats._input.validation import read_blocks
 from hcl_stats._models.covariance_model import CovarianceFactorModel
 from hcl_stats._numerics.backend import BACKENDS
+from hcl_stats._statistics.scaling import check_scale
 from hcl_stats._structure import Structure
 
 __all__ = ["HCL"]
@@ -79,6 +80,19 @@ class HCL(CovarianceFactorModel):
         ``{(0, 1, 2): 3, (0, 1): 2, (2,): 1}``. With dict data, subsets may use names.
         ``"auto"`` selects the structure from the data (:mod:`hcl_stats.selection`); the
         evidence is stored in ``selection_``.
+    scale : {"auto", "modality", "features"} or None, default="auto"
+        Weighting of the modalities in the fit (:mod:`hcl_stats._statistics.scaling`).
+        ``"modality"``: each modality divided by the square root of its total variance,
+        so that every modality weighs the same in the shared factors whatever its width
+        or units (the weighting of JIVE and MOFA); ``"features"``: every feature
+        standardised (for modalities whose features are in different units); ``None``:
+        the data's units (the paper's objective). ``"auto"``: ``"modality"`` with
+        ``structure="auto"`` (the analysis of data with no structure in mind) and ``None``
+        with a given structure (the paper's objective for a specified model). The noise
+        rule applies to the rescaled data; loadings, noise, scores and tables are reported
+        in the data's units (``noise_variance_`` has one value per feature for
+        ``"features"``). The selected structure does not depend on ``"modality"`` versus
+        ``None`` (the selection is invariant to one factor per modality).
     denoise : {"isotropic", "modality", "diagonal"}, None, float or array-like, \
             default="isotropic"
         Noise rule: one variance for all features (the paper), one per modality (each
@@ -153,8 +167,9 @@ class HCL(CovarianceFactorModel):
     means_ : list of ndarray of shape (p_m,)
         Per-modality means.
     noise_variance_ : ndarray of shape (M,) or (d,)
-        Noise variance per modality (equal entries for ``denoise="isotropic"``), or per
-        feature, shape ``(d,)``, for ``denoise="diagonal"``. ``feature_noise_variance()``
+        Noise variance per modality, in the data's units (equal entries for
+        ``denoise="isotropic"`` with ``scale=None``), or per feature, shape ``(d,)``, for
+        ``denoise="diagonal"`` and for ``scale="features"``. ``feature_noise_variance()``
         and ``modality_noise_variance()`` give the ``(d,)`` and ``(M,)`` views for every
         rule.
     n_features_per_modality_ : ndarray of shape (M,)
@@ -214,6 +229,7 @@ class HCL(CovarianceFactorModel):
         "max_expansions": integer(0),
         "backend": options(*BACKENDS),
         "objective": options(*OBJECTIVES),
+        "scale": lambda value, name: check_scale(value, allow_auto=True),
     }
     #: (conflict on the checked parameters, message)
     _parameter_combinations = (
@@ -231,7 +247,7 @@ class HCL(CovarianceFactorModel):
     def __init__(self, structure="auto", *, denoise="isotropic", solver="auto",
                  max_iter=2000, tol=1e-5, max_rank=None, random_state=None, path="auto",
                  n_oversamples=20, n_power_iter=3, backend="auto", max_expansions=10,
-                 objective="least_squares"):
+                 objective="least_squares", scale="auto"):
         self.structure = structure
         self.denoise = denoise
         self.solver = solver
@@ -245,6 +261,7 @@ class HCL(CovarianceFactorModel):
         self.backend = backend
         self.max_expansions = max_expansions
         self.objective = objective
+        self.scale = scale
 
     def fit(self, X, y=None):
         """Fit the model.

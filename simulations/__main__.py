@@ -20,6 +20,8 @@ COMMANDS = {
     "rates": ("simulations.rates", "log-log slope of the block error against n"),
     "baseline-selection": ("simulations.baseline_selection",
                            "JIVE / AJIVE rank and SLIDE structure selection rates"),
+    "real-data": ("simulations.real_data",
+                  "HCL() on real multi-view data: structure, probes, fit time vs PCA"),
     "bench-gpu": ("simulations.bench_gpu", "CuPy against NumPy fit time (skips without a GPU)"),
     "likelihood": ("simulations.likelihood_study",
                    "least squares vs likelihood, isotropic vs diagonal noise (M = 3..5)"),

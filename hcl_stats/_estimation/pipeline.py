@@ -11,6 +11,7 @@ combination that cannot be honoured raises a ValueError. :func:`run_fit` and
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +28,13 @@ from hcl_stats._numerics.backend import (
     namespace_for,
     to_numpy,
 )
-from hcl_stats._statistics.chunked import covariance_statistics
+from hcl_stats._statistics.chunked import column_moments, covariance_statistics
 from hcl_stats._statistics.covariance import sample_covariance
-from hcl_stats._structure import modality_description
+from hcl_stats._statistics.scaling import ScaledBlock, feature_scales
+from hcl_stats._structure import modality_description, row_slices
 
-__all__ = ["FitPlan", "auto_path", "plan_fit", "plan_from_covariance", "run_covariance",
-           "run_fit"]
+__all__ = ["FitPlan", "auto_path", "plan_fit", "plan_from_covariance", "resolve_scale",
+           "run_covariance", "run_fit"]
 
 # path="auto" avoids a float64 covariance above this size (bytes) when it exceeds the data
 _COVARIANCE_BYTES = 2 ** 28
@@ -146,17 +148,72 @@ def _statistics(plan, blocks, names):
     return sample_covariance(_device_blocks(plan.xp, blocks, names))
 
 
+def resolve_scale(params):
+    """The ``scale`` rule of a fit: ``"auto"`` is ``"modality"`` when the structure is
+    selected and ``None`` (the data's units) when it is given."""
+    scale = params["scale"]
+    if isinstance(scale, str) and scale == "auto":
+        return "modality" if isinstance(params["structure"], str) else None
+    return scale
+
+
+def _rescaled(S, factors, xp):
+    """``D^{-1/2} S D^{-1/2}`` in the namespace of ``S`` (``S`` itself without factors)."""
+    if factors is None:
+        return S
+    r = 1.0 / np.sqrt(factors)
+    if is_numpy(xp):
+        return np.asarray(S, dtype=np.float64) * r[:, None] * r[None, :]
+    rx = xp.asarray(r, dtype=S.dtype, device=getattr(S, "device", None))
+    return S * rx[:, None] * rx[None, :]
+
+
+def _in_data_units(result, factors, n_features, means, total_variance, objective, n_samples):
+    """The result of a fit on rescaled data, in the data's units: loadings ``D^{1/2} W``,
+    noise ``D Psi`` (one value per modality when the fit had one per modality and ``D`` is
+    constant on each modality, as for ``scale="modality"``; one per feature otherwise), the
+    data's means and traces, and for ``objective="likelihood"`` the log-likelihood of the
+    data (that of the rescaled data minus ``n/2 log det D``)."""
+    if factors is None:
+        return result
+    root = np.sqrt(factors)[:, None]
+    fitted = np.asarray(result.noise_variance, dtype=np.float64)
+    per_modality = fitted.shape[0] == len(n_features)
+    noise = (np.repeat(fitted, np.asarray(n_features)) if per_modality else fitted) * factors
+    rows = row_slices(n_features)
+    if per_modality and all(np.all(factors[r] == factors[r][0]) for r in rows):
+        noise = np.array([noise[r][0] if r.stop > r.start else 0.0 for r in rows])
+    f = result.objective
+    if objective == "likelihood":
+        f = f - 0.5 * n_samples * float(np.sum(np.log(factors)))
+    return dataclasses.replace(
+        result, loadings=result.loadings * root, init_loadings=result.init_loadings * root,
+        noise_variance=noise, means=tuple(np.asarray(mu, dtype=np.float64) for mu in means),
+        total_variance=np.asarray(total_variance, dtype=np.float64), objective=float(f))
+
+
 def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=None):
     """Covariance path: fit ``S``; returns ``(result, structure, selection)``.
 
     ``bound``: the ``(structure, selection)`` already bound by the caller, else bound here.
+    The structure is selected on, and the model fitted to, ``S`` rescaled by the ``scale``
+    rule; the result is reported in the data's units.
     """
-    structure, selection = bound or _bind_structure(params, n_features, names, S, n_samples)
     S_fit = plan.xp.asarray(S) if not is_numpy(plan.xp) else np.asarray(to_numpy(S))
-    result = fit_hcl(S_fit, n_features, structure, denoise=params["denoise"],
-                     solver=params["solver"], max_iter=params["max_iter"], tol=params["tol"],
+    diag = np.diagonal(np.asarray(to_numpy(S), dtype=np.float64)).copy()
+    factors = feature_scales(diag, n_features, resolve_scale(params))
+    S_fit = _rescaled(S_fit, factors, plan.xp)
+    structure, selection = bound or _bind_structure(params, n_features, names, S_fit,
+                                                    n_samples)
+    result = fit_hcl(S_fit, n_features, structure,
+                     denoise=params["denoise"], solver=params["solver"],
+                     max_iter=params["max_iter"], tol=params["tol"],
                      random_state=params["random_state"], means=to_numpy(means),
                      objective=params["objective"], n_samples=n_samples)
+    rows = row_slices(n_features)
+    means = np.asarray(to_numpy(means), dtype=np.float64).reshape(-1)
+    result = _in_data_units(result, factors, n_features, [means[r] for r in rows],
+                            [diag[r].sum() for r in rows], params["objective"], n_samples)
     return result, structure, selection
 
 
@@ -171,10 +228,22 @@ def run_fit(params, plan, blocks, names):
         return run_covariance(params, plan, S, means, n, n_features, names, bound)
     structure, selection = bound
     blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
+    factors = None
+    if resolve_scale(params) is not None:
+        # the data are read through column-scaled views (no copy of the data)
+        means, variances = column_moments(blocks, names)
+        factors = feature_scales(np.concatenate(variances), n_features,
+                                 resolve_scale(params))
+        r = 1.0 / np.sqrt(factors)
+        blocks = [ScaledBlock(b, r[rows]) for b, rows in zip(blocks, row_slices(n_features))]
     result = fit_hcl_reduced(
         blocks, structure, names=names, denoise=params["denoise"], solver=params["solver"],
         max_iter=params["max_iter"], tol=params["tol"],
         n_oversamples=params["n_oversamples"], n_power_iter=params["n_power_iter"],
         max_expansions=params["max_expansions"], random_state=params["random_state"],
         objective=params["objective"])
+    if factors is not None:
+        result = _in_data_units(result, factors, n_features, means,
+                                [v.sum() for v in variances], params["objective"],
+                                blocks[0].shape[0])
     return result, structure, selection

@@ -6,6 +6,8 @@ simulated, so the thresholds are deterministic.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.stats
 
@@ -16,6 +18,8 @@ __all__ = ["tw1_quantile", "mp_edge", "wishart_edge_threshold", "mp_median",
 _TW1_GAMMA = (46.446, 0.186054, 9.84801)
 
 
+# the same few levels are asked for thousands of times by one selection
+@functools.lru_cache(maxsize=64)
 def tw1_quantile(q):
     """Quantile ``q`` of the Tracy-Widom law of order 1 (shifted-gamma approximation).
 

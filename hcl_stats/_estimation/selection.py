@@ -6,8 +6,10 @@ Nothing is enumerated over candidate structures; one function per step
 
 1. :func:`_reduced_bases`: each modality's noise variance and number of factors ``k_m``
    from the eigenvalues of ``S_mm`` against the Tracy-Widom edge of white noise
-   (Johnstone 2001), iterated to a fixed point; the top-``k_m`` eigenvectors ``U_m`` are
-   the reduced variables used from then on.
+   (Johnstone 2001), iterated to a fixed point, and counting only eigenvalues above the
+   strength floor (``strength`` times the mean eigenvalue of ``S_mm``: a factor must be
+   strong as well as above the noise); the top-``k_m`` eigenvectors ``U_m`` are the
+   reduced variables used from then on. Steps 1b and 5 apply the same floor.
 1b. :func:`_augment`: shared directions too weak for the modality's own spectrum, found by
    canonical correlations of all of ``x_m`` with the other modalities; used for the
    geometry of steps 2-3 only, never in a test.
@@ -122,14 +124,15 @@ def _cross_whitened(S, rows, m, bases, others):
     jointly (the others' variables are correlated with each other). Its column space is,
     in the population, the span of the loadings on ``m`` of the factors ``m`` shares with
     the others, whatever the choice of the bases (the whitening makes it invariant)."""
-    W = scipy.linalg.block_diag(*bases)
-    idx = np.concatenate([np.arange(rows[a].start, rows[a].stop) for a in others])
-    Y = S[rows[m]][:, idx] @ W
-    w, V = scipy.linalg.eigh(W.T @ S[np.ix_(idx, idx)] @ W)
+    Y = np.hstack([S[rows[m], rows[a]] @ Ua for a, Ua in zip(others, bases)])
+    G = np.block([[Ua.T @ S[rows[a], rows[b]] @ Ub for b, Ub in zip(others, bases)]
+                  for a, Ua in zip(others, bases)])
+    w, V = scipy.linalg.eigh((G + G.T) / 2)
     return Y @ (V / np.sqrt(np.maximum(w, 1e-12 * w.max()))) @ V.T
 
 
-def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigma2):
+def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigma2,
+                   floor=0.0):
     """Number of factors of modality ``m`` outside its ``c`` shared directions.
 
     The shared directions are the top-``c`` left singular vectors of the cross-covariance
@@ -141,7 +144,8 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     signal. ``S_mm`` is compressed to the orthogonal complement of the shared directions
     (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 (noise variance
     and Tracy-Widom edge for ``p_m - c`` features). Returns ``(sigma2, r, eigenvalues,
-    thresholds)``.
+    thresholds)``. At most as many eigenvalues as exceed ``floor`` are counted, and the
+    modality keeps fewer factors than features (``c + r < p_m``).
     """
     p = n_features[m]
     Smm = S[rows[m], rows[m]]
@@ -150,7 +154,9 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
         Y = _cross_whitened(S, rows, m, [U[a] for a in others], others)
         c = min(c, Y.shape[1], p - 1)
         ev, V = spectrum
-        w = np.clip(1.0 - sigma2 / np.maximum(ev, np.finfo(float).tiny), 0.0, None)
+        # signal share 1 - sigma^2 / ev, zero where ev <= sigma^2 (constant features: ev = 0)
+        ratio = np.divide(sigma2, ev, out=np.ones_like(ev), where=ev > sigma2)
+        w = 1.0 - ratio
         Q = scipy.linalg.svd(V @ (w[:, None] * (V.T @ Y)), full_matrices=False)[0][:, :c]
         PS = Smm - Q @ (Q.T @ Smm)
         PS = PS - (PS @ Q) @ Q.T
@@ -158,8 +164,10 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     else:
         c = 0
         evals = scipy.linalg.eigvalsh(Smm)[::-1]
-    sigma2, r, thresholds = _modality_rank(evals, p - c, df, alpha, min(kmax, p - c))
-    return sigma2, r, evals, thresholds
+    strong = int(np.sum(evals > floor))
+    sigma2, r, thresholds = _modality_rank(evals, p - c, df, alpha,
+                                           min(kmax, p - c, strong))
+    return sigma2, min(r, max(p - 1 - c, 0)), evals, thresholds
 
 
 def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
@@ -204,9 +212,10 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
     return np.linalg.qr(new)[0]
 
 
-def _augment(S, rows, n_features, df, alpha, noise, U, lam, sig, spectra, record):
+def _augment(S, rows, n_features, df, alpha, noise, U, lam, sig, spectra, floors, record):
     """Step 1b for every modality, through all the other modalities (the bases used by
-    the membership step); see :func:`_extra_directions`."""
+    the membership step); see :func:`_extra_directions`. An added direction must carry
+    more variance in its modality than the modality's strength floor."""
     M = len(rows)
     base = [u.copy() for u in U]
     for m in range(M):
@@ -216,7 +225,11 @@ def _augment(S, rows, n_features, df, alpha, noise, U, lam, sig, spectra, record
         if extra == 0:
             continue
         vals, rot = scipy.linalg.eigh(new.T @ S[rows[m], rows[m]] @ new)
-        vals, rot = vals[::-1], rot[:, ::-1]
+        keep = vals[::-1] > floors[m]
+        vals, rot = vals[::-1][keep], rot[:, ::-1][:, keep]
+        extra = int(keep.sum())
+        if extra == 0:
+            continue
         U[m] = np.hstack([U[m], new @ rot])
         lam[m] = np.concatenate([lam[m], vals])
         sig[m] = np.concatenate([sig[m], np.maximum(vals - noise[m], 1e-3 * noise[m])])
@@ -297,8 +310,9 @@ class SelectionResult:
     structure : Structure
         The selected structure (bound to the modality names when given).
     evidence : pandas.DataFrame
-        One row per test or decision, columns ``step`` ("modality rank", "cross-modal
-        rank", "pair rank", "membership", "structure", "specific rank"), ``subset``,
+        One row per test or decision, columns ``step`` ("strength", "modality rank",
+        "cross-modal rank", "pair rank", "membership", "structure", "specific rank"),
+        ``subset``,
         ``modality``, ``component``, ``statistic``, ``value``, ``threshold``, ``selected``,
         ``rank``.
     noise_variance : ndarray of shape (M,)
@@ -381,18 +395,34 @@ def _max_factors(p, df, cap):
     return kmax if cap is None else min(kmax, cap)
 
 
-def _reduced_bases(S, rows, n_features, df, alpha, max_rank, record):
+def _strength_floor(evals, p, df, strength):
+    """``strength`` times the mean of the (at most ``df``) non-zero sample eigenvalues of
+    a modality: the least variance a factor must carry (the Kaiser-Guttman rule for
+    ``strength = 1``: a factor explains more than an average direction of the modality)."""
+    nz = min(p, df)
+    return strength * float(np.clip(evals[:nz], 0.0, None).sum()) / nz
+
+
+def _reduced_bases(S, rows, n_features, df, alpha, max_rank, strength, record):
     """Step 1: each modality's noise variance, rank ``k_m`` and reduced basis ``U_m``,
-    with the sample spikes ``lam`` and their estimated signal variances ``sig``."""
+    with the sample spikes ``lam``, their estimated signal variances ``sig`` and the
+    strength floors (:func:`_strength_floor`): ``k_m`` counts the eigenvalues above both
+    the white-noise edge and the floor."""
     M = len(rows)
     noise = np.zeros(M)
+    floors = np.zeros(M)
     U, lam, sig, spectra = [], [], [], []
     for m in range(M):
         p = n_features[m]
         evals, evecs = scipy.linalg.eigh(S[rows[m], rows[m]])
         evals, evecs = evals[::-1], evecs[:, ::-1]
         cap = None if max_rank is None else max_rank * 2 ** (M - 1)
-        sigma2, km, thresholds = _modality_rank(evals, p, df, alpha, _max_factors(p, df, cap))
+        floors[m] = _strength_floor(evals, p, df, strength)
+        strong = int(np.sum(evals[:min(p, df)] > floors[m]))
+        record("strength", (m,), m, None, "eigenvalues above strength x mean eigenvalue",
+               strong, floors[m], True)
+        sigma2, km, thresholds = _modality_rank(evals, p, df, alpha,
+                                                min(_max_factors(p, df, cap), strong))
         noise[m] = sigma2
         for j, t in enumerate(thresholds):
             record("modality rank", (m,), m, j, "eigenvalue", evals[j], t, j < km)
@@ -403,7 +433,7 @@ def _reduced_bases(S, rows, n_features, df, alpha, max_rank, record):
         lam.append(evals[:km])
         sig.append(np.maximum(s2, 1e-3 * sigma2 * np.sqrt(gamma)))
         spectra.append((evals, evecs))
-    return noise, U, lam, sig, spectra
+    return noise, U, lam, sig, spectra, floors
 
 
 def _pair_candidates(a, b, S, rows, n_features, df, base, spectra, record):
@@ -525,7 +555,7 @@ def _shared_blocks(counts, pair_rank, max_rank, record):
 
 
 def _specific_blocks(S, rows, n_features, df, alpha, max_rank, U, spectra, noise, blocks,
-                     record):
+                     floors, record):
     """Step 5: the specific ranks, added to ``blocks``; updates ``noise`` in place where
     the modality has shared directions. Returns the specific ranks and the modalities
     without any factor."""
@@ -536,7 +566,8 @@ def _specific_blocks(S, rows, n_features, df, alpha, max_rank, U, spectra, noise
         shared = sum(r for s, r in blocks.items() if m in s)
         kmax = _max_factors(n_features[m], df, max_rank)
         sigma2, r, evals, thresholds = _specific_rank(S, rows, m, shared, U, n_features, df,
-                                                      alpha, kmax, spectra[m], noise[m])
+                                                      alpha, kmax, spectra[m], noise[m],
+                                                      floors[m])
         specific[m] = r
         if shared:
             noise[m] = sigma2  # the spikes the modality's own spectrum missed are not noise
@@ -553,7 +584,7 @@ def _specific_blocks(S, rows, n_features, df, alpha, max_rank, U, spectra, noise
 
 
 def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
-                     random_state=None, alpha=0.01, augment=True):
+                     random_state=None, alpha=0.01, augment=True, strength=1.0):
     """Select the structure (shared subsets and their ranks) from a sample covariance.
 
     See the module docstring and ``docs/selection.md`` for the method, its assumptions
@@ -583,6 +614,15 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
     augment : bool, default=True
         Look for shared directions too weak for a modality's own spectrum through its
         canonical correlations with the other modalities (step 1b of the method).
+    strength : float, default=1.0
+        Strength floor: a factor is kept only where it carries more variance in its
+        modality than ``strength`` times the mean eigenvalue of the modality's sample
+        covariance (the mean of its ``min(p_m, n - 1)`` non-zero eigenvalues); with
+        ``strength = 1`` this is the Kaiser-Guttman rule, and a modality never gets as
+        many factors as it has features. The random-matrix tests answer "is this above
+        pure noise?", which on real data with a smoothly decaying spectrum and thousands
+        of samples nearly every direction is; the floor keeps the factors that are also
+        strong. ``0`` keeps every factor the tests detect.
 
     Returns
     -------
@@ -606,11 +646,13 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
     del random_state
     S, n_features, n, alpha, names = _check_selection_params(S, n_features, n_samples,
                                                              max_rank, names, alpha)
+    if isinstance(strength, bool) or not np.isfinite(float(strength)) or float(strength) < 0:
+        raise ValueError(f"strength must be a non-negative number, got {strength!r}")
     with serial_blas():
-        return _select(S, n_features, n, max_rank, names, alpha, augment)
+        return _select(S, n_features, n, max_rank, names, alpha, augment, float(strength))
 
 
-def _select(S, n_features, n, max_rank, names, alpha, augment):
+def _select(S, n_features, n, max_rank, names, alpha, augment, strength):
     M = len(n_features)
     df = n - 1
     # Bonferroni within each family of decisions (see the module docstring)
@@ -618,17 +660,18 @@ def _select(S, n_features, n, max_rank, names, alpha, augment):
     a_mod = alpha / M
     rows = row_slices(n_features)
     record = _Evidence(names)
-    noise, U, lam, sig, spectra = _reduced_bases(S, rows, n_features, df, alpha, max_rank,
-                                                 record)
+    noise, U, lam, sig, spectra, floors = _reduced_bases(S, rows, n_features, df, alpha,
+                                                         max_rank, strength, record)
     base = [u.copy() for u in U]
     if augment:
-        base = _augment(S, rows, n_features, df, a_mod, noise, U, lam, sig, spectra, record)
+        base = _augment(S, rows, n_features, df, a_mod, noise, U, lam, sig, spectra, floors,
+                        record)
     k = np.array([u.shape[1] for u in U], dtype=int)
     pair_rank, left = _pair_ranks(S, rows, n_features, df, a_pair, U, lam, sig, base,
                                   spectra, record)
     blocks = _shared_blocks(_membership(k, left, record), pair_rank, max_rank, record)
     specific, no_factor = _specific_blocks(S, rows, n_features, df, a_mod, max_rank, U,
-                                           spectra, noise, blocks, record)
+                                           spectra, noise, blocks, floors, record)
     if len(no_factor) == M:
         raise ValueError(
             "no factor detected in any modality: at this sample size nothing in the data "

