@@ -8,6 +8,7 @@ from hcl_stats._estimation.noise import check_denoise
 from hcl_stats._estimation.pipeline import (
     plan_fit,
     plan_from_covariance,
+    resolve_scale,
     run_covariance,
     run_fit,
 )
@@ -242,6 +243,10 @@ class HCL(CovarianceFactorModel):
         (lambda p: p["objective"] == "likelihood" and not isinstance(p["denoise"], str)
          and not np.all(p["denoise"] > 0),
          "objective='likelihood' needs positive noise variances (denoise has a zero)"),
+        (lambda p: not isinstance(p["denoise"], str) and p["denoise"] is not None
+         and resolve_scale(p) is not None,
+         "denoise given as noise variances is in the data's units, but the fit is weighted "
+         "(scale resolves to a rescaling): pass scale=None with given noise variances"),
     )
 
     def __init__(self, structure="auto", *, denoise="isotropic", solver="auto",

@@ -203,3 +203,13 @@ def test_both_paths_return_the_same_frozen_result(data):
     np.testing.assert_allclose(a.loadings, b.loadings, atol=1e-6)
     np.testing.assert_allclose(a.total_variance, [np.trace(S[sl, sl]) for sl in
                                                   (slice(0, 10), slice(10, 22), slice(22, 36))])
+
+
+def test_given_noise_variances_need_the_data_units():
+    """Numbers for denoise are variances in the data's units: a weighted fit refuses them."""
+    X = [np.random.default_rng(0).normal(size=(50, 4)) for _ in range(2)]
+    with pytest.raises(ValueError, match="scale=None"):
+        HCL(denoise=0.5).fit(X)  # structure="auto": scale="auto" weights the modalities
+    with pytest.raises(ValueError, match="scale=None"):
+        HCL({(0, 1): 1}, denoise=[0.5, 0.5], scale="modality").fit(X)
+    assert HCL({(0, 1): 1}, denoise=[0.5, 0.5]).fit(X).noise_variance_.tolist() == [0.5, 0.5]
