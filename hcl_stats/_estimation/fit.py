@@ -24,7 +24,7 @@ from hcl_stats._estimation.noise import check_denoise, denoised_eigenpairs
 from hcl_stats._estimation.refine import needs_refinement, refine_covariance
 from hcl_stats._estimation.subspace import solve_subspace
 from hcl_stats._numerics.backend import get_namespace, is_numpy, to_numpy
-from hcl_stats._numerics.linalg import flip_signs
+from hcl_stats._numerics.linalg import flip_signs, serial_blas
 from hcl_stats._structure import row_slices
 
 __all__ = ["HCLFitResult", "SOLVERS", "canonical_rotation", "fit_hcl", "resolve_solver",
@@ -175,6 +175,17 @@ def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="auto",
     HCLFitResult
         With NumPy arrays, whatever the namespace of ``S``.
     """
+    # The fit is a loop of (d x d) by (d x K) products and small dense work: under one BLAS
+    # thread its rounding, hence its result, does not depend on the thread count, and
+    # OpenBLAS's spinning threads do not slow the small operations on a busy machine.
+    with serial_blas():
+        return _fit_hcl(S, n_features, structure, denoise=denoise, solver=solver,
+                        max_iter=max_iter, tol=tol, random_state=random_state, means=means,
+                        objective=objective, n_samples=n_samples)
+
+
+def _fit_hcl(S, n_features, structure, *, denoise, solver, max_iter, tol, random_state,
+             means, objective, n_samples):
     n_features = [int(p) for p in n_features]
     denoise = check_denoise(denoise)
     K = structure.n_components
