@@ -23,6 +23,11 @@ Per iteration of :func:`solve_lbfgs` (variables: the free entries, :class:`_Pack
   ``V_m -> V_m (G_{C_m C_m} + eps I)^{-1}`` with ``G = W^T W`` at the start, which evens
   out the curvature of strong and weak factors; the L-BFGS matrix is applied in compact
   form (:class:`hcl_stats._numerics.optim.CompactLBFGS`).
+* **Block weights** (``block_weights``, for a pairwise covariance of incomplete data):
+  the objective ``1/2 sum_{m,l} w_ml ||W_m W_l^T - S_W[m, l]||_F^2`` is minimised by the
+  same iteration, with the products on a block-weighted copy of ``S_W`` and the
+  ``K x K`` statistics kept per modality and combined by the weights
+  (:class:`_WeightedLayout`); ``None`` runs the unweighted layout.
 """
 
 from __future__ import annotations
@@ -229,6 +234,10 @@ class _PackedLayout:
         """The inner product of two ``K x K`` statistics in the quartic term."""
         return np.vdot(U, V)
 
+    def line_terms(self, G, E, F):
+        """``<E, E>, <G, F>, <E, F>, <F, F>`` in the inner product of :meth:`inner`."""
+        return np.vdot(E, E), np.vdot(G, F), np.vdot(E, F), np.vdot(F, F)
+
     def start_curvature(self, W0, m):
         """``G0[C_m, C_m]`` of the scaled start ``W0`` (host)."""
         return W0[:, self.cols[m]].T @ W0[:, self.cols[m]]
@@ -323,6 +332,10 @@ class _WeightedLayout(_PackedLayout):
     def inner(self, U, V):
         return float(np.vdot(U, self.combine(V)))
 
+    def line_terms(self, G, E, F):
+        wE, wF = self.combine(E), self.combine(F)
+        return np.vdot(E, wE), np.vdot(G, wF), np.vdot(E, wF), np.vdot(F, wF)
+
     def start_curvature(self, W0, m):
         row_weight = np.concatenate([np.full(sl.stop - sl.start, self.weights[m, l])
                                      for l, sl in enumerate(self.rows)])
@@ -343,9 +356,9 @@ def _line_step(layout, x, grad, D, G, B, slope):
     WD = layout.scatter([xb.T @ db for xb, db in zip(layout.split(x), Ds)])
     F = layout.scatter([db.T @ db for db in Ds])
     E = WD + np.swapaxes(WD, -1, -2)
-    inner = layout.inner
-    c2 = 0.5 * (inner(E, E) + 2.0 * inner(G, F)) - float(D @ B)
-    step = _quartic_step(slope, c2, inner(E, F), 0.5 * inner(F, F))
+    EE, GF, EF, FF = layout.line_terms(G, E, F)
+    c2 = 0.5 * (EE + 2.0 * GF) - float(D @ B)
+    step = _quartic_step(slope, c2, EF, 0.5 * FF)
     return None if step is None else (float(step[0]), E, F)
 
 
