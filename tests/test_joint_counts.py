@@ -33,32 +33,26 @@ def test_enough_joint_samples_pass():
     assert _check(_counts(200, 150, 100, 4, 50, 3)) == check_structure(NAMED, WIDTHS, NAMES)
 
 
-def test_a_pair_never_observed_together_is_refused():
+SUFFIX = "; drop or merge the block, lower its rank, or use samples that observe more modalities"
+
+
+@pytest.mark.parametrize("counts, message", [
+    (_counts(200, 150, 100, 0, 50, 40),  # a pair never observed together
+     "block {ehr,notes} needs samples that observe modality 'ehr' and modality 'notes' "
+     "together, but no sample does (0 joint samples), so the covariance between them is "
+     "never observed"),
+    (_counts(200, 150, 100, 3, 50, 40),  # too rarely: the two blocks carry 3 factors
+     "block {ehr,notes} needs more than 3 samples that observe modality 'ehr' and "
+     "modality 'notes' together (the blocks containing both, {ehr,notes,labs}, "
+     "{ehr,notes}, carry 3 factors), but only 3 do"),
+    (_counts(200, 5, 100, 5, 50, 5),  # notes carries 1 + 2 + 1 + 1 = 5 factors
+     "modality 'notes' is observed in 5 samples but carries 5 factors ({ehr,notes,labs}, "
+     "{ehr,notes}, {notes,labs}, {notes}): it needs more than 5 observing samples"),
+], ids=["never", "too-rarely", "modality"])
+def test_too_few_samples_are_refused(counts, message):
     with pytest.raises(ValueError) as err:
-        _check(_counts(200, 150, 100, 0, 50, 40))
-    assert str(err.value) == (
-        "block {ehr,notes} needs samples that observe modality 'ehr' and modality 'notes' "
-        "together, but no sample does (0 joint samples), so the covariance between them is "
-        "never observed; drop or merge the block, lower its rank, or use samples that "
-        "observe more modalities")
-
-
-def test_a_pair_observed_together_too_rarely_is_refused():
-    with pytest.raises(ValueError) as err:
-        _check(_counts(200, 150, 100, 3, 50, 40))
-    assert str(err.value).startswith(
-        "block {ehr,notes} needs more than 3 samples that observe modality 'ehr' and "
-        "modality 'notes' together (the blocks containing both, {ehr,notes,labs}, "
-        "{ehr,notes}, carry 3 factors), but only 3 do;")
-
-
-def test_a_modality_observed_too_rarely_is_refused():
-    # notes carries 1 + 2 + 1 + 1 = 5 factors
-    with pytest.raises(ValueError) as err:
-        _check(_counts(200, 5, 100, 5, 50, 5))
-    assert str(err.value).startswith(
-        "modality 'notes' is observed in 5 samples but carries 5 factors ({ehr,notes,labs}, "
-        "{ehr,notes}, {notes,labs}, {notes}): it needs more than 5 observing samples;")
+        _check(counts)
+    assert str(err.value) == message + SUFFIX
 
 
 def test_pairs_sharing_no_block_need_no_joint_samples():
