@@ -23,7 +23,12 @@ from hcl_stats._numerics.backend import (
     real_float_dtype,
     to_numpy,
 )
-from hcl_stats._structure import Structure, modality_description
+from hcl_stats._structure import (
+    Structure,
+    describe_shortfall,
+    joint_shortfalls,
+    modality_description,
+)
 
 __all__ = ["Blocks", "read_blocks", "check_blocks", "check_structure", "check_total_rank",
            "check_fitted_blocks", "read_fitted_blocks", "check_feature_names",
@@ -483,7 +488,7 @@ def check_blocks(X, **kwargs):
     return list(blocks.arrays), blocks.names
 
 
-def check_structure(structure, n_features, names=None, n_samples=None):
+def check_structure(structure, n_features, names=None, n_samples=None, joint_counts=None):
     """Return ``structure`` as a :class:`Structure` bound to the data, or raise.
 
     Checks that the structure covers exactly the data's modalities (by name when the data
@@ -491,6 +496,12 @@ def check_structure(structure, n_features, names=None, n_samples=None):
     not in the data raises), that no modality is asked to carry more factors than it has
     features, and, given ``n_samples``, that the total rank ``K`` is below ``n - 1`` (the
     rank of the centred data, with room left for the noise).
+
+    ``joint_counts`` (an ``(M, M)`` array: samples observing each modality on the diagonal,
+    samples observing both of two modalities off it) adds the checks of incomplete data:
+    every modality observed in more samples than the factors it carries, and every two
+    modalities that share a block observed together in more samples than the factors of
+    the blocks containing both (:func:`hcl_stats._structure.joint_shortfalls`).
     """
     if isinstance(structure, dict):
         structure = Structure(structure, modalities=names if names else None)
@@ -527,6 +538,11 @@ def check_structure(structure, n_features, names=None, n_samples=None):
             )
     if n_samples is not None:
         check_total_rank(structure.n_components, n_samples, "the structure has")
+    if joint_counts is not None:
+        short = joint_shortfalls(structure, joint_counts)
+        if short:
+            raise ValueError(describe_shortfall(short[0], structure) + "; drop or merge the "
+                             "block, lower its rank, or use samples that observe more modalities")
     return structure
 
 
