@@ -173,21 +173,45 @@ def _shift_of(parts, chunk_bytes):
                            for p in parts])
 
 
-def _finite_shift(shift, heads=None):
-    """``shift`` with its non-finite entries replaced: by the mean of the observed values
-    of the leading rows ``heads`` (a list of arrays, for data with missing values) where
-    there are any, else by zero (the slice check names an infinite value's modality)."""
-    bad = ~np.isfinite(shift)
-    if not bad.any():
-        return shift
-    if heads is not None:
-        H = np.concatenate([np.asarray(h, dtype=np.float64) for h in heads], axis=1)
-        seen = (~np.isnan(H)).sum(axis=0)
-        with np.errstate(invalid="ignore", over="ignore"):
-            total = np.nansum(H, axis=0)
-        observed = np.divide(total, seen, out=np.zeros_like(total), where=seen > 0)
-        shift = np.where(bad, observed, shift)
-    return np.where(np.isfinite(shift), shift, 0.0)
+# Data with missing values: a feature whose leading rows hold no finite value gets its shift
+# from the first rows that do. Until a feature is observed, nothing accumulated depends on
+# its shift (its centred values are zero), so the shift may be set when it first is.
+def _finite_means(values):
+    """Column means of the finite entries of a 2-D array (NaN where there is none)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    seen = finite.sum(axis=0)
+    total = np.where(finite, values, 0.0).sum(axis=0)
+    return np.divide(total, seen, out=np.full(values.shape[1], np.nan), where=seen > 0)
+
+
+def _fill_shift(parts, edges, shift, unset):
+    """Set, in place, the shift of the ``unset`` features observed in the rows ``parts``."""
+    for m, part in enumerate(parts):
+        cols = np.flatnonzero(unset[edges[m]:edges[m + 1]])
+        if cols.size:
+            means = _finite_means(part[:, cols])
+            seen = ~np.isnan(means)
+            shift[edges[m] + cols[seen]] = means[seen]
+            unset[edges[m] + cols[seen]] = False
+
+
+def _dask_fill_shift(blocks, starts, edges, shift):
+    """:func:`_fill_shift` over the row chunks in order until every feature has a shift
+    (reads the chunks of the modalities concerned, usually the first one only)."""
+    import dask
+
+    unset = ~np.isfinite(shift)
+    shift = np.where(unset, 0.0, shift)
+    for a, b in zip(starts[:-1], starts[1:]):
+        mods = [m for m in range(len(blocks)) if unset[edges[m]:edges[m + 1]].any()]
+        if not mods:
+            break
+        rows = dask.compute(*[blocks[m][a:b] for m in mods])
+        for m, part in zip(mods, rows):
+            sl = slice(edges[m], edges[m + 1])  # views: filled in place
+            _fill_shift([part], [0, sl.stop - sl.start], shift[sl], unset[sl])
+    return shift
 
 
 def _finish_any(out, shift, names):
@@ -205,12 +229,15 @@ def _numpy_statistics(blocks, names, chunk_bytes, allow_nan=False):
     d = int(edges[-1])
     with np.errstate(invalid="ignore", over="ignore"):
         shift = _shift_of(blocks, chunk_bytes)
-    head = _shift_rows(d, chunk_bytes)
-    shift = _finite_shift(shift, [b[:head] for b in blocks] if allow_nan else None)
+    unset = ~np.isfinite(shift) if allow_nan else np.zeros(d, dtype=bool)
+    # the slice check names the culprit of a value that is not finite
+    shift = np.where(np.isfinite(shift), shift, 0.0)
     out = [0, np.zeros(d), np.zeros((d, d)), None]
     for sl in iter_row_slices(n, d, chunk_bytes):
-        _slice_moments([b[sl] for b in blocks], shift, edges, sl.start, names, out,
-                       allow_nan)
+        parts = [b[sl] for b in blocks]
+        if unset.any():
+            _fill_shift(parts, edges, shift, unset)
+        _slice_moments(parts, shift, edges, sl.start, names, out, allow_nan)
         for b in blocks:
             release_pages(b)
     return _finish_any(out, shift, names)
@@ -248,7 +275,7 @@ def _dask_statistics(blocks, names, chunk_bytes, allow_nan=False):
     # task gets the modalities' rows as they come from storage (no concatenation); NumPy
     # blocks mixed in are passed as views (not through da.from_array, which copies them)
     head = min(_shift_rows(int(edges[-1]), chunk_bytes), n)
-    pieces, heads, leading = [], [], []
+    pieces, heads = [], []
     for b in blocks:
         if is_dask_array(b):
             a = b.rechunk({0: row_chunks, 1: -1})
@@ -257,14 +284,14 @@ def _dask_statistics(blocks, names, chunk_bytes, allow_nan=False):
         else:
             pieces.append([b[starts[k]:starts[k + 1]] for k in range(len(row_chunks))])
             heads.append(np.asarray(b[:head], dtype=np.float64).mean(axis=0))
-        leading.append(b[:head])
     # the shift: means of the leading rows (a small read)
     with np.errstate(invalid="ignore", over="ignore"):
         shift = np.concatenate([np.asarray(h, dtype=np.float64)
                                 for h in dask.compute(*heads)])
-    if allow_nan and not np.all(np.isfinite(shift)):  # read the leading rows again
-        shift = _finite_shift(shift, dask.compute(*leading))
-    shift = _finite_shift(shift)
+    if allow_nan and not np.all(np.isfinite(shift)):
+        shift = _dask_fill_shift(blocks, starts, edges, shift)
+    # the chunk check names the culprit of a value that is not finite
+    shift = np.where(np.isfinite(shift), shift, 0.0)
     # pure=False: no hashing of the NumPy views passed as arguments
     task = dask.delayed(_chunk_moments, pure=False)
     merge = dask.delayed(_merge, pure=False)
