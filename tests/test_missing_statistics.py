@@ -9,7 +9,6 @@ and the complete-data statistics (unchanged, bit for bit).
 import numpy as np
 import pandas as pd
 import pytest
-from numpy.lib.format import open_memmap
 
 import hcl_stats._statistics.chunked as chunked
 from hcl_stats._statistics.missing import pairwise_covariance
@@ -65,13 +64,9 @@ def _scattered(X, seed=2):
 
 
 def _memmaps(tmp_path, X):
-    out = []
     for m, x in enumerate(X):
-        mm = open_memmap(tmp_path / f"m{m}.npy", mode="w+", dtype=x.dtype, shape=x.shape)
-        mm[:] = x
-        mm.flush()
-        out.append(np.load(tmp_path / f"m{m}.npy", mmap_mode="r"))
-    return out
+        np.save(tmp_path / f"m{m}.npy", x)
+    return [np.load(tmp_path / f"m{m}.npy", mmap_mode="r") for m in range(len(X))]
 
 
 SLICES = 8 * sum(WIDTHS) * 17  # 17-row slices: many, some complete, some not
