@@ -45,10 +45,17 @@ def _bad_inputs(X):
 CASES = list(_bad_inputs(make_hierarchical(60, WIDTHS, STRUCTURE, random_state=0)).keys())
 
 
+# the models fitted from a covariance fit missing values (their pairwise covariance)
+FITS_MISSING = {"HCL", "ConcatSVD"}
+
+
 @pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("case", CASES)
 def test_fit_rejects_malformed_input(cls, case, data):
     X, exc, match = _bad_inputs(data)[case]
+    if case == "NaN" and cls.__name__ in FITS_MISSING:
+        assert np.all(np.isfinite(build(cls, STRUCTURE).fit(X).loadings_))
+        return
     with pytest.raises(exc, match=match):
         build(cls, STRUCTURE).fit(X)
 

@@ -32,7 +32,7 @@ from hcl_stats._structure import (
 
 __all__ = ["Blocks", "read_blocks", "check_blocks", "check_structure", "check_total_rank",
            "check_fitted_blocks", "read_fitted_blocks", "check_feature_names",
-           "check_covariance"]
+           "check_covariance", "check_observed_counts", "check_shared_samples"]
 
 
 def _frame_to_array(frame, where):
@@ -445,7 +445,7 @@ def _check_values(arrays, wheres, deferred, min_samples, fitting, allow_nan):
             n_missing[m] = int(observed.size - np.count_nonzero(observed))
             value_range = (np.fmax.reduce(arrays[m], axis=0), np.fmin.reduce(arrays[m], axis=0))
             if fitting:
-                _check_observed_counts(observed.sum(axis=0), wheres[m])
+                check_observed_counts(observed.sum(axis=0), wheres[m])
             observed_rows[m] = observed.any(axis=1)
         if fitting:
             check_spread(value_range, wheres[m], missing=not complete)
@@ -454,8 +454,11 @@ def _check_values(arrays, wheres, deferred, min_samples, fitting, allow_nan):
     return tuple(n_missing)
 
 
-def _check_observed_counts(counts, where):
-    """Every feature observed in at least two samples (a variance needs two)."""
+def check_observed_counts(counts, where):
+    """Every feature observed in at least two samples (a variance needs two).
+
+    ``counts``: the number of samples observing each feature of the modality ``where``.
+    """
     j = int(np.argmin(counts))
     if counts[j] < 2:
         raise ValueError(f"{where}: feature {j} is observed in {int(counts[j])} sample(s) "
@@ -464,15 +467,22 @@ def _check_observed_counts(counts, where):
 
 def _check_shared_samples(observed_rows, present, wheres, n):
     """With several modalities, each shares at least one sample with another one."""
-    if len(present) < 2:
+    rows = np.column_stack([observed_rows.get(m, np.ones(n, dtype=bool)) for m in present])
+    rows = rows.astype(np.int64)
+    check_shared_samples(rows.T @ rows, [wheres[m] for m in present])
+
+
+def check_shared_samples(joint_counts, wheres):
+    """Raise ValueError unless every modality shares a sample with another one.
+
+    ``joint_counts``: the (M, M) numbers of samples observing both modalities of a pair;
+    ``wheres``: the modalities' descriptions, for the message.
+    """
+    joint = np.asarray(joint_counts)
+    if joint.shape[0] < 2:
         return
-    rows = {m: observed_rows.get(m, np.ones(n, dtype=bool)) for m in present}
-    for m in present:
-        others = np.zeros(n, dtype=bool)
-        for l in present:
-            if l != m:
-                others |= rows[l]
-        if not np.any(rows[m] & others):
+    for m in range(joint.shape[0]):
+        if not np.any(np.delete(joint[m], m)):
             raise ValueError(
                 f"{wheres[m]} shares no sample with the other modalities (the samples it "
                 "observes are missing from all of them): nothing can be learnt about what "

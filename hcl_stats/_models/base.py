@@ -84,6 +84,9 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
     sample_index_ : pandas.Index or None
         Labels of the training samples, in the order the model saw them (``None`` for
         arrays and summary statistics).
+    n_joint_samples_ : ndarray of shape (M, M) of int
+        Samples observing each modality (diagonal) and each pair of modalities;
+        ``n_samples_`` everywhere for complete data.
 
     When the noise comes from a ``denoise`` rule (HCL, ConcatSVD), a modality whose fitted
     noise and signal exceed its total variance by more than 5% (``explained_variance()``'s
@@ -92,8 +95,11 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
 
     # -- bookkeeping shared by subclasses -----------------------------------------------------
     def _set_fitted(self, *, structure, loadings, means, noise_variance, total_variance,
-                    names, n_samples, extra=None):
+                    names, n_samples, joint_counts=None, extra=None):
         """Store the fitted attributes shared by every model, then ``extra`` ones.
+
+        ``joint_counts``: the (M, M) samples observing each modality and each pair (data
+        with missing values); None: ``n_samples`` everywhere.
 
         Raises
         ------
@@ -117,6 +123,9 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
             "n_modalities_": len(means),
             "n_components_": structure.n_components,
             "n_samples_": int(n_samples),
+            "n_joint_samples_": (np.full((len(means), len(means)), int(n_samples))
+                                 if joint_counts is None
+                                 else np.array(joint_counts, dtype=np.int64)),
             # set from the data by _record_input; none for summary statistics
             "feature_names_in_": [None] * len(means),
             "sample_index_": None,
