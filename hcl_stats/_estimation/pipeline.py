@@ -174,8 +174,9 @@ def _missing_kwargs(joint_counts, n_samples):
     missing values (``joint_counts`` not None): ``(check_kwargs, fit_kwargs)``."""
     if joint_counts is None:
         return {}, {}
-    # the lead wires block_weights / joint_counts here
-    return {}, {}
+    # each covariance block weighs by the samples behind it (docs/estimation.md, section 10)
+    weights = np.asarray(joint_counts, dtype=np.float64) / float(n_samples)
+    return {"joint_counts": joint_counts}, {"block_weights": weights}
 
 
 def _device_blocks(xp, blocks, names):
