@@ -12,6 +12,7 @@ import pytest
 from statsmodels.discrete.discrete_model import Logit
 from statsmodels.tools import add_constant
 
+from _estimators import true_model
 from hcl_stats import HCL, Structure
 from hcl_stats.baselines import AJIVE, JIVE, SLIDE
 from hcl_stats.datasets import make_hierarchical, mask_modalities
@@ -132,16 +133,6 @@ def test_data_models_refuse_missing_values_and_point_to_hcl(data, cls):
 
 
 # -- downstream ------------------------------------------------------------------------------
-def _true_model(truth):
-    rows = truth.structure.rows(truth.n_features)
-    total = [float(np.sum(truth.W[r] ** 2)) + p * s
-             for r, p, s in zip(rows, truth.n_features, truth.noise_variance)]
-    model = HCL(truth.structure)
-    model._set_fitted(structure=truth.structure, loadings=truth.W,
-                      means=[np.zeros(p) for p in truth.n_features],
-                      noise_variance=truth.noise_variance, total_variance=total, names=None,
-                      n_samples=10 ** 6)
-    return model
 
 
 def test_regression_on_scores_of_incomplete_samples_recovers_the_coefficients(data, rng):
@@ -151,7 +142,7 @@ def test_regression_on_scores_of_incomplete_samples_recovers_the_coefficients(da
     beta = np.array([1.0, 0.0, -0.8, 0.0])  # the global and the {1} factors matter
     y = truth.Z[:n] @ beta + 0.5 * rng.standard_normal(n)
     # E[y | x_o] = beta^T E[z | x_o] for every pattern o: posterior means are the regressors
-    Z = _true_model(truth).transform(X)
+    Z = true_model(truth).transform(X)
     res = structure_inference(Z, y, STRUCTURE, cov_type="HC3")
     coef = res.coef_table["coef"].to_numpy()[1:]
     se = res.coef_table["std_err"].to_numpy()[1:]

@@ -11,6 +11,7 @@ import pytest
 import scipy.linalg
 from scipy.stats import multivariate_normal, norm
 
+from _estimators import true_model
 from hcl_stats import HCL, Structure
 from hcl_stats.baselines import JIVE, ConcatSVD
 from hcl_stats.datasets import make_hierarchical, mask_modalities
@@ -168,19 +169,6 @@ def test_score_samples_is_the_density_of_the_observed_entries(fitted):
 
 
 # -- calibration against the simulated truth -----------------------------------------------
-def _true_model(truth, n_samples=10 ** 6):
-    """An HCL whose fitted attributes are the simulation's parameters."""
-    rows = truth.structure.rows(truth.n_features)
-    total = [float(np.sum(truth.W[r] ** 2)) + p * s
-             for r, p, s in zip(rows, truth.n_features, truth.noise_variance)]
-    model = HCL(truth.structure)
-    model._set_fitted(structure=truth.structure, loadings=truth.W,
-                      means=[np.zeros(p) for p in truth.n_features],
-                      noise_variance=truth.noise_variance, total_variance=total, names=None,
-                      n_samples=n_samples)
-    return model
-
-
 def _binomial_band(level, n, k=4.0):
     return k * np.sqrt(level * (1 - level) / n)
 
@@ -197,7 +185,7 @@ def simulated():
 
 def test_true_model_intervals_cover_95_percent_observed_or_not(simulated):
     T, truth = simulated
-    model = _true_model(truth)
+    model = true_model(truth)
     Z, Z_std = model.transform(T, return_std=True)
     covered = np.abs(Z - truth.Z) <= norm.ppf(0.975) * Z_std
     st = model.structure_
@@ -214,13 +202,13 @@ def test_true_model_intervals_cover_95_percent_observed_or_not(simulated):
 
 def test_interval_coverage_undoes_the_block_rotations(simulated, rng):
     T, truth = simulated
-    model = _true_model(truth)
+    model = true_model(truth)
     st = model.structure_
     R = np.zeros((st.n_components,) * 2)
     for s in st.subsets:
         c = st.columns(s)
         R[c, c] = np.linalg.qr(rng.standard_normal((c.stop - c.start,) * 2))[0]
-    rotated = _true_model(truth)
+    rotated = true_model(truth)
     rotated.loadings_ = truth.W @ R  # the same model in another basis of each block
     Z, Z_std = model.transform(T, return_std=True)
     covered = np.abs(Z - truth.Z) <= norm.ppf(0.975) * Z_std
