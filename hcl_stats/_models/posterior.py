@@ -107,11 +107,13 @@ def observation_pattern(blocks, n_missing=None):
     whole = np.flatnonzero(~partial)
     groups = []
     if whole.size:
-        patterns, inverse = np.unique(status[whole], axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        for g, flags in enumerate(patterns):
-            groups.append((tuple(int(m) for m in np.flatnonzero(flags)),
-                           whole[inverse == g]))
+        # one integer per pattern (bit m: modality m observed), a 1-D unique
+        codes = status[whole].astype(np.int64) @ (1 << np.arange(len(blocks), dtype=np.int64))
+        patterns, inverse = np.unique(codes, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.cumsum(np.bincount(inverse, minlength=patterns.size))[:-1]
+        for code, rows in zip(patterns, np.split(whole[order], bounds)):
+            groups.append((tuple(m for m in range(len(blocks)) if code >> m & 1), rows))
     return ObservationPattern(missing, status, groups, np.flatnonzero(partial))
 
 
