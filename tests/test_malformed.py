@@ -154,9 +154,12 @@ def _bad(X):
     inf[0, :2] = [np.inf, -np.inf]
     out["inf"] = ([X[0], inf, X[2]], ValueError, r"modality 1.*2 infinite")
     out["disjoint index"] = ([frames[0], frames[1].set_axis([f"t{i}" for i in range(N)]),
-                              frames[2]], ValueError, r"modality 1.*120 unmatched")
+                              frames[2]], ValueError,
+                             r"modality 1.*(120 unmatched|shares no sample)")
+    # samples absent from a modality: unmatched labels, or (data models, which outer-join
+    # them) missing values
     out["partial overlap"] = ([frames[0], frames[1], frames[2].iloc[7:]], ValueError,
-                              r"modality 2.*7 unmatched")
+                              r"modality 2.*(7 unmatched|in 7 sample.*absent)")
     out["duplicated labels"] = ([frames[0], frames[1].set_axis(["x"] * N), frames[2]],
                                 ValueError, r"modality 1 has 1 duplicated")
     out["overflow"] = ([X[0], X[1] * 1e200, X[2]], ValueError, r"modality 1.*overflow")

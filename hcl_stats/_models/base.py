@@ -64,7 +64,7 @@ def describe_missing(inputs):
     modality of the validated input ``inputs`` (:class:`Blocks`) with missing values."""
     m = next(m for m, k in enumerate(inputs.n_missing) if k)
     rows = int(np.count_nonzero(np.isnan(inputs.arrays[m]).any(axis=1)))
-    absent = " or samples absent from its index" if inputs.sample_index is not None else ""
+    absent = ", or samples absent from its index" if inputs.sample_index is not None else ""
     return (f"{modality_description(m, inputs.names)} contains NaN: {inputs.n_missing[m]} "
             f"missing value(s) in {rows} sample(s) (NaN, None or pd.NA{absent})")
 
