@@ -327,7 +327,3 @@ class HCL(CovarianceFactorModel):
 
     def _noise_from_rule(self):
         return True
-
-    def fit_transform(self, X, y=None):
-        """Fit and return the posterior-mean scores of ``X`` (see :meth:`transform`)."""
-        return self.fit(X).transform(X)

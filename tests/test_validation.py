@@ -67,9 +67,9 @@ def test_transform_checks_against_fit(cls, data):
         model.transform(data[:2])
     with pytest.raises(ValueError, match="modality 2 has 5 features, expected 8"):
         model.transform([data[0], data[1], data[2][:, :5]])
-    with pytest.raises(ValueError, match="modality 0 contains NaN"):
+    with pytest.raises(ValueError, match="modality 0 contains infinite values"):
         bad = data[0].copy()
-        bad[0, 0] = np.nan
+        bad[0, 0] = np.inf
         model.transform([bad, data[1], data[2]])
 
 
