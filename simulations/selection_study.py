@@ -1,7 +1,8 @@
 """Selection accuracy study: does ``select_structure`` recover the subsets and their ranks?
 
 ``python -m simulations selection [--M 3 4 5 6] [--snr 0.5 2 4] [--reps 20] [--n 2000]
-[--p 200] [--out results/selection.csv] [--seed 0]``
+[--p 200 | --widths 20 60 200] [--strength S] [--fit] [--check-threads]
+[--out results/selection.csv] [--seed 0]``
 
 For each number of modalities ``M`` and signal-to-noise multiplier ``kappa`` a random
 structure with unequal ranks is drawn per replication (random subsets of all sizes, ranks
@@ -18,10 +19,19 @@ factors has modality-level spikes (eigenvalues of ``B_m^T B_m``) spread by about
 detection threshold although every block is above it (column
 ``min_modality_spike_ratio``: the smallest eigenvalue of any ``B_m^T B_m`` over
 ``sigma^2 sqrt(p / n)``; ``min_block_ratio``: the same for the squared block singular
-values). Reported per (M, kappa): exact-structure recovery rate (every
+values). ``--widths`` gives the modalities unequal widths (cycled over the ``M``
+modalities); ``p`` in the threshold is then the widest, so the narrower modalities'
+blocks are further above their own thresholds but can fall below the strength floor
+(many factors in few features). Reported per (M, kappa): exact-structure recovery rate (every
 subset and rank), per-subset false positive rate (absent subsets selected, over all
 ``2^M - 1`` candidates) and false negative rate (true subsets missed), the rate of exact
-ranks among the true subsets found, selection time, and two comparisons: the total number
+ranks among the true subsets found, selection time, the share of draws with a factor below
+the strength floor of :func:`select_structure` in the population (``below_kaiser``, from
+column ``min_kaiser_ratio``: the weakest factor's eigenvalue over its modality's mean
+eigenvalue), the number of modalities given as many factors as features
+(``full_rank_modalities``), with ``--check-threads`` the share of draws selected identically
+under 1 and 2 BLAS threads, with ``--fit`` the share of ``HCL()`` fits (every default)
+that converged and recovered the structure, and two comparisons: the total number
 of factors ``K`` from the eigenvalues of the stacked covariance above the Marchenko-Pastur
 edge ("ConcatSVD rank"), and AJIVE's joint rank where ``hcl_stats.baselines.AJIVE`` exists
 and the truth is global + specific only.
@@ -107,8 +117,9 @@ def _strengths(tr, truth, widths, noise_variance, thr):
     the detection threshold ``thr``, and the smallest Kaiser ratio: over modalities, the
     weakest factor's population eigenvalue ``sigma^2 + lambda_min(B_m^T B_m)`` over the
     modality's mean population eigenvalue ``sigma^2 + trace(B_m^T B_m) / p_m`` (below 1,
-    the strength floor of :func:`select_structure` lies above that factor)."""
-    spikes, blocks, kaiser = [], [], []
+    the strength floor of :func:`select_structure` lies above that factor), and the largest
+    share ``K_m / p_m`` of a modality's features taken by its factors."""
+    spikes, blocks, kaiser, share = [], [], [], []
     for m, rows in enumerate(row_slices(widths)):
         Bm = tr.W[rows]
         cols = np.concatenate([np.arange(truth.columns(s).start, truth.columns(s).stop)
@@ -116,6 +127,7 @@ def _strengths(tr, truth, widths, noise_variance, thr):
         if len(cols) == 0:
             continue
         G = Bm[:, cols].T @ Bm[:, cols]
+        share.append(len(cols) / widths[m])
         lam = np.linalg.eigvalsh(G)
         spikes.append(lam[0])
         kaiser.append((noise_variance + lam[0]) / (noise_variance + np.trace(G) / widths[m]))
@@ -123,7 +135,7 @@ def _strengths(tr, truth, widths, noise_variance, thr):
                       for s in truth.subsets_of(m))
     return {"min_modality_spike_ratio": float(min(spikes)) / thr,
             "min_block_ratio": float(min(blocks)) / thr,
-            "min_kaiser_ratio": float(min(kaiser))}
+            "min_kaiser_ratio": float(min(kaiser)), "max_factor_share": float(max(share))}
 
 
 def _selected(S, widths, n_s, alpha, select_kw, check_threads):

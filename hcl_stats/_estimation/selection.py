@@ -8,8 +8,10 @@ Nothing is enumerated over candidate structures; one function per step
    from the eigenvalues of ``S_mm`` against the Tracy-Widom edge of white noise
    (Johnstone 2001), iterated to a fixed point, and counting only eigenvalues above the
    strength floor (``strength`` times the mean eigenvalue of ``S_mm``: a factor must be
-   strong as well as above the noise); the top-``k_m`` eigenvectors ``U_m`` are the
-   reduced variables used from then on. Steps 1b and 5 apply the same floor.
+   strong as well as above the noise) where the eigenvalues beyond the detected factors
+   are not those of white noise (:func:`_white_bulk`); the top-``k_m`` eigenvectors
+   ``U_m`` are the reduced variables used from then on. Steps 1b and 5 apply the same
+   floor.
 1b. :func:`_augment`: shared directions too weak for the modality's own spectrum, found by
    canonical correlations of all of ``x_m`` with the other modalities; used for the
    geometry of steps 2-3 only, never in a test.
@@ -643,7 +645,10 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
         many factors as it has features. The random-matrix tests answer "is this above
         pure noise?", which on real data with a smoothly decaying spectrum and thousands
         of samples nearly every direction is; the floor keeps the factors that are also
-        strong. ``0`` keeps every factor the tests detect.
+        strong. It applies to the modalities whose eigenvalues beyond the detected
+        factors are not those of white noise (John's sphericity test at level ``alpha``;
+        the "strength" rows of the evidence); where they are, the tests are exact and
+        the floor is 0. ``0`` keeps every factor the tests detect.
 
     Returns
     -------
