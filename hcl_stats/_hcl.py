@@ -133,7 +133,7 @@ class HCL(CovarianceFactorModel):
         selection finds more, the strongest are kept (variance over the modality's mean
         eigenvalue, summed over the block's modalities), the weakest block ranks dropped
         first and subsets left with rank 0 removed. The "budget" rows of
-        ``selection_.evidence`` record it. Set with a given structure, a ValueError.
+        ``selection_`` record it. Set with a given structure, a ValueError.
     random_state : int, numpy.random.Generator or None, default=None
         Seed of the Lanczos start vector and, on the reduced path, of the range finder;
         ``None``: a fixed default seed, so that repeated fits are identical.

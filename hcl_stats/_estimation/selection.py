@@ -611,7 +611,7 @@ def _factor_strengths(S, rows, n_features, df, blocks, noise, spectra):
     strengths = {}
     for subset in blocks:
         inside = np.concatenate([np.arange(rows[m].start, rows[m].stop) for m in subset])
-        B = W[np.ix_(inside, structure.columns(subset))] * weight[inside, None]
+        B = W[inside][:, structure.columns(subset)] * weight[inside, None]
         strengths[subset] = scipy.linalg.svdvals(B) ** 2
     return strengths
 
