@@ -225,6 +225,12 @@ class HCL(CovarianceFactorModel):
         variances.
     scale_ : {"modality", "features"} or None
         The weighting used (``"auto"`` resolved; see ``scale``).
+    n_joint_samples_ : ndarray of shape (M, M) of int
+        Samples observing each modality (diagonal) and each pair of modalities (a
+        modality is observed in a sample when one of its values is); ``n_samples_``
+        everywhere for complete data and :meth:`fit_from_covariance`. With missing
+        values, ``structure="auto"`` selects with the smallest entry as the sample count
+        (a conservative choice for the pairs observed more often).
     selection_ : object
         With ``structure="auto"``: the evidence of the structure selection.
 
@@ -314,7 +320,10 @@ class HCL(CovarianceFactorModel):
             DataFrames, pandas Series of rows and AnnData objects are matched by sample
             label (a MuData object gives its modalities by name); arrays pair by position.
             NumPy memmaps and Dask arrays are read chunk by chunk and never copied whole
-            (see ``path``).
+            (see ``path``). Missing values (NaN, ``None``, ``pd.NA``; a sample absent from
+            a labelled modality) are allowed: the model is fitted to the pairwise
+            covariance of the observed values (``docs/input.md``), on the covariance path
+            and NumPy, with ``objective="least_squares"``.
         y : ignored
 
         Returns
@@ -322,19 +331,21 @@ class HCL(CovarianceFactorModel):
         self
         """
         params = self._validate_params()
-        inputs = read_blocks(X, lazy=True, fitting=True)
+        inputs = read_blocks(X, lazy=True, fitting=True, missing="allow")
         blocks, names = list(inputs.arrays), inputs.names
-        plan = plan_fit(params, blocks)
+        plan = plan_fit(params, blocks, complete=inputs.complete)
         self._store(*run_fit(params, plan, blocks, names), params=params, names=names,
                     n_samples=blocks[0].shape[0])
         return self._record_input(inputs)
 
-    def _fit_covariance(self, params, S, means, n, n_features, names):
+    def _fit_covariance(self, params, S, means, n, n_features, names, joint_counts=None):
         plan = plan_from_covariance(params, S)
-        return self._store(*run_covariance(params, plan, S, means, n, n_features, names),
+        return self._store(*run_covariance(params, plan, S, means, n, n_features, names,
+                                           joint_counts=joint_counts),
                            params=params, names=names, n_samples=n)
 
-    def _store(self, result, structure, selection, *, params, names, n_samples):
+    def _store(self, result, structure, selection, joint_counts, *, params, names,
+               n_samples):
         """Set the fitted attributes from one :class:`HCLFitResult` (all checked finite)."""
         extra = {"denoise_": resolve_denoise(params), "scale_": resolve_scale(params),
                  "objective_": result.objective, "n_iter_": result.n_iter,
@@ -346,7 +357,7 @@ class HCL(CovarianceFactorModel):
         self._set_fitted(structure=structure, loadings=result.loadings, means=result.means,
                          noise_variance=result.noise_variance,
                          total_variance=result.total_variance, names=names,
-                         n_samples=n_samples, extra=extra)
+                         n_samples=n_samples, joint_counts=joint_counts, extra=extra)
         return self
 
     def _noise_rule(self):
@@ -363,7 +374,3 @@ class HCL(CovarianceFactorModel):
             "the given noise variances"
         return (f"with {what} the fitted noise and loadings of this modality overlap; "
                 "check its ranks (fewer factors) or the noise values")
-
-    def fit_transform(self, X, y=None):
-        """Fit and return the posterior-mean scores of ``X`` (see :meth:`transform`)."""
-        return self.fit(X).transform(X)
