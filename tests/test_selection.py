@@ -308,6 +308,89 @@ def test_input_not_modified():
     np.testing.assert_array_equal(S, S0)
 
 
+# -- the budget max_components -------------------------------------------------------------
+
+BUDGET_WIDTHS = [30, 40, 50]
+BUDGET_TRUTH = Structure({(0, 1, 2): 1, (0, 1): 2, (1,): 1, (2,): 1})
+# variance of each factor in each modality of its subset (the loadings' squared column
+# norms; unit noise), fixed so that the strengths are well separated
+BUDGET_VARIANCE = {(0, 1, 2): [5.0], (0, 1): [4.0, 1.5], (1,): [4.5], (2,): [1.2]}
+
+
+def _budget_data(n, seed):
+    """Loadings with orthogonal columns of the variances above, and data from them."""
+    from hcl_stats.datasets import make_loadings
+
+    W = make_loadings(BUDGET_WIDTHS, BUDGET_TRUTH, singular_values=1.0, random_state=seed)
+    for subset, variances in BUDGET_VARIANCE.items():
+        W[:, BUDGET_TRUTH.columns(subset)] *= np.sqrt(variances)
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, BUDGET_TRUTH.n_components))
+    X = Z @ W.T + rng.standard_normal((n, W.shape[0]))
+    return W, np.split(X, np.cumsum(BUDGET_WIDTHS)[:-1], axis=1)
+
+
+def _population_strengths(W):
+    """Brute force from the truth: per factor, its variance in each modality of its block
+    over that modality's mean population eigenvalue, summed over the block, strongest
+    first (here every block's columns are orthogonal, so they are its principal axes)."""
+    Sigma = W @ W.T + np.eye(W.shape[0])
+    bounds = np.cumsum([0] + BUDGET_WIDTHS)
+    mean_eig = [np.trace(Sigma[a:b, a:b]) / (b - a) for a, b in zip(bounds, bounds[1:])]
+    out = []
+    for subset, _ in BUDGET_TRUTH.blocks:
+        for j in range(BUDGET_TRUTH.columns(subset).start,
+                       BUDGET_TRUTH.columns(subset).stop):
+            v = sum(np.sum(W[bounds[m]:bounds[m + 1], j] ** 2) / mean_eig[m] for m in subset)
+            out.append((v, subset))
+    return sorted(out, key=lambda t: -t[0])
+
+
+def test_budget_keeps_the_strongest_factors_of_the_truth():
+    W, X = _budget_data(2000, 0)
+    strengths = _population_strengths(W)
+    values = [v for v, _ in strengths]
+    assert min(a / b for a, b in zip(values, values[1:])) > 1.4  # a clear order
+    K = BUDGET_TRUTH.n_components
+    assert _select(X).structure == BUDGET_TRUTH
+    # a budget of the true K (or more) keeps the true structure, and says so
+    for budget in (K, K + 3):
+        result = _select(X, max_components=budget)
+        assert result.structure == BUDGET_TRUTH
+        rows = result.evidence[result.evidence.step == "budget"]
+        assert len(rows) == 1 and rows.selected.all()
+    # smaller budgets drop the weakest factors of the truth first; a block whose rank
+    # reaches 0 is removed
+    for budget in range(K - 1, 0, -1):
+        kept = {}
+        for _, subset in strengths[:budget]:
+            kept[subset] = kept.get(subset, 0) + 1
+        result = _select(X, max_components=budget)
+        assert result.structure == Structure(kept, modalities=3), budget
+        assert result.specific_rank.tolist() == [kept.get((m,), 0) for m in range(3)]
+    # the evidence gives every factor's strength, close to the population's (sample
+    # eigenvalues overstate the weakest spike by about (d / n) / ell, 10% here)
+    rows = result.evidence[result.evidence.step == "budget"]
+    np.testing.assert_allclose(np.sort(rows.value.to_numpy())[::-1], values, rtol=0.15)
+    assert rows.selected.sum() == 1 and rows[rows.selected].subset.tolist() == ["{0,1,2}"]
+
+
+def test_budget_through_hcl_and_a_modality_left_without_factors():
+    W, X = _budget_data(2000, 1)
+    model = HCL(max_components=3).fit(X)
+    assert model.structure_ == Structure({(0, 1, 2): 1, (0, 1): 1, (1,): 1})
+    assert "budget" in set(model.selection_.step)
+    truth = Structure({(0, 1): 1, (2,): 1})
+    X = make_hierarchical(1000, [20, 20, 20], truth, singular_values=2.0, random_state=3)
+    with pytest.warns(UserWarning, match=r"no factor detected or kept within "
+                                         r"max_components=1 in modality \[2\]"):
+        result = _select(X, max_components=1)
+    assert result.structure == Structure({(0, 1): 1}, modalities=3)
+    assert result.no_factor == [2]
+    with pytest.raises(ValueError, match="max_components"):
+        select_structure(np.eye(20), [10, 10], n_samples=100, max_components=0)
+
+
 # -- stability ---------------------------------------------------------------------------
 
 def test_stability_frequencies_high_signal():

@@ -95,23 +95,26 @@ def _diagonal_start(spectrum):
     return _per_modality(spectrum)
 
 
-def check_denoise(value, name="denoise"):
+def check_denoise(value, name="denoise", *, allow_auto=False):
     """Up-front check of ``denoise``: a registered rule, ``None``/"none" or variances.
 
     Numbers are checked to be finite and non-negative here; their count (1 or one per
-    modality) is checked against the data by :func:`given_noise`.
+    modality) is checked against the data by :func:`given_noise`. With ``allow_auto``,
+    ``"auto"`` is accepted as well (:class:`hcl_stats.HCL` resolves it with its ``scale``
+    rule, :func:`hcl_stats._estimation.pipeline.resolve_denoise`).
     """
     if value is None or (isinstance(value, str) and value == "none"):
         return None
     if isinstance(value, str):
-        if value in NOISE_RULES:
+        if value in NOISE_RULES or (allow_auto and value == "auto"):
             return value
     elif is_number_like(value):
         values = np.asarray(value, dtype=float)
         if values.ndim <= 1 and values.size and np.all(np.isfinite(values)) \
                 and np.all(values >= 0):
             return values.reshape(-1)
-    rules = ", ".join(repr(r) for r in NOISE_RULES)
+    names = (("auto",) if allow_auto else ()) + tuple(NOISE_RULES)
+    rules = ", ".join(repr(r) for r in names)
     raise ValueError(f"{name} must be one of {rules}, None or non-negative noise "
                      f"variances, got {value!r}")
 

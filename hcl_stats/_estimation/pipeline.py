@@ -37,8 +37,8 @@ from hcl_stats._statistics.covariance import sample_covariance
 from hcl_stats._statistics.scaling import ScaledBlock, feature_scales
 from hcl_stats._structure import modality_description, row_slices
 
-__all__ = ["FitPlan", "auto_path", "plan_fit", "plan_from_covariance", "resolve_scale",
-           "run_covariance", "run_fit"]
+__all__ = ["FitPlan", "auto_path", "plan_fit", "plan_from_covariance", "resolve_denoise",
+           "resolve_scale", "run_covariance", "run_fit"]
 
 # path="auto" avoids a float64 covariance above this size (bytes) when it exceeds the data
 _COVARIANCE_BYTES = 2 ** 28
@@ -148,7 +148,8 @@ def _bind_structure(params, n_features, names, S=None, n_samples=None):
     if isinstance(params["structure"], str):  # "auto": selected from the host covariance
         return select_structure(np.asarray(to_numpy(S), dtype=float), n_features,
                                 n_samples=n_samples, max_rank=params["max_rank"],
-                                names=names)
+                                names=names, strength=params["strength"],
+                                max_components=params["max_components"])
     return check_structure(params["structure"], n_features, names, n_samples), None
 
 
@@ -215,6 +216,23 @@ def resolve_scale(params):
     return scale
 
 
+def resolve_denoise(params):
+    """The noise rule of a fit: ``"auto"`` is ``"modality"`` when the ``scale`` rule
+    (:func:`resolve_scale`) rescales the data and ``"isotropic"`` (the paper's rule) when
+    the fit is in the data's units; any other value is returned as checked.
+
+    After ``scale="modality"`` each modality has unit total variance, so a modality of
+    ``p_m`` features has noise of order ``1 / p_m`` per feature: the noise differs between
+    modalities by construction and one pooled variance cannot fit them all, whereas one
+    variance per modality is unaffected by the rescaling. ``scale="features"`` gives every
+    feature unit variance, and the noise share still differs between modalities.
+    """
+    denoise = params["denoise"]
+    if isinstance(denoise, str) and denoise == "auto":
+        return "modality" if resolve_scale(params) is not None else "isotropic"
+    return denoise
+
+
 def _rescaled(S, factors, xp):
     """``D^{-1/2} S D^{-1/2}`` in the namespace of ``S`` (``S`` itself without factors)."""
     if factors is None:
@@ -272,7 +290,7 @@ def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=N
     if joint_counts is not None:
         structure = check_structure(structure, n_features, names, n_samples, **check_kwargs)
     result = fit_hcl(S_fit, n_features, structure,
-                     denoise=params["denoise"], solver=params["solver"],
+                     denoise=resolve_denoise(params), solver=params["solver"],
                      max_iter=params["max_iter"], tol=params["tol"],
                      random_state=params["random_state"], means=to_numpy(means),
                      objective=params["objective"], n_samples=n_samples, **fit_kwargs)
@@ -305,7 +323,7 @@ def run_fit(params, plan, blocks, names):
         r = 1.0 / np.sqrt(factors)
         blocks = [ScaledBlock(b, r[rows]) for b, rows in zip(blocks, row_slices(n_features))]
     result = fit_hcl_reduced(
-        blocks, structure, names=names, denoise=params["denoise"], solver=params["solver"],
+        blocks, structure, names=names, denoise=resolve_denoise(params), solver=params["solver"],
         max_iter=params["max_iter"], tol=params["tol"],
         n_oversamples=params["n_oversamples"], n_power_iter=params["n_power_iter"],
         max_expansions=params["max_expansions"], random_state=params["random_state"],

@@ -25,6 +25,8 @@ Nothing is enumerated over candidate structures; one function per step
    modalities, rounded to best reproduce the tested pair ranks (:func:`_consensus`).
 5. :func:`_specific_blocks`: each modality's specific rank, from the spectrum of ``S_mm``
    compressed to the complement of its estimated shared directions.
+6. :func:`_budget` (only with ``max_components``): at most that many factors, the
+   strongest (:func:`_factor_strengths`), the weakest block ranks dropped first.
 
 Levels: ``alpha`` is family-wise (Bonferroni): each pair test runs at
 ``alpha / (M (M - 1) / 2)``, each specific-rank test (and each test of step 1b) at
@@ -45,6 +47,7 @@ import numpy as np
 import scipy.linalg
 import scipy.stats
 
+from hcl_stats._estimation.init import spectral_init
 from hcl_stats._estimation.rmt import (
     cca_largest_root_threshold,
     mp_median,
@@ -315,7 +318,8 @@ class SelectionResult:
         The selected structure (bound to the modality names when given).
     evidence : pandas.DataFrame
         One row per test or decision, columns ``step`` ("strength", "modality rank",
-        "cross-modal rank", "pair rank", "membership", "structure", "specific rank"),
+        "cross-modal rank", "pair rank", "membership", "structure", "specific rank",
+        and "budget" with ``max_components``),
         ``subset``,
         ``modality``, ``component``, ``statistic``, ``value``, ``threshold``, ``selected``,
         ``rank``.
@@ -326,9 +330,11 @@ class SelectionResult:
     pair_rank : ndarray of shape (M, M)
         ``c_ab``: the number of factors shared by modalities ``a`` and ``b``.
     specific_rank : ndarray of shape (M,)
-        Number of factors outside the shared directions (step 5).
+        Number of factors outside the shared directions (step 5), after the budget
+        ``max_components``.
     no_factor : list of int
-        Modalities in which no factor was detected (modelled as noise only).
+        Modalities in which no factor was detected or, with ``max_components``, kept
+        (modelled as noise only).
     alpha : float
         The family-wise level used.
     n_samples : int
@@ -606,8 +612,57 @@ def _specific_blocks(S, rows, n_features, df, alpha, max_rank, U, spectra, noise
     return specific, no_factor
 
 
+def _factor_strengths(S, rows, n_features, df, blocks, noise, spectra):
+    """Strength of every factor of ``blocks``: its variance in each of its modalities over
+    that modality's mean eigenvalue (the strength floor at ``strength = 1``), summed over
+    the modalities of its subset.
+
+    The loadings are the structured spectral initialiser of the fit
+    (:func:`hcl_stats._estimation.init.spectral_init`, exact in the population) on
+    ``S - Psi`` with the selection's noise variances; each block is rotated to its
+    principal axes in the metric that divides modality ``m``'s rows by its mean
+    eigenvalue, so that its factors' strengths are the squared singular values of the
+    weighted block, in decreasing order. Returns ``{subset: ndarray of shape (r_S,)}``.
+    """
+    structure = Structure(blocks, modalities=len(rows))
+    K, d = structure.n_components, S.shape[0]
+    S_W = S - np.diag(np.repeat(noise, n_features))
+    values, vectors = scipy.linalg.eigh(S_W, subset_by_index=[d - K, d - 1])
+    W = spectral_init(values[::-1], vectors[:, ::-1], structure, n_features)
+    weight = np.repeat([1.0 / np.sqrt(_strength_floor(spectra[m][0], n_features[m], df, 1.0))
+                        for m in range(len(rows))], n_features)
+    strengths = {}
+    for subset in blocks:
+        inside = np.concatenate([np.arange(rows[m].start, rows[m].stop) for m in subset])
+        B = W[inside][:, structure.columns(subset)] * weight[inside, None]
+        strengths[subset] = scipy.linalg.svdvals(B) ** 2
+    return strengths
+
+
+def _budget(S, rows, n_features, df, blocks, noise, spectra, max_components, record):
+    """Keep the ``max_components`` strongest factors (:func:`_factor_strengths`): the
+    weakest factors go first, each from the end of its block, and a subset whose rank
+    reaches 0 is removed. Returns the new ``blocks``."""
+    K = sum(blocks.values())
+    if K <= max_components:
+        record("budget", None, None, None, "factors selected", K, max_components, True)
+        return blocks
+    strengths = _factor_strengths(S, rows, n_features, df, blocks, noise, spectra)
+    factors = [(-v, i, j, subset) for i, (subset, vals) in enumerate(strengths.items())
+               for j, v in enumerate(vals)]
+    kept = sorted(factors)[:max_components]
+    cut = -kept[-1][0]
+    ranks = {subset: sum(1 for f in kept if f[3] == subset) for subset in blocks}
+    for v, _, j, subset in sorted(factors, key=lambda f: (f[1], f[2])):
+        record("budget", subset, None, j,
+               "variance over the mean eigenvalue, summed over the subset's modalities",
+               -v, cut, j < ranks[subset], ranks[subset])
+    return {subset: r for subset, r in ranks.items() if r > 0}
+
+
 def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
-                     random_state=None, alpha=0.01, augment=True, strength=1.0):
+                     random_state=None, alpha=0.01, augment=True, strength=1.0,
+                     max_components=None):
     """Select the structure (shared subsets and their ranks) from a sample covariance.
 
     See the module docstring and ``docs/selection.md`` for the method, its assumptions
@@ -649,6 +704,14 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
         factors are not those of white noise (John's sphericity test at level ``alpha``;
         the "strength" rows of the evidence); where they are, the tests are exact and
         the floor is 0. ``0`` keeps every factor the tests detect.
+    max_components : int or None, default=None
+        Budget on the total number of factors. When the selection finds more, the
+        strongest ``max_components`` are kept: a factor's strength is its variance in each
+        modality of its subset over that modality's mean eigenvalue, summed over the
+        subset (the ratio that ``strength`` compares with, measured on the structured
+        initial loadings), so the weakest block ranks go first and a subset whose rank
+        reaches 0 is removed. The "budget" rows of the evidence table give every
+        factor's strength, the cut and the ranks kept. None: no budget.
 
     Returns
     -------
@@ -674,11 +737,14 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
                                                              max_rank, names, alpha)
     if isinstance(strength, bool) or not np.isfinite(float(strength)) or float(strength) < 0:
         raise ValueError(f"strength must be a non-negative number, got {strength!r}")
+    if max_components is not None:
+        max_components = check_positive_int(max_components, "max_components")
     with serial_blas():
-        return _select(S, n_features, n, max_rank, names, alpha, augment, float(strength))
+        return _select(S, n_features, n, max_rank, names, alpha, augment, float(strength),
+                       max_components)
 
 
-def _select(S, n_features, n, max_rank, names, alpha, augment, strength):
+def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_components):
     M = len(n_features)
     df = n - 1
     # Bonferroni within each family of decisions (see the module docstring)
@@ -702,10 +768,18 @@ def _select(S, n_features, n, max_rank, names, alpha, augment, strength):
         raise ValueError(
             "no factor detected in any modality: at this sample size nothing in the data "
             "stands out of the noise (check the data, or give a structure)")
+    detected = M - len(no_factor)
+    if max_components is not None:
+        blocks = _budget(S, rows, n_features, df, blocks, noise, spectra, max_components,
+                         record)
+        specific = np.array([blocks.get((m,), 0) for m in range(M)], dtype=int)
+        no_factor = [m for m in range(M) if not any(m in s for s in blocks)]
     if no_factor:
         label = [record.modality(m) for m in no_factor]
+        why = "detected" if M - len(no_factor) == detected else \
+            f"detected or kept within max_components={max_components}"
         warnings.warn(
-            f"no factor detected in modality {label}: it is modelled as noise only (zero "
+            f"no factor {why} in modality {label}: it is modelled as noise only (zero "
             "loadings)", UserWarning, stacklevel=3)
     return SelectionResult(Structure(blocks, modalities=names or M), record.table(), noise,
                            k, pair_rank, specific, no_factor, alpha, n)

@@ -174,9 +174,13 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
             warnings.warn(
                 f"modality {label}: the fitted noise and signal exceed its total variance by "
                 f"{share:.3g} times the total (residual {table.loc[label, 'residual']:.4g} "
-                f"in explained_variance()): the noise rule does not fit modalities of such "
-                "different scales; use denoise='modality' or scale the modalities",
+                f"in explained_variance()): {self._noise_excess_advice()}",
                 UserWarning, stacklevel=_caller_stacklevel())
+
+    def _noise_excess_advice(self):
+        """The end of the warning of :meth:`_warn_noise_exceeds_total`: what to change."""
+        return ("the noise rule does not fit modalities of such different scales; use "
+                "denoise='modality' or scale the modalities")
 
     def _rows(self):
         return self.structure_.rows(self.n_features_per_modality_)

@@ -113,8 +113,11 @@ class Summary:
         return self.as_text()
 
 
+#: (attributes, first present wins; label; fitted): the fitted ``denoise_`` and ``scale_``
+#: are the rules ``"auto"`` resolved to
 _OPTIONAL = (
-    ("denoise", "Denoise", False),
+    (("denoise_", "denoise"), "Denoise", False),
+    (("scale_", "scale"), "Scale", False),
     ("solver", "Solver", False),
     ("objective", "Objective function", False),
     ("objective_", "Objective", True),
@@ -147,9 +150,11 @@ def model_summary(model):
             ("Features per modality", tuple(int(p) for p in model.n_features_per_modality_)),
             ("Total rank K", int(model.n_components_)),
             ("No. blocks", len(st))]
-    for attr, label, fitted in _OPTIONAL:
-        if hasattr(model, attr):
-            value = getattr(model, attr)
+    for attrs, label, fitted in _OPTIONAL:
+        present = [a for a in ((attrs,) if isinstance(attrs, str) else attrs)
+                   if hasattr(model, a)]
+        if present:
+            value = getattr(model, present[0])
             if fitted or isinstance(value, (str, Real)) or value is None:
                 info.append((label, value if value is not None else "none"))
     structure = st.to_frame().set_index("structure")
