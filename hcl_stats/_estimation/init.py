@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 
-from hcl_stats._numerics.linalg import orthonormal_basis
+from hcl_stats._numerics.linalg import orthonormal_basis, small_eigh
 
 
 def spectral_init(values, vectors, structure, n_features):
@@ -42,13 +40,13 @@ def spectral_init(values, vectors, structure, n_features):
         a_in = free.T @ A_in @ free
         a_all = free.T @ energy_all @ free
         if len(subset) == structure.n_modalities:
-            _, vecs = scipy.linalg.eigh(a_all)
+            _, vecs = small_eigh(a_all)
             pick = vecs[:, ::-1][:, :r]
         else:
             # Regularise the energy metric so directions with no energy do not win.
             ridge = 1e-10 * max(np.trace(a_all), 1e-300) / max(a_all.shape[0], 1)
-            _, vecs = scipy.linalg.eigh(a_in + ridge * np.eye(len(a_in)),
-                                        a_all + ridge * np.eye(len(a_all)))
+            _, vecs = small_eigh(a_in + ridge * np.eye(len(a_in)),
+                                 a_all + ridge * np.eye(len(a_all)))
             pick = vecs[:, ::-1][:, :r]
         directions = orthonormal_basis(free @ pick)
         if directions.shape[1] < r:  # degenerate: complete with any unused directions

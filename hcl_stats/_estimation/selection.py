@@ -30,8 +30,8 @@ Levels: ``alpha`` is family-wise (Bonferroni): each pair test runs at
 
 All the linear algebra runs on one BLAS thread (:func:`select_structure`), so that
 decisions at a threshold do not depend on the thread count. ``S`` is checked finite once
-on entry, so the many small decompositions skip scipy's per-call finiteness checks
-(``check_finite=False``), which cost as much as the decompositions at these sizes.
+on entry; the many small decompositions go straight to LAPACK
+(:func:`hcl_stats._numerics.linalg.small_eigh`, :func:`~hcl_stats._numerics.linalg.small_svd`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
-import scipy.linalg
 
 from hcl_stats._estimation.rmt import (
     cca_largest_root_threshold,
@@ -54,7 +53,7 @@ from hcl_stats._estimation.rmt import (
 )
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._input.validation import check_covariance
-from hcl_stats._numerics.linalg import serial_blas
+from hcl_stats._numerics.linalg import serial_blas, small_eigh, small_svd
 from hcl_stats._structure import Structure, row_slices, subset_label
 
 __all__ = ["SelectionResult", "select_structure"]
@@ -110,7 +109,7 @@ def _cca_count(A, df, alpha, dims, record=None, subset=None, modality=None, what
     """Sequential count of significant canonical correlations; ``A`` is the whitened
     cross-covariance (its singular values are the sample canonical correlations)."""
     p, q = dims
-    L, rho, Rt = scipy.linalg.svd(A, full_matrices=False, check_finite=False)
+    L, rho, Rt = small_svd(A)
     rho2 = np.clip(rho, 0, 1) ** 2
     c = 0
     for j in range(min(p, q, len(rho2))):
@@ -159,7 +158,7 @@ def _cross_whitened(products, m, others):
     for i, a in enumerate(others):
         for j, b in enumerate(others):
             G[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = products.gram(a, b)
-    w, V = scipy.linalg.eigh((G + G.T) / 2, check_finite=False)
+    w, V = small_eigh((G + G.T) / 2)
     return Y @ (V / np.sqrt(np.maximum(w, 1e-12 * w.max()))) @ V.T
 
 
@@ -190,14 +189,13 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
         # signal share 1 - sigma^2 / ev, zero where ev <= sigma^2 (constant features: ev = 0)
         ratio = np.divide(sigma2, ev, out=np.ones_like(ev), where=ev > sigma2)
         w = 1.0 - ratio
-        Q = scipy.linalg.svd(V @ (w[:, None] * (V.T @ Y)), full_matrices=False,
-                             check_finite=False)[0][:, :c]
+        Q = small_svd(V @ (w[:, None] * (V.T @ Y)))[0][:, :c]
         PS = Smm - Q @ (Q.T @ Smm)
         PS = PS - (PS @ Q) @ Q.T
-        evals = scipy.linalg.eigvalsh(PS, check_finite=False)[::-1][:p - c]
+        evals = small_eigh(PS, eigvals_only=True)[::-1][:p - c]
     else:
         c = 0
-        evals = scipy.linalg.eigvalsh(Smm, check_finite=False)[::-1]
+        evals = small_eigh(Smm, eigvals_only=True)[::-1]
     strong = int(np.sum(evals > floor))
     sigma2, r, thresholds = _modality_rank(evals, p - c, df, alpha,
                                            min(kmax, p - c, strong))
@@ -242,7 +240,7 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
     if extra <= 0:
         return none
     resid = Y - Um @ (Um.T @ Y)
-    new = scipy.linalg.svd(resid, full_matrices=False, check_finite=False)[0][:, :extra]
+    new = small_svd(resid)[0][:, :extra]
     new = new - Um @ (Um.T @ new)
     return np.linalg.qr(new)[0]
 
@@ -261,7 +259,7 @@ def _augment(S, rows, n_features, df, alpha, noise, U, lam, sig, spectra, floors
         extra = new.shape[1]
         if extra == 0:
             continue
-        vals, rot = scipy.linalg.eigh(new.T @ S[rows[m], rows[m]] @ new, check_finite=False)
+        vals, rot = small_eigh(new.T @ S[rows[m], rows[m]] @ new)
         keep = vals[::-1] > floors[m]
         vals, rot = vals[::-1][keep], rot[:, ::-1][:, keep]
         extra = int(keep.sum())
@@ -278,7 +276,7 @@ def _whiten(B, Smm):
     """``B (B^T S_mm B)^{-1/2}``: the reduced variables ``B^T x_m``, whitened."""
     if B.shape[1] == 0:
         return B
-    w, V = scipy.linalg.eigh(B.T @ Smm @ B, check_finite=False)
+    w, V = small_eigh(B.T @ Smm @ B)
     return B @ (V / np.sqrt(np.maximum(w, 1e-12 * max(w.max(), 1e-300))))
 
 
@@ -451,7 +449,7 @@ def _reduced_bases(S, rows, n_features, df, alpha, max_rank, strength, record):
     U, lam, sig, spectra = [], [], [], []
     for m in range(M):
         p = n_features[m]
-        evals, evecs = scipy.linalg.eigh(S[rows[m], rows[m]], check_finite=False)
+        evals, evecs = small_eigh(S[rows[m], rows[m]])
         evals, evecs = evals[::-1], evecs[:, ::-1]
         cap = None if max_rank is None else max_rank * 2 ** (M - 1)
         floors[m] = _strength_floor(evals, p, df, strength)
@@ -509,7 +507,7 @@ def _pair_count(a, b, S, rows, df, cands, level, record):
         ka, kb = WA.shape[1], WB.shape[1]
         if ka == 0 or kb == 0:
             continue
-        rho = scipy.linalg.svdvals(WA.T @ S[rows[a], rows[b]] @ WB, check_finite=False)
+        rho = small_svd(WA.T @ S[rows[a], rows[b]] @ WB, compute_uv=False)
         rho2 = np.clip(rho, 0, 1) ** 2
         cj = 0
         for j in range(min(ka, kb)):
@@ -538,8 +536,8 @@ def _pair_ranks(S, rows, n_features, df, alpha, U, lam, sig, base, spectra, reco
             if k[a] == 0 or k[b] == 0:
                 continue
             C = U[a].T @ S[rows[a], rows[b]] @ U[b]
-            Ua, _, Vbt = scipy.linalg.svd(C / np.sqrt(np.outer(lam[a], lam[b])),
-                                          check_finite=False)
+            Ua, _, Vbt = small_svd(C / np.sqrt(np.outer(lam[a], lam[b])),
+                                          full_matrices=True)
             cands = _pair_candidates(a, b, n_features, df, whitened, record)
             c = _pair_count(a, b, S, rows, df, cands, alpha / len(cands), record)
             c = min(c, k[a], k[b])
@@ -567,7 +565,7 @@ def _membership(k, left, record):
             new = []
             for V, T in pieces:
                 B = Q.T @ V
-                w, E = scipy.linalg.eigh(B.T @ B, check_finite=False)
+                w, E = small_eigh(B.T @ B)
                 inside = w > 0.5
                 for j in range(len(w)):
                     if abs(w[j] - 0.5) < 0.5:  # record the non-trivial scores only
