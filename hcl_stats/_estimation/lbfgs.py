@@ -94,9 +94,6 @@ def _quartic_step(c1, c2, c3, c4):
     def dq(t):
         return ((a * t + b) * t + c) * t + e
 
-    def d2q(t):
-        return (3.0 * a * t + 2.0 * b) * t + c
-
     # positive roots of q''(t) = 3a t^2 + 2b t + c (numerically stable quadratic formula)
     A2, B2 = 3.0 * a, 2.0 * b
     splits = []
@@ -122,13 +119,13 @@ def _quartic_step(c1, c2, c3, c4):
         if not (dq(lo) < 0.0 < dq(up)):
             continue
         t = 0.5 * (lo + up)
-        for _ in range(100):
-            value = dq(t)
+        for _ in range(100):  # q'(t) and q''(t) = (A2 t + B2) t + c written out (hot loop)
+            value = ((a * t + b) * t + c) * t + e
             if value > 0.0:
                 up = t
             else:
                 lo = t
-            slope = d2q(t)
+            slope = (A2 * t + B2) * t + c
             t_new = t - value / slope if slope > 0.0 else 0.5 * (lo + up)
             if not lo < t_new < up:
                 t_new = 0.5 * (lo + up)
@@ -360,8 +357,11 @@ def _layout(S_W, mask, n_features):
     return _PackedLayout(S_W, mask, n_features)
 
 
+_TINY = float(np.finfo(float).tiny)
+
+
 def _relative(grad, A):
-    return math.sqrt(float(grad @ grad)) / max(math.sqrt(float(A @ A)), np.finfo(float).tiny)
+    return math.sqrt(float(grad @ grad)) / max(math.sqrt(float(A @ A)), _TINY)
 
 
 def _line_step(layout, x, grad, D, G, B, slope):
