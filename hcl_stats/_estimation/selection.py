@@ -110,7 +110,7 @@ def _cca_count(A, df, alpha, dims, record=None, subset=None, modality=None, what
     cross-covariance (its singular values are the sample canonical correlations)."""
     p, q = dims
     L, rho, Rt = small_svd(A)
-    rho2 = np.clip(rho, 0, 1) ** 2
+    rho2 = (np.clip(rho, 0, 1) ** 2).tolist()
     c = 0
     for j in range(min(p, q, len(rho2))):
         t = cca_largest_root_threshold(p - j, q - j, df - j, alpha)
@@ -392,16 +392,18 @@ class _Evidence:
     def __init__(self, names):
         self.names = names
         self.rows = []
+        self._labels = {None: None}  # subset -> label, as they recur
 
     def modality(self, m):
         return self.names[m] if self.names else m
 
     def __call__(self, step, subset, modality, component, statistic, value, threshold,
                  selected, rank=np.nan):
-        self.rows.append((step, subset_label(subset, self.names) if subset is not None
-                          else None, self.modality(modality) if modality is not None
-                          else None, component, statistic, float(value), float(threshold),
-                          bool(selected), rank))
+        if subset not in self._labels:
+            self._labels[subset] = subset_label(subset, self.names)
+        self.rows.append((step, self._labels[subset], self.modality(modality)
+                          if modality is not None else None, component, statistic,
+                          float(value), float(threshold), bool(selected), rank))
 
     def table(self):
         import pandas as pd
@@ -508,13 +510,13 @@ def _pair_count(a, b, S, rows, df, cands, level, record):
         if ka == 0 or kb == 0:
             continue
         rho = small_svd(WA.T @ S[rows[a], rows[b]] @ WB, compute_uv=False)
-        rho2 = np.clip(rho, 0, 1) ** 2
+        rho2 = (np.clip(rho, 0, 1) ** 2).tolist()
         cj = 0
+        what = f"canonical correlation^2, {what}"
         for j in range(min(ka, kb)):
             t = cca_largest_root_threshold(ka - j, kb - j, df - j, level)
             ok = rho2[j] > t
-            record("pair rank", (a, b), None, j,
-                   f"canonical correlation^2, {what}", rho2[j], t, ok)
+            record("pair rank", (a, b), None, j, what, rho2[j], t, ok)
             if not ok:
                 break
             cj += 1
@@ -563,15 +565,15 @@ def _membership(k, left, record):
                 continue
             Q = left[(m, a)]
             new = []
+            what = f"squared cosine to the space shared with {record.modality(a)}"
             for V, T in pieces:
                 B = Q.T @ V
                 w, E = small_eigh(B.T @ B)
                 inside = w > 0.5
-                for j in range(len(w)):
-                    if abs(w[j] - 0.5) < 0.5:  # record the non-trivial scores only
-                        record("membership", tuple(sorted(T + (a, m))), m, j,
-                               f"squared cosine to the space shared with "
-                               f"{record.modality(a)}", w[j], 0.5, inside[j])
+                shared = tuple(sorted(T + (a, m)))
+                for j, wj in enumerate(w.tolist()):
+                    if abs(wj - 0.5) < 0.5:  # record the non-trivial scores only
+                        record("membership", shared, m, j, what, wj, 0.5, wj > 0.5)
                 if inside.any():
                     new.append((V @ E[:, inside], T + (a,)))
                 if (~inside).any():
