@@ -248,7 +248,8 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
 def _augment(S, rows, n_features, df, alpha, noise, U, lam, sig, spectra, floors, record):
     """Step 1b for every modality, through all the other modalities (the bases used by
     the membership step); see :func:`_extra_directions`. An added direction must carry
-    more variance in its modality than the modality's strength floor."""
+    more variance in its modality than the modality's strength floor. Returns the bases
+    before augmentation."""
     M = len(rows)
     base = [u.copy() for u in U]
     products = _CrossProducts(S, rows, base)
@@ -296,14 +297,17 @@ def _consensus(order, means, pair_rank, M, max_rank):
     base = {s: rnd(means[s]) for s in order}
     free = [s for s in order if abs(means[s] - round(means[s])) > 1e-9 and means[s] > 1]
 
-    def cost(r):
-        implied = np.zeros((M, M), dtype=int)
+    pairs = [(a, b) for a in range(M) for b in range(a + 1, M)]
+    tested = {(a, b): int(pair_rank[a, b]) for a, b in pairs}
+    # the pairs inside each subset (sorted tuples), for the implied pair ranks
+    inside = {s: [(a, b) for i, a in enumerate(s) for b in s[i + 1:]] for s in order}
+
+    def cost(r):  # integer bookkeeping in Python: it runs for every candidate rounding
+        implied = dict.fromkeys(pairs, 0)
         for s in order:
-            if r[s]:
-                idx = np.array(s)
-                implied[np.ix_(idx, idx)] += r[s]
-        iu = np.triu_indices(M, 1)
-        return (int(np.abs(implied[iu] - pair_rank[iu]).sum()),
+            for pair in inside[s]:
+                implied[pair] += r[s]
+        return (sum(abs(implied[pair] - tested[pair]) for pair in pairs),
                 float(sum(abs(r[s] - means[s]) for s in order)), sum(r.values()))
 
     best = dict(base)
