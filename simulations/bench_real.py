@@ -143,26 +143,30 @@ def bench_one(name, variant, repeats=7, timer="wall"):
     return row
 
 
+def _bench_all(sets, variants, repeats, timer):
+    """:func:`bench_one` for each data set and variant; a set whose files are missing is
+    reported and skipped."""
+    rows = []
+    for name in sets:
+        try:
+            rows += [bench_one(name, variant, repeats, timer) for variant in variants]
+        except ImportError as exc:
+            print(f"{name}: skipped ({exc})")
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m simulations bench-real",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=["digits", "breast_cancer",
-                                                      "nutrimouse", "mfeat"],
-                        choices=list(LOADERS))
-    parser.add_argument("--variants", nargs="+", default=["raw", "standardised"],
-                        choices=["raw", "standardised"])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--timer", default="wall", choices=list(TIMERS))
+    parser.add_argument("--sets", nargs="+", choices=list(LOADERS),
+                        default=["digits", "breast_cancer", "nutrimouse", "mfeat"])
+    parser.add_argument("--variants", nargs="+", default=["raw", "standardised"],
+                        choices=["raw", "standardised"])
     parser.add_argument("--out", default=None, help="CSV of the results")
     args = parser.parse_args(argv)
-    rows = []
-    for name in args.sets:
-        for variant in args.variants:
-            try:
-                rows.append(bench_one(name, variant, args.repeats, args.timer))
-            except ImportError as exc:
-                print(f"{name}: skipped ({exc})")
-                break
+    rows = _bench_all(args.sets, args.variants, args.repeats, args.timer)
     if not rows:
         return 0
     table = pd.DataFrame(rows).set_index(["data", "variant"])
