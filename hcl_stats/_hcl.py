@@ -198,6 +198,12 @@ class HCL(CovarianceFactorModel):
         ||T_W||_F^2)``, a constant that needs ``S``).
     modality_names_in_ : tuple of str or None
         Names when fitted on a dict.
+    n_joint_samples_ : ndarray of shape (M, M) of int
+        Samples observing each modality (diagonal) and each pair of modalities (a
+        modality is observed in a sample when one of its values is); ``n_samples_``
+        everywhere for complete data and :meth:`fit_from_covariance`. With missing
+        values, ``structure="auto"`` selects with the smallest entry as the sample count
+        (a conservative choice for the pairs observed more often).
     selection_ : object
         With ``structure="auto"``: the evidence of the structure selection.
 
@@ -278,7 +284,10 @@ class HCL(CovarianceFactorModel):
             DataFrames, pandas Series of rows and AnnData objects are matched by sample
             label (a MuData object gives its modalities by name); arrays pair by position.
             NumPy memmaps and Dask arrays are read chunk by chunk and never copied whole
-            (see ``path``).
+            (see ``path``). Missing values (NaN, ``None``, ``pd.NA``; a sample absent from
+            a labelled modality) are allowed: the model is fitted to the pairwise
+            covariance of the observed values (``docs/input.md``), on the covariance path
+            and NumPy, with ``objective="least_squares"``.
         y : ignored
 
         Returns
@@ -286,19 +295,20 @@ class HCL(CovarianceFactorModel):
         self
         """
         params = self._validate_params()
-        inputs = read_blocks(X, lazy=True, fitting=True)
+        inputs = read_blocks(X, lazy=True, fitting=True, missing="allow")
         blocks, names = list(inputs.arrays), inputs.names
-        plan = plan_fit(params, blocks)
+        plan = plan_fit(params, blocks, complete=inputs.complete)
         self._store(*run_fit(params, plan, blocks, names), names=names,
                     n_samples=blocks[0].shape[0])
         return self._record_input(inputs)
 
-    def _fit_covariance(self, params, S, means, n, n_features, names):
+    def _fit_covariance(self, params, S, means, n, n_features, names, joint_counts=None):
         plan = plan_from_covariance(params, S)
-        return self._store(*run_covariance(params, plan, S, means, n, n_features, names),
+        return self._store(*run_covariance(params, plan, S, means, n, n_features, names,
+                                           joint_counts=joint_counts),
                            names=names, n_samples=n)
 
-    def _store(self, result, structure, selection, *, names, n_samples):
+    def _store(self, result, structure, selection, joint_counts, *, names, n_samples):
         """Set the fitted attributes from one :class:`HCLFitResult` (all checked finite)."""
         extra = {"objective_": result.objective, "n_iter_": result.n_iter,
                  "converged_": result.converged, "gradient_norm_": result.gradient_norm,
@@ -309,7 +319,7 @@ class HCL(CovarianceFactorModel):
         self._set_fitted(structure=structure, loadings=result.loadings, means=result.means,
                          noise_variance=result.noise_variance,
                          total_variance=result.total_variance, names=names,
-                         n_samples=n_samples, extra=extra)
+                         n_samples=n_samples, joint_counts=joint_counts, extra=extra)
         return self
 
     def _noise_rule(self):
@@ -317,7 +327,3 @@ class HCL(CovarianceFactorModel):
 
     def _noise_from_rule(self):
         return True
-
-    def fit_transform(self, X, y=None):
-        """Fit and return the posterior-mean scores of ``X`` (see :meth:`transform`)."""
-        return self.fit(X).transform(X)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from itertools import combinations
 from numbers import Integral
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Structure", "LEVELS"]
+__all__ = ["Structure", "LEVELS", "JointShortfall", "check_joint_counts", "describe_shortfall",
+           "joint_shortfalls"]
 
 #: The three levels a block can have, from most to least shared.
 LEVELS = ("global", "partial", "specific")
@@ -443,3 +445,93 @@ class Structure:
     def __repr__(self):
         body = ", ".join(f"{self.label(s)}: {r}" for s, r in self._blocks)
         return f"Structure({body}; M={self._n_modalities}, K={self.n_components})"
+
+
+class JointShortfall(NamedTuple):
+    """A modality, or a pair of modalities sharing a block, observed in too few samples.
+
+    ``modalities`` is ``(m, m)`` for a modality's own count, ``(m, l)`` with ``m < l`` for
+    a pair; ``needed`` is the number of factors carried there (by the modality, or by the
+    blocks containing both, listed in ``blocks``): more than ``needed`` samples are needed.
+    """
+
+    modalities: tuple
+    count: int
+    needed: int
+    blocks: tuple
+
+
+def check_joint_counts(joint_counts, n_modalities):
+    """``joint_counts`` as an ``(M, M)`` int array, or raise ValueError.
+
+    Entry ``(m, l)`` counts the samples that observe modalities ``m`` and ``l`` (the
+    diagonal: those that observe ``m``): non-negative integers, symmetric, and no pair
+    observed together more often than either modality is observed.
+    """
+    M = int(n_modalities)
+    N = np.asarray(joint_counts)
+    if N.shape != (M, M):
+        raise ValueError(f"joint_counts must have shape ({M}, {M}) (one count per pair of "
+                         f"modalities), got shape {N.shape}")
+    if not (np.issubdtype(N.dtype, np.number) and np.all(np.isfinite(N))
+            and np.all(N >= 0) and np.all(N == np.round(N))):
+        raise ValueError("joint_counts must hold non-negative integers (sample counts)")
+    N = N.astype(np.int64)
+    if not np.array_equal(N, N.T):
+        raise ValueError("joint_counts must be symmetric")
+    diag = np.diagonal(N)
+    over = np.argwhere(N > np.minimum(diag[:, None], diag[None, :]))
+    if over.size:
+        m, l = (int(i) for i in over[0])
+        k = m if N[m, l] > diag[m] else l
+        raise ValueError(f"joint_counts[{m}, {l}] = {N[m, l]} exceeds joint_counts[{k}, {k}] "
+                         f"= {diag[k]}: the samples observing both modalities are among "
+                         "those observing each")
+    return N
+
+
+def joint_shortfalls(structure, joint_counts):
+    """Where ``structure`` asks more of the observation pattern than it holds.
+
+    A modality ``m`` needs more observing samples than the ``r_m`` factors it carries;
+    two modalities sharing a block need more samples observing both than the factors of
+    the blocks that contain both (their cross-covariance, estimated from those samples,
+    is what separates the shared blocks from the rest). Modalities come first, then the
+    pairs, in index order.
+
+    Returns
+    -------
+    list of JointShortfall
+    """
+    N = check_joint_counts(joint_counts, structure.n_modalities)
+    M = structure.n_modalities
+    out = []
+    for m in range(M):
+        r = structure.modality_rank(m)
+        if N[m, m] <= r:
+            out.append(JointShortfall((m, m), int(N[m, m]), r, tuple(structure.subsets_of(m))))
+    for m, l in combinations(range(M), 2):
+        blocks = tuple(s for s in structure.subsets if m in s and l in s)
+        r = sum(structure.rank(s) for s in blocks)
+        if blocks and N[m, l] <= r:
+            out.append(JointShortfall((m, l), int(N[m, l]), r, blocks))
+    return out
+
+
+def describe_shortfall(shortfall, structure):
+    """One sentence on a :class:`JointShortfall`, naming the blocks and modalities."""
+    m, l = shortfall.modalities
+    names = structure.modality_names
+    blocks = ", ".join(structure.label(s) for s in shortfall.blocks)
+    if m == l:
+        return (f"{modality_description(m, names)} is observed in {shortfall.count} samples "
+                f"but carries {shortfall.needed} factors ({blocks}): it needs more than "
+                f"{shortfall.needed} observing samples")
+    pair = f"{modality_description(m, names)} and {modality_description(l, names)}"
+    block = structure.label(shortfall.blocks[-1])  # the most specific block sharing them
+    if shortfall.count == 0:
+        return (f"block {block} needs samples that observe {pair} together, but no sample does "
+                "(0 joint samples), so the covariance between them is never observed")
+    return (f"block {block} needs more than {shortfall.needed} samples that observe {pair} "
+            f"together (the blocks containing both, {blocks}, carry {shortfall.needed} "
+            f"factors), but only {shortfall.count} do")

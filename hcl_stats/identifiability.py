@@ -30,18 +30,37 @@ structure's mask) at best up to one ``r_S x r_S`` rotation per block. Two checks
 
 The two are computed independently (the first on a ``K x K`` system or by counting, the
 second on the ``d(d+1)/2 x #free`` Jacobian); :func:`check_identifiability` runs both.
+
+With incomplete data (``joint_counts``: how many samples observe each modality and each
+pair of modalities) the covariance is estimated block by block from the samples that
+observe both modalities. The rank conditions then also require every modality to be
+observed in more samples than the factors it carries and every two modalities that share
+a block to be observed together in more samples than the factors of the blocks containing
+both (:func:`hcl_stats._structure.joint_shortfalls`); with that, every block of ``W W^T``
+that the structure does not set to zero is estimated, and the argument above applies. The
+Jacobian check drops the entries of pairs never observed together: it tests whether the
+observed blocks determine ``W`` locally. That can hold where the observation condition
+fails (a block on three modalities is determined by two of its three cross-covariances),
+and it cannot see a sign flip of a rank-one block between two modalities never observed
+together (a discrete ambiguity), so with ``joint_counts`` :func:`check_identifiability`
+requires both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from numbers import Integral
 
 import numpy as np
 
 from hcl_stats._numerics.random import as_generator
-from hcl_stats._structure import Structure
+from hcl_stats._structure import (
+    Structure,
+    check_joint_counts,
+    describe_shortfall,
+    joint_shortfalls,
+)
 
 __all__ = ["IdentifiabilityCheck", "JacobianCheck", "RankConditions", "check_identifiability",
            "check_rank_conditions", "jacobian_rank_check"]
@@ -84,6 +103,9 @@ class RankConditions:
         narrow modalities (0 when identifiable; not computed when Hall's condition fails).
     inseparable_pairs : list of (str, str)
         Block pairs involved in those couplings.
+    joint_shortfalls : list of JointShortfall
+        With ``joint_counts``: the modalities, and the pairs of modalities sharing a block,
+        observed in too few samples (:func:`hcl_stats._structure.joint_shortfalls`).
     """
 
     identifiable: bool
@@ -93,6 +115,7 @@ class RankConditions:
     narrow_modalities: list = field(default_factory=list)
     coupling_dimension: int = 0
     inseparable_pairs: list = field(default_factory=list)
+    joint_shortfalls: list = field(default_factory=list)
 
     def __str__(self):
         return ("identifiable" if self.identifiable else "NOT identifiable") + ": " + self.verdict
@@ -210,7 +233,7 @@ def _free_couplings(structure, widths, narrow, rng):
     return dim, inseparable
 
 
-def check_rank_conditions(structure, n_features, *, random_state=None):
+def check_rank_conditions(structure, n_features, *, random_state=None, joint_counts=None):
     """Check the rank conditions for identifiability of ``structure`` with ``n_features``.
 
     See the module docstring for the conditions and why they are sufficient and necessary
@@ -223,6 +246,10 @@ def check_rank_conditions(structure, n_features, *, random_state=None):
         Modality widths ``p_m``.
     random_state : int, numpy.random.Generator or None, default=None
         Draws the generic stacked loadings of narrow modalities (only used then).
+    joint_counts : array-like of shape (M, M), default=None
+        Samples observing each modality (diagonal) and each pair of modalities, for
+        incomplete data: adds the observation condition of the module docstring. ``None``:
+        complete data.
 
     Returns
     -------
@@ -237,8 +264,27 @@ def check_rank_conditions(structure, n_features, *, random_state=None):
     >>> res = check_rank_conditions({(0, 1): 2, (0,): 2, (1,): 1}, [1, 6])
     >>> res.identifiable, res.full_column_rank
     (False, False)
+    >>> res = check_rank_conditions({(0, 1): 1, (0,): 1, (1,): 1}, [4, 4],
+    ...                             joint_counts=[[50, 0], [0, 40]])
+    >>> res.identifiable, res.joint_shortfalls[0].modalities, res.joint_shortfalls[0].count
+    (False, (0, 1), 0)
     """
     structure, widths = _setup(structure, n_features)
+    result = _rank_conditions(structure, widths, random_state)
+    if joint_counts is None:
+        return result
+    short = joint_shortfalls(structure, joint_counts)
+    if not short:
+        return replace(result, verdict=result.verdict + "; every modality and every pair of "
+                       "modalities sharing a block is observed in enough samples")
+    verdict = "; ".join(describe_shortfall(s, structure) for s in short)
+    if not result.identifiable:
+        verdict += "; and with complete data: " + result.verdict
+    return replace(result, identifiable=False, verdict=verdict, joint_shortfalls=short)
+
+
+def _rank_conditions(structure, widths, random_state):
+    """:func:`check_rank_conditions` for complete data."""
     M = structure.n_modalities
     narrow = [m for m in range(M) if widths[m] < structure.modality_rank(m)]
     violations = _hall(structure, widths)
@@ -282,7 +328,8 @@ def _jacobian(W, mask):
     return J[iu[0], iu[1], :]
 
 
-def jacobian_rank_check(structure, n_features, *, random_state=None, max_free=2500):
+def jacobian_rank_check(structure, n_features, *, random_state=None, max_free=2500,
+                        joint_counts=None):
     """Numerical identifiability test: rank of the Jacobian of ``W -> W W^T``.
 
     At a random ``W`` with i.i.d. standard normal free entries (generic with probability
@@ -296,12 +343,18 @@ def jacobian_rank_check(structure, n_features, *, random_state=None, max_free=25
     enters and has full-column-rank stacked loadings at either width, so the verdict is
     unchanged (the reported numbers are those of the capped widths).
 
+    With ``joint_counts`` (samples observing each pair of modalities, an ``(M, M)`` array)
+    the entries of ``W W^T`` between modalities that no sample observes together are
+    dropped: the test is then whether the observed blocks determine ``W`` locally (see
+    the module docstring for what it cannot see).
+
     Parameters
     ----------
     structure : Structure or dict
     n_features : int or sequence of int
     random_state : int, numpy.random.Generator or None, default=None
     max_free : int, default=2500
+    joint_counts : array-like of shape (M, M), default=None
 
     Returns
     -------
@@ -324,6 +377,11 @@ def jacobian_rank_check(structure, n_features, *, random_state=None, max_free=25
     rng = as_generator(random_state)
     W = np.where(mask, rng.standard_normal(mask.shape), 0.0)
     J = _jacobian(W, mask)
+    if joint_counts is not None:  # keep the entries of pairs observed together
+        N = check_joint_counts(joint_counts, structure.n_modalities)
+        modality = np.repeat(np.arange(structure.n_modalities), widths)
+        iu = np.triu_indices(W.shape[0])
+        J = J[N[modality[iu[0]], modality[iu[1]]] > 0]
     sv = np.linalg.svd(J, compute_uv=False)
     tol = max(J.shape) * np.finfo(float).eps * (sv[0] if sv.size else 1.0)
     rank = int(np.sum(sv > tol))
@@ -347,6 +405,8 @@ def jacobian_rank_check(structure, n_features, *, random_state=None, max_free=25
         verdict = (f"Jacobian rank {rank} < {n_free} free - {n_rot} rotation dimensions "
                    f"= {expected}: {expected - rank} directions besides the rotations leave "
                    "the covariance unchanged")
+    if joint_counts is not None:
+        verdict += " (on the blocks of modalities observed together)"
     return JacobianCheck(ok, verdict, rank, n_free, n_rot, expected, w_rank, K, gap,
                          list(widths))
 
@@ -362,7 +422,8 @@ class IdentifiabilityCheck:
     jacobian : JacobianCheck
         The numerical check.
     identifiable : bool
-        The Jacobian verdict.
+        The Jacobian verdict; with ``joint_counts``, also that the rank conditions find no
+        modality or pair observed in too few samples.
     agree : bool
         Whether both checks reach the same verdict.
     """
@@ -373,8 +434,12 @@ class IdentifiabilityCheck:
     agree: bool
 
 
-def check_identifiability(structure, n_features, *, random_state=None):
+def check_identifiability(structure, n_features, *, random_state=None, joint_counts=None):
     """Run both checks and say whether they agree.
+
+    ``joint_counts`` (an ``(M, M)`` array of sample counts: each modality observed on the
+    diagonal, each pair observed together off it) describes incomplete data; both checks
+    then take it into account (see the module docstring).
 
     Returns
     -------
@@ -389,6 +454,9 @@ def check_identifiability(structure, n_features, *, random_state=None):
     (False, True)
     """
     rng = as_generator(random_state)
-    rc = check_rank_conditions(structure, n_features, random_state=rng)
-    jc = jacobian_rank_check(structure, n_features, random_state=rng)
-    return IdentifiabilityCheck(rc, jc, jc.identifiable, rc.identifiable == jc.identifiable)
+    rc = check_rank_conditions(structure, n_features, random_state=rng,
+                               joint_counts=joint_counts)
+    jc = jacobian_rank_check(structure, n_features, random_state=rng,
+                             joint_counts=joint_counts)
+    identifiable = jc.identifiable and not rc.joint_shortfalls
+    return IdentifiabilityCheck(rc, jc, identifiable, rc.identifiable == jc.identifiable)

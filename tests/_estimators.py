@@ -8,6 +8,8 @@ touching the tests.
 
 import inspect
 
+import numpy as np
+
 from hcl_stats import HCL, Structure, baselines
 from hcl_stats.baselines import matched_estimator
 
@@ -24,3 +26,17 @@ def all_estimator_classes():
 def build(cls, structure: Structure, **options):
     """An instance of ``cls`` for ``structure``, as ``matched_estimator`` configures it."""
     return matched_estimator(cls.__name__, structure, **options)
+
+
+def true_model(truth, n_samples=10 ** 6):
+    """An HCL whose fitted attributes are the parameters of a simulation's ``truth``
+    (zero means, population totals), for checks against the exact model."""
+    rows = truth.structure.rows(truth.n_features)
+    total = [float(np.sum(truth.W[r] ** 2)) + p * s
+             for r, p, s in zip(rows, truth.n_features, truth.noise_variance)]
+    model = HCL(truth.structure)
+    model._set_fitted(structure=truth.structure, loadings=truth.W,
+                      means=[np.zeros(p) for p in truth.n_features],
+                      noise_variance=truth.noise_variance, total_variance=total, names=None,
+                      n_samples=n_samples)
+    return model

@@ -7,6 +7,7 @@ from _estimators import all_estimator_classes, build
 
 from hcl_stats import HCL, Structure
 from hcl_stats._input.validation import check_structure, read_blocks
+from hcl_stats.baselines import JIVE
 from hcl_stats.datasets import make_hierarchical
 
 STRUCTURE = Structure({(0, 1, 2): 1, (0,): 1, (1,): 1, (2,): 1})
@@ -68,9 +69,13 @@ def test_disjoint_and_partial_indexes_are_refused_with_counts(data):
                                          r"in modality 0.*160 unmatched"):
         read_blocks([frames[0], disjoint, frames[2]])
     partial = frames[2].iloc[5:]
-    with pytest.raises(ValueError, match=r"modality 2: 5 of the 80 labels of modality 0 are "
-                                         r"not in it .*'p000'.*5 unmatched"):
-        HCL(STRUCTURE).fit([frames[0], frames[1], partial])
+    with pytest.raises(ValueError, match=r"modality 2 contains NaN: 40 missing value\(s\) in "
+                                         r"5 sample\(s\).*absent from its index.*JIVE fits "
+                                         r"complete data only"):
+        build(JIVE, STRUCTURE).fit([frames[0], frames[1], partial])
+    # HCL fits modalities missing for some samples (outer join): 75 samples observe the third
+    counts = HCL(STRUCTURE).fit([frames[0], frames[1], partial]).n_joint_samples_
+    np.testing.assert_array_equal(counts, [[80, 80, 75], [80, 80, 75], [75, 75, 75]])
     extra = pd.concat([frames[1], frames[1].iloc[:2].set_axis(["z1", "z2"], axis=0)])
     with pytest.raises(ValueError, match="2 of its 82 sample labels.*'z1', 'z2'"):
         read_blocks({"ehr": frames[0], "notes": extra, "labs": frames[2]})
@@ -110,23 +115,26 @@ def test_missing_cells_are_named_and_counted(data):
     nullable = frames[1].astype("Float64")
     nullable.iloc[2, 3] = pd.NA
     nullable.iloc[7, 0] = pd.NA
+    # the data models refuse missing cells; HCL fits them (tests/test_missing_fit.py)
+    jive = build(JIVE, STRUCTURE)
     with pytest.raises(ValueError, match=r"modality 1 contains NaN: 2 missing value\(s\) in "
                                          r"2 sample\(s\)"):
-        HCL(STRUCTURE).fit([frames[0], nullable, frames[2]])
+        jive.fit([frames[0], nullable, frames[2]])
     ints = frames[2].round().astype("Int64")
     ints.iloc[0, 0] = pd.NA
     with pytest.raises(ValueError, match="modality 'labs' contains NaN: 1 missing"):
-        HCL(NAMED).fit(dict(zip(NAMES, [frames[0], frames[1], ints])))
+        build(JIVE, NAMED).fit(dict(zip(NAMES, [frames[0], frames[1], ints])))
     cells = data[0].tolist()
     cells[4][1] = None
     cells[4][2] = None
     with pytest.raises(ValueError, match=r"modality 0 contains NaN: 2 missing value\(s\) in "
                                          r"1 sample"):
-        HCL(STRUCTURE).fit([cells, data[1], data[2]])
+        jive.fit([cells, data[1], data[2]])
     obj = data[2].astype(object)
     obj[1, 1] = pd.NA
     with pytest.raises(ValueError, match="modality 2 contains NaN: 1 missing"):
-        HCL(STRUCTURE).fit([data[0], data[1], obj])
+        jive.fit([data[0], data[1], obj])
+    assert HCL(STRUCTURE).fit([cells, data[1], obj]).converged_
     inf = data[1].copy()
     inf[[0, 3], [1, 2]] = [np.inf, -np.inf]
     with pytest.raises(ValueError, match=r"modality 1 contains infinite values: 2 infinite"):
@@ -216,5 +224,9 @@ def test_mudata_with_unmatched_samples_is_refused(data):
                                   var=pd.DataFrame(index=f.columns))
             for name, f in zip(NAMES, frames)}
     mods["labs"] = mods["labs"][10:].copy()
-    with pytest.raises(ValueError, match="modality 'labs'.*10 unmatched"):
-        HCL(NAMED).fit(_mu(mudata, mods))
+    with pytest.raises(ValueError, match=r"modality 'labs' contains NaN.* in 10 sample\(s\)"
+                                         r".*absent from its index"):
+        build(JIVE, NAMED).fit(_mu(mudata, mods))
+    # HCL fits it: the samples are the MuData object's, 10 of them lack 'labs'
+    model = HCL(NAMED).fit(_mu(mudata, mods))
+    assert model.n_joint_samples_[2, 2] == 70 and model.n_joint_samples_[0, 0] == 80

@@ -66,9 +66,15 @@ def test_nan_in_modality_2_of_host_copied_input_names_modality_2(data, names):
     blocks = [xps.asarray(data[0]), xps.asarray(data[1]), xps.asarray(bad)]
     X = blocks if names is None else dict(zip(names, blocks))
     where = "modality 2" if names is None else "'c'"
-    for path in ("covariance", "reduced"):
-        with pytest.raises(ValueError, match=where):
-            HCL(ST, backend="numpy", path=path).fit(X)
+    with pytest.raises(ValueError, match=where):
+        HCL(ST, backend="numpy", path="reduced").fit(X)
+    with pytest.raises(ValueError, match=rf"{where} contains missing values.*NumPy only"):
+        HCL(ST).fit(X)  # on the input's namespace
+    # the covariance path on the host fits the missing value as NumPy input does
+    host = HCL(ST, backend="numpy", path="covariance").fit(X)
+    ref = HCL(ST).fit([data[0], data[1], bad] if names is None else
+                      dict(zip(names, [data[0], data[1], bad])))
+    np.testing.assert_array_equal(host.loadings_, ref.loadings_)
     assert np.isnan(bad[5, 3])  # the user's array is untouched
 
 

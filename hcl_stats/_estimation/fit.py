@@ -5,7 +5,8 @@ Objective::
     f(W) = 1/2 || W W^T - S_W ||_F^2,     W[rows of m, columns of S] = 0 unless m in S,
 
 with ``S_W = S - Psi`` the denoised covariance (see ``docs/model.md`` and
-``docs/estimation.md``).
+``docs/estimation.md``), or with ``block_weights`` (a pairwise covariance of incomplete
+data) the block-weighted objective ``1/2 sum_{m,l} w_ml ||W_m W_l^T - S_W[m, l]||_F^2``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from hcl_stats._numerics.backend import get_namespace, is_numpy, to_numpy
 from hcl_stats._numerics.linalg import flip_signs, serial_blas, small_svd
 from hcl_stats._structure import row_slices
 
-__all__ = ["HCLFitResult", "SOLVERS", "canonical_rotation", "fit_hcl", "resolve_solver",
-           "warn_not_converged"]
+__all__ = ["HCLFitResult", "SOLVERS", "WEIGHTED_SOLVERS", "canonical_rotation",
+           "check_block_weights", "fit_hcl", "resolve_solver", "warn_not_converged"]
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,14 @@ def _solve_subspace(S_W, W_init, mask, n_features, *, vectors, max_iter, tol):
                           basis_init=vectors, max_iter=max_iter, tol=tol)
 
 
-def _solve_lbfgs(S_W, W_init, mask, n_features, *, vectors, max_iter, tol):
+def _solve_lbfgs(S_W, W_init, mask, n_features, *, vectors, max_iter, tol, block_weights=None):
     del vectors
     if is_numpy(get_namespace(S_W)) and S_W.dtype != np.float64:
         # float32 statistics: solve_lbfgs takes its float32 copy from the float64 matrix of
         # its exact products
         S_W = S_W.astype(np.float64)
-    return solve_lbfgs(S_W, W_init, mask, n_features, max_iter=max_iter, tol=tol)
+    return solve_lbfgs(S_W, W_init, mask, n_features, max_iter=max_iter, tol=tol,
+                       block_weights=block_weights)
 
 
 def _solve_growing(S_W, W_init, mask, n_features, *, vectors, max_iter, tol):
@@ -72,6 +74,9 @@ def _solve_growing(S_W, W_init, mask, n_features, *, vectors, max_iter, tol):
 #: ``solver`` name -> ``solve(S_W, W_init, mask, n_features, *, vectors, max_iter, tol)``
 #: returning ``(W, f, n_iter, converged, rel_grad)``; ``vectors`` are the top-K eigenvectors.
 SOLVERS = {"lbfgs": _solve_lbfgs, "growing": _solve_growing, "subspace": _solve_subspace}
+
+#: the solvers that also take ``block_weights=`` (the block-weighted objective)
+WEIGHTED_SOLVERS = ("lbfgs",)
 
 
 # solver="auto" takes the growing-subspace solver when the gap between the K-th and the
@@ -87,7 +92,7 @@ _GROWING_GAP = 0.01
 _GROWING_MIN_FEATURES = 500
 
 
-def resolve_solver(solver, xp, d, values=None, n_components=None):
+def resolve_solver(solver, xp, d, values=None, n_components=None, block_weights=None):
     """The solver that ``solver`` names on namespace ``xp``.
 
     ``"auto"``: on NumPy with at least 500 features (``d``, the length of the
@@ -95,17 +100,49 @@ def resolve_solver(solver, xp, d, values=None, n_components=None):
     (:func:`hcl_stats._estimation.growing.solve_growing`, which itself hands over to
     L-BFGS when its bases pass a share of ``d``) unless the leading eigenvalues ``values``
     of ``S_W`` (at least ``n_components + 1`` of them) show a relative eigengap below
-    ``0.01`` at ``n_components``; L-BFGS otherwise.
+    ``0.01`` at ``n_components``, or ``block_weights`` are given and not all equal (only
+    L-BFGS fits the block-weighted objective); L-BFGS otherwise.
     """
     if solver != "auto":
         return solver
     if not is_numpy(xp) or d < _GROWING_MIN_FEATURES:
+        return "lbfgs"
+    if block_weights is not None and _uniform_weight(block_weights) is None:
         return "lbfgs"
     K = n_components
     if values is not None and K is not None and 0 < K < len(values) and values[K - 1] > 0:
         if (values[K - 1] - values[K]) < _GROWING_GAP * values[K - 1]:
             return "lbfgs"
     return "growing"
+
+
+def _uniform_weight(weights):
+    """The common value of ``weights`` when all entries are equal, else None."""
+    weights = np.asarray(weights, dtype=float)
+    first = weights.flat[0]
+    return float(first) if np.all(weights == first) else None
+
+
+def check_block_weights(block_weights, n_modalities):
+    """``block_weights`` as an ``(M, M)`` float array, or raise ValueError.
+
+    The weights must be finite, non-negative and symmetric, with a positive diagonal (a
+    modality's own block fits its loadings).
+    """
+    w = np.asarray(block_weights, dtype=float)
+    M = int(n_modalities)
+    if w.shape != (M, M):
+        raise ValueError(f"block_weights must have shape ({M}, {M}) (one weight per pair of "
+                         f"modalities), got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("block_weights must be finite and non-negative")
+    if not np.array_equal(w, w.T):
+        raise ValueError("block_weights must be symmetric")
+    zero = np.flatnonzero(np.diagonal(w) <= 0)
+    if zero.size:
+        raise ValueError(f"block_weights[{zero[0]}, {zero[0]}] is 0; every modality's own "
+                         "block needs a positive weight")
+    return w
 
 
 def canonical_rotation(W, structure):
@@ -145,7 +182,7 @@ def _split_moments(S, means, n_features):
 
 def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="auto",
             max_iter=2000, tol=1e-5, random_state=None, means=None,
-            objective="least_squares", n_samples=None):
+            objective="least_squares", n_samples=None, block_weights=None):
     """Fit HCL to a covariance matrix: the functional core behind :class:`hcl_stats.HCL`.
 
     Parameters
@@ -168,6 +205,16 @@ def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="auto",
         from the least-squares solution (:func:`hcl_stats._estimation.refine.refine_covariance`).
     n_samples : int, optional
         Needed for ``objective="likelihood"`` (the log-likelihood is that of the data).
+    block_weights : array-like of shape (M, M), default=None
+        Weights ``w_ml`` of the block-weighted objective
+        ``1/2 sum_{m,l} w_ml ||W_m W_l^T - S_W[m, l]||_F^2`` (finite, non-negative,
+        symmetric, positive diagonal), e.g. ``N_ml / n`` for a pairwise covariance whose
+        block ``(m, l)`` comes from ``N_ml`` of the ``n`` samples. ``None``: all one. Equal
+        weights ``c`` give the unweighted solution with the objective multiplied by ``c``.
+        Other weights need ``solver="lbfgs"`` or ``"auto"`` (which then takes L-BFGS) and
+        ``objective="least_squares"``; ``denoise="diagonal"`` alternates the noise with the
+        weighted fit. ``objective`` and ``gradient_norm`` of the result are those of the
+        weighted objective.
 
     Returns
     -------
@@ -180,31 +227,53 @@ def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="auto",
     with serial_blas():
         return _fit_hcl(S, n_features, structure, denoise=denoise, solver=solver,
                         max_iter=max_iter, tol=tol, random_state=random_state, means=means,
-                        objective=objective, n_samples=n_samples)
+                        objective=objective, n_samples=n_samples,
+                        block_weights=block_weights)
+
+
+def _weights_for(block_weights, n_modalities, solver, objective):
+    """``(weights or None, factor)``: non-uniform checked weights, or None and the common
+    weight that multiplies the unweighted objective; raises for what cannot take them."""
+    if block_weights is None:
+        return None, 1.0
+    weights = check_block_weights(block_weights, n_modalities)
+    factor = _uniform_weight(weights)
+    if factor is not None:  # the unweighted fit; a least-squares objective scaled by factor
+        return None, factor if objective == "least_squares" else 1.0
+    if solver != "auto" and solver not in WEIGHTED_SOLVERS:
+        raise ValueError(f"solver={solver!r} does not fit the block-weighted objective of "
+                         "unequal block_weights; use solver='lbfgs' or 'auto'")
+    if objective != "least_squares":
+        raise ValueError(f"objective={objective!r} does not take block_weights; the block-"
+                         "weighted objective is objective='least_squares'")
+    return weights, 1.0
 
 
 def _fit_hcl(S, n_features, structure, *, denoise, solver, max_iter, tol, random_state,
-             means, objective, n_samples):
+             means, objective, n_samples, block_weights):
     n_features = [int(p) for p in n_features]
     denoise = check_denoise(denoise)
+    weights, factor = _weights_for(block_weights, len(n_features), solver, objective)
     K = structure.n_components
     xp = get_namespace(S)
-    extra = int(solver == "auto" and is_numpy(xp))  # one more eigenvalue for the choice
+    # one more eigenvalue for the choice (none is needed when the weights decide it)
+    extra = int(solver == "auto" and is_numpy(xp) and weights is None)
     noise, S_W, values, vectors = denoised_eigenpairs(
         S, n_features, structure, denoise, random_state=random_state,
         n_extra=extra, approximate=True)
-    solver = resolve_solver(solver, xp, S.shape[0], values, K)
+    solver = resolve_solver(solver, xp, S.shape[0], values, K, block_weights=weights)
     values, vectors = values[:K], vectors[:, :K]
     mask = structure.mask(n_features)
     W_init = spectral_init(values, vectors, structure, n_features)
+    weighted = {} if weights is None else {"block_weights": weights}
     W, f, n_iter, converged, rel_grad = SOLVERS[solver](
-        S_W, W_init, mask, n_features, vectors=vectors, max_iter=max_iter, tol=tol)
+        S_W, W_init, mask, n_features, vectors=vectors, max_iter=max_iter, tol=tol, **weighted)
     if not np.all(np.isfinite(W)):
         raise FloatingPointError("the HCL solver produced non-finite loadings")
     if needs_refinement(denoise, objective):  # warns itself when it does not converge
         W, noise, f, more, converged, rel_grad = refine_covariance(
             S, n_features, structure, W, noise, denoise=denoise, objective=objective,
-            n_samples=n_samples, max_iter=max_iter, tol=tol)
+            n_samples=n_samples, max_iter=max_iter, tol=tol, **weighted)
         n_iter += more
     elif not converged:
         warn_not_converged(
@@ -213,6 +282,6 @@ def _fit_hcl(S, n_features, structure, *, denoise, solver, max_iter, tol, random
     split_means, total_variance = _split_moments(S, means, n_features)
     return HCLFitResult(
         loadings=canonical_rotation(W, structure), noise_variance=np.asarray(noise, float),
-        objective=float(f), n_iter=int(n_iter), converged=bool(converged),
+        objective=float(f) * factor, n_iter=int(n_iter), converged=bool(converged),
         gradient_norm=float(rel_grad), init_loadings=W_init, means=split_means,
         total_variance=total_variance)

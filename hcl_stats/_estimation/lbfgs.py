@@ -23,6 +23,11 @@ Per iteration of :func:`solve_lbfgs` (variables: the free entries, :class:`_Pack
   ``V_m -> V_m (G_{C_m C_m} + eps I)^{-1}`` with ``G = W^T W`` at the start, which evens
   out the curvature of strong and weak factors; the L-BFGS matrix is applied in compact
   form (:class:`hcl_stats._numerics.optim.CompactLBFGS`).
+* **Block weights** (``block_weights``, for a pairwise covariance of incomplete data):
+  the objective ``1/2 sum_{m,l} w_ml ||W_m W_l^T - S_W[m, l]||_F^2`` is minimised by the
+  same iteration, with the products on a block-weighted copy of ``S_W`` and the
+  ``K x K`` statistics kept per modality and combined by the weights
+  (:class:`_WeightedLayout`); ``None`` runs the unweighted layout.
 * **Small problems** (NumPy float64 ``S_W`` with ``d^2 K <= 2^20``, as for tables of a
   few hundred features) run the same iteration on dense ``(d, K)`` arrays that are zero
   outside the mask (:class:`_DenseLayout`), in float64 throughout: there a whole product
@@ -175,7 +180,7 @@ class _PackedLayout:
         self.g_flat = [(cols[m][:, None] * K + cols[m][None, :]).ravel() for m in active]
         self.g_all = np.concatenate(self.g_flat)
         self.scale = max(float(xp.max(xp.abs(xp.linalg.diagonal(S_W)))), np.finfo(float).tiny)
-        self.S_hi = S_hi = S_W / self.scale
+        self.S_hi = S_hi = self._weigh(S_W / self.scale)
         S_lo = xp.astype(S_hi, xp.float32) if self.exact64 else S_hi
         self.rows_hi = [S_hi[rows[m], :] for m in active]
         self.rows_lo = [S_lo[rows[m], :] for m in active]
@@ -189,6 +194,10 @@ class _PackedLayout:
             self._reshape, self._take, self._concat = xp.reshape, xp.take, xp.concat
             self.host = lambda a: np.asarray(to_numpy(a), dtype=float)
             self.device = lambda a: xp.asarray(a, **self.kw)
+
+    def _weigh(self, S_hi):
+        """The matrix of the products (the weighted layout weighs its blocks in place)."""
+        return S_hi
 
     def split(self, v):
         """Packed vector -> list of ``(p_m, r_m)`` views."""
@@ -225,12 +234,30 @@ class _PackedLayout:
         WD = self.scatter([xb.T @ db for xb, db in zip(self.split(x), Ds)])
         return WD, self.scatter([db.T @ db for db in Ds])
 
+    def curvatures(self, G):
+        """Per active modality, the flat ``2 G`` from which its ``r_m x r_m`` block is taken."""
+        G2 = 2.0 * G.ravel()
+        return [G2] * len(self.shapes)
+
     def gradient(self, x, A, G):
         """``2 (W G - S_W W)`` on the free entries."""
-        G2 = 2.0 * G.ravel()
-        return self.join([xb @ self.device(G2[self.g_flat[i]].reshape(self.shapes[i][1:] * 2))
+        H2 = self.curvatures(G)
+        return self.join([xb @ self.device(H2[i][self.g_flat[i]].reshape(self.shapes[i][1:] * 2))
                           - 2.0 * ab
                           for i, (xb, ab) in enumerate(zip(self.split(x), self.split(A)))])
+
+    @staticmethod
+    def inner(U, V):
+        """The inner product of two ``K x K`` statistics in the quartic term."""
+        return np.vdot(U, V)
+
+    def line_terms(self, G, E, F):
+        """``<E, E>, <G, F>, <E, F>, <F, F>`` in the inner product of :meth:`inner`."""
+        return np.vdot(E, E), np.vdot(G, F), np.vdot(E, F), np.vdot(F, F)
+
+    def start_curvature(self, W0, m):
+        """``G0[C_m, C_m]`` of the scaled start ``W0`` (host)."""
+        return W0[:, self.cols[m]].T @ W0[:, self.cols[m]]
 
     def pack(self, W):
         """Free entries of the (scaled) host array ``W``, packed, in the namespace of ``S_W``."""
@@ -247,24 +274,26 @@ class _PackedLayout:
 
     def preconditioner(self, W0):
         """ScaledGD: ``V_m -> V_m (G0_{C_m C_m} + eps I)^{-1}`` from the scaled start ``W0``."""
-        pre = [self.xp.asarray(_scaled_gd(W0, self.cols[m]), **self.kw) for m in self.active]
+        pre = [self.xp.asarray(_scaled_gd(self.start_curvature(W0, m)), **self.kw)
+               for m in self.active]
 
         def precondition(v):
             return self.join([vb @ pre[i] for i, vb in enumerate(self.split(v))])
 
         return precondition
 
+    def squared_norm(self):
+        """``||S_W||^2`` (scaled)."""
+        return float(self.xp.sum(self.S_hi * self.S_hi))
+
     def objective(self, x, A, G):
         """``1/2 (||S_W||^2 - 2 <W, S_W W> + ||W^T W||^2)`` in the units of ``S_W``."""
-        xp = self.xp
-        f = 0.5 * (float(xp.sum(self.S_hi * self.S_hi)) - 2.0 * float(x @ A)
-                   + float(np.vdot(G, G)))
+        f = 0.5 * (self.squared_norm() - 2.0 * float(x @ A) + float(self.inner(G, G)))
         return f * self.scale ** 2
 
 
-def _scaled_gd(W0, cols):
-    """``(G0_{C C} + eps I)^{-1}`` for the columns ``C`` of ``W0`` (the ScaledGD block)."""
-    g = W0[:, cols].T @ W0[:, cols]  # G0[C, C]
+def _scaled_gd(g):
+    """``(g + eps I)^{-1}`` for a block ``g`` of the start's curvature (the ScaledGD block)."""
     g = g + (_PRECOND_RIDGE * np.trace(g) / len(g) + 1e-12) * np.eye(len(g))
     return np.linalg.inv(g)
 
@@ -311,6 +340,11 @@ class _DenseLayout:
         Dm = self._mat(D)
         return self._mat(x).T @ Dm, Dm.T @ Dm
 
+    @staticmethod
+    def line_terms(G, E, F):
+        """``<E, E>, <G, F>, <E, F>, <F, F>`` (:meth:`_PackedLayout.line_terms`)."""
+        return np.vdot(E, E), np.vdot(G, F), np.vdot(E, F), np.vdot(F, F)
+
     def gradient(self, x, A, G):
         """``2 (W G - S_W W)`` on the mask (zero outside)."""
         return ((self._mat(x) @ G) * self.mask2).ravel() - 2.0 * A
@@ -330,7 +364,7 @@ class _DenseLayout:
         for rows, cols in zip(self.rows, self.cols):
             full = np.zeros((self.K, self.K))
             if cols.size:
-                full[np.ix_(cols, cols)] = _scaled_gd(W0, cols)
+                full[np.ix_(cols, cols)] = _scaled_gd(W0[:, cols].T @ W0[:, cols])
             blocks.append((rows, full))
 
         def precondition(v):
@@ -349,8 +383,76 @@ class _DenseLayout:
         return f * self.scale ** 2
 
 
-def _layout(S_W, mask, n_features):
-    """:class:`_DenseLayout` for small float64 NumPy problems, :class:`_PackedLayout` else."""
+class _WeightedLayout(_PackedLayout):
+    """:class:`_PackedLayout` for the block-weighted objective.
+
+    ``f(W) = 1/2 sum_{m,l} w_ml ||W_m W_l^T - S_W[m, l]||_F^2`` with ``w`` symmetric and
+    non-negative. With ``Omega`` the ``d x d`` matrix equal to ``w_ml`` on block
+    ``(m, l)``, ``f = 1/2 (||S_W||_w^2 - 2 <W, (Omega * S_W) W> + sum_ml w_ml <G_m, G_l>)``
+    where ``G_m = W_m^T W_m``, so the products use the weighted copy ``Omega * S_W`` (built
+    in place of the scaled copy), the ``K x K`` statistics are kept per modality (a stack
+    of ``(K, K)`` arrays, host) and combined by ``w``: the gradient on modality ``m`` is
+    ``2 (W_m H_m - [(Omega * S_W) W]_m)`` with ``H_m = sum_l w_ml G_l``, and ``H_m`` at the
+    start gives the preconditioner.
+    """
+
+    def __init__(self, S_W, mask, n_features, weights):
+        self.weights = np.asarray(weights, dtype=float)
+        super().__init__(S_W, mask, n_features)
+        self.w_active = self.weights[np.ix_(self.active, self.active)]
+        n = len(self.active)
+        # scatter into a per-modality stack: modality i's entries at offset i K^2
+        KK = self.K * self.K
+        self.g_stack = np.concatenate([i * KK + g for i, g in enumerate(self.g_flat)])
+        self.stack_shape = (n, self.K, self.K)
+
+    def _weigh(self, S_hi):
+        """Weigh the blocks of the scaled copy in place; keep ``||S_W||_w^2``."""
+        rows, total = self.rows, 0.0
+        for m, rm in enumerate(rows):
+            for l, rl in enumerate(rows):
+                block, w = S_hi[rm, rl], float(self.weights[m, l])
+                total += w * float(self.xp.sum(block * block))
+                if w != 1.0:
+                    S_hi[rm, rl] = block * w
+        self._squared_norm = total
+        return S_hi
+
+    def squared_norm(self):
+        return self._squared_norm
+
+    def scatter(self, parts):
+        """Per-modality ``r_m x r_m`` blocks -> a ``(n_active, K, K)`` stack (host)."""
+        flat = self.host(self._concat([self._reshape(p, (-1,)) for p in parts]))
+        return np.bincount(self.g_stack, weights=flat,
+                           minlength=int(np.prod(self.stack_shape))).reshape(self.stack_shape)
+
+    def combine(self, G):
+        """``H_m = sum_l w_ml G_l`` for the stack ``G``."""
+        return (self.w_active @ G.reshape(len(G), -1)).reshape(G.shape)
+
+    def curvatures(self, G):
+        return list(2.0 * self.combine(G).reshape(len(G), -1))
+
+    def inner(self, U, V):
+        return float(np.vdot(U, self.combine(V)))
+
+    def line_terms(self, G, E, F):
+        wE, wF = self.combine(E), self.combine(F)
+        return np.vdot(E, wE), np.vdot(G, wF), np.vdot(E, wF), np.vdot(F, wF)
+
+    def start_curvature(self, W0, m):
+        row_weight = np.concatenate([np.full(sl.stop - sl.start, self.weights[m, l])
+                                     for l, sl in enumerate(self.rows)])
+        block = W0[:, self.cols[m]]
+        return block.T @ (block * row_weight[:, None])
+
+
+def _layout(S_W, mask, n_features, block_weights=None):
+    """:class:`_WeightedLayout` with block weights; else :class:`_DenseLayout` for small
+    float64 NumPy problems and :class:`_PackedLayout` for the others."""
+    if block_weights is not None:
+        return _WeightedLayout(S_W, mask, n_features, block_weights)
     d, K = mask.shape
     if isinstance(S_W, np.ndarray) and S_W.dtype == np.float64 and d * d * K <= _DENSE_WORK:
         return _DenseLayout(S_W, mask, n_features)
@@ -370,13 +472,15 @@ def _line_step(layout, x, grad, D, G, B, slope):
     Returns ``(t, E, F)`` with ``G(t) = G + t E + t^2 F``, or ``None`` without decrease.
     """
     WD, F = layout.line_grams(x, D)
-    E = WD + WD.T
-    c2 = 0.5 * (np.vdot(E, E) + 2.0 * np.vdot(G, F)) - float(D @ B)
-    step = _quartic_step(slope, c2, np.vdot(E, F), 0.5 * np.vdot(F, F))
+    E = WD + np.swapaxes(WD, -1, -2)
+    EE, GF, EF, FF = layout.line_terms(G, E, F)
+    c2 = 0.5 * (EE + 2.0 * GF) - float(D @ B)
+    step = _quartic_step(slope, c2, EF, 0.5 * FF)
     return None if step is None else (float(step[0]), E, F)
 
 
-def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memory=4):
+def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memory=4,
+                block_weights=None):
     """Minimise the masked objective by preconditioned L-BFGS with an exact line search.
 
     ``S_W`` may be any array-API array (NumPy, CuPy, ...); the iterations run in its
@@ -385,13 +489,18 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
     dense ``(d, K)`` array zero outside the mask (:class:`_DenseLayout`); the iteration is
     described in the module docstring and in ``docs/estimation.md``.
 
+    ``block_weights``, an ``(M, M)`` symmetric non-negative array (checked by the caller),
+    gives the block-weighted objective ``1/2 sum_{m,l} w_ml ||W_m W_l^T - S_W[m, l]||_F^2``
+    (:class:`_WeightedLayout`), at the same cost per iteration; ``f`` and ``rel_grad`` are
+    then those of that objective. ``None``: all weights one.
+
     Returns
     -------
     W : ndarray of shape (d, K)
         NumPy, exact zeros outside ``mask``.
     f, n_iter, converged, rel_grad
     """
-    P = _layout(S_W, mask, n_features)
+    P = _layout(S_W, mask, n_features, block_weights)
     W0 = np.asarray(W_init, dtype=float) / math.sqrt(P.scale)
     x = P.pack(W0)
     precondition = P.preconditioner(W0)

@@ -7,6 +7,10 @@ combination that cannot be honoured raises a ValueError. :func:`run_fit` and
 :func:`run_covariance` then bind the structure once and return one
 :class:`hcl_stats._estimation.fit.HCLFitResult`. See ``docs/estimation.md`` and
 ``docs/large-data.md``.
+
+Data with missing values (NaN) are fitted on the covariance path, on NumPy, from their
+pairwise covariance (:mod:`hcl_stats._statistics.missing`) and its joint sample counts; see
+``docs/input.md``.
 """
 
 from __future__ import annotations
@@ -90,8 +94,27 @@ def _check_solver(params, xp):
                          "backend='numpy'")
 
 
-def plan_fit(params, blocks):
-    """The :class:`FitPlan` of ``fit`` on checked ``params`` and (unread) blocks."""
+def _check_missing(params, xp, path):
+    """Raise ValueError for what a fit of data with missing values cannot do."""
+    if path == "reduced":
+        raise ValueError("the data have missing values (NaN), which are fitted from their "
+                         "pairwise covariance: use path='covariance' (path='auto' takes it)")
+    if params["objective"] == "likelihood":
+        raise ValueError("objective='likelihood' is not supported with missing values (NaN): "
+                         "the pairwise covariance they are fitted from is not the statistic "
+                         "of a likelihood; use objective='least_squares'")
+    if not is_numpy(xp):
+        raise ValueError(f"missing values (NaN) are supported on NumPy only; the fit would "
+                         f"run on {xp.__name__}: pass backend='numpy'")
+
+
+def plan_fit(params, blocks, complete=True):
+    """The :class:`FitPlan` of ``fit`` on checked ``params`` and (unread) blocks.
+
+    ``complete``: whether the in-memory blocks were found without missing values (those
+    of memmaps and Dask arrays are found by the statistics, which :func:`run_fit` then
+    checks likewise).
+    """
     lazy = any(is_dask_array(b) or isinstance(b, np.memmap) for b in blocks)
     dask = any(is_dask_array(b) for b in blocks)
     # lazy input: the statistics are chunked on the host and the solver may move
@@ -107,8 +130,11 @@ def plan_fit(params, blocks):
                              f"{xp.__name__}: pass backend='numpy' to copy it to the host, "
                              "or use path='covariance'")
     elif path == "auto":
-        auto = isinstance(params["structure"], str) or dask or not is_numpy(xp)
+        auto = isinstance(params["structure"], str) or dask or not is_numpy(xp) \
+            or not complete
         path = "covariance" if auto else auto_path(blocks)
+    if not complete:
+        _check_missing(params, xp, path)
     return FitPlan(path=path, xp=xp, on_host=lazy or is_numpy(xp))
 
 
@@ -131,20 +157,52 @@ def _bind_structure(params, n_features, names, S=None, n_samples=None):
     return check_structure(params["structure"], n_features, names, n_samples), None
 
 
+def _selection_samples(joint_counts, n_samples, names):
+    """The sample count the selection's tests assume: all samples for complete data, the
+    smallest joint count with missing values (conservative: the covariance blocks behind
+    more samples are less noisy than the tests then assume)."""
+    if joint_counts is None:
+        return n_samples
+    m, l = np.unravel_index(int(np.argmin(joint_counts)), joint_counts.shape)
+    smallest = int(joint_counts[m, l])
+    if smallest < 3:
+        pair = modality_description(m, names) if m == l else \
+            f"{modality_description(m, names)} and {modality_description(l, names)}"
+        raise ValueError(f"structure='auto' selects from the pairwise covariance and needs "
+                         f"3 samples observing each pair of modalities, but {pair} are "
+                         f"observed together in {smallest}: give the structure")
+    return smallest
+
+
+def _missing_kwargs(joint_counts, n_samples):
+    """Extra keyword arguments of the structure check and of ``fit_hcl`` for data with
+    missing values (``joint_counts`` not None): ``(check_kwargs, fit_kwargs)``."""
+    if joint_counts is None:
+        return {}, {}
+    # each covariance block weighs by the samples behind it (docs/estimation.md, section 10)
+    weights = np.asarray(joint_counts, dtype=np.float64) / float(n_samples)
+    return {"joint_counts": joint_counts}, {"block_weights": weights}
+
+
 def _device_blocks(xp, blocks, names):
     """The in-memory blocks in namespace ``xp``, each checked finite (naming its modality)."""
     moved = []
     for m, b in enumerate(blocks):
         b = xp.asarray(b)
         if not bool(xp.all(xp.isfinite(b))):
-            raise ValueError(f"{modality_description(m, names)} contains NaN or infinite "
-                             "values; impute or drop them before fitting")
+            if bool(xp.any(xp.isnan(b))):
+                raise ValueError(f"{modality_description(m, names)} contains missing values "
+                                 f"(NaN), which are supported on NumPy only; the fit would "
+                                 f"run on {xp.__name__}: pass backend='numpy'")
+            raise ValueError(f"{modality_description(m, names)} contains infinite values; "
+                             "check the data's units or scale before fitting")
         moved.append(b)
     return moved
 
 
 def _statistics(plan, blocks, names):
-    """Covariance (in ``plan.xp``), means and sample count of the blocks."""
+    """Covariance (in ``plan.xp``), means, sample count and joint counts (None for complete
+    data) of the blocks."""
     if plan.on_host:
         # arrays of other namespaces copied to NumPy; finiteness is checked per modality
         # by the chunked statistics, which name it
@@ -153,8 +211,8 @@ def _statistics(plan, blocks, names):
         # a small product runs on one BLAS thread: waking (and, on a busy machine, the
         # spinning of) a thread pool costs more than the product
         with serial_blas() if n * d * d <= _SERIAL_COVARIANCE else contextlib.nullcontext():
-            return covariance_statistics(blocks, names)
-    return sample_covariance(_device_blocks(plan.xp, blocks, names))
+            return covariance_statistics(blocks, names, missing="allow")
+    return (*sample_covariance(_device_blocks(plan.xp, blocks, names)), None)
 
 
 def resolve_scale(params):
@@ -201,40 +259,50 @@ def _in_data_units(result, factors, n_features, means, total_variance, objective
         total_variance=np.asarray(total_variance, dtype=np.float64), objective=float(f))
 
 
-def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=None):
-    """Covariance path: fit ``S``; returns ``(result, structure, selection)``.
+def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=None,
+                   joint_counts=None):
+    """Covariance path: fit ``S``; returns ``(result, structure, selection, joint_counts)``.
 
     ``bound``: the ``(structure, selection)`` already bound by the caller, else bound here.
+    ``joint_counts``: the (M, M) samples observing each modality and each pair when the
+    data have missing values (``S`` is then their pairwise covariance), else None.
     The structure is selected on, and the model fitted to, ``S`` rescaled by the ``scale``
     rule; the result is reported in the data's units.
     """
+    if joint_counts is not None:  # missing values found by the statistics
+        _check_missing(params, plan.xp, "covariance")
+    check_kwargs, fit_kwargs = _missing_kwargs(joint_counts, n_samples)
     S_fit = plan.xp.asarray(S) if not is_numpy(plan.xp) else np.asarray(to_numpy(S))
     diag = np.diagonal(np.asarray(to_numpy(S), dtype=np.float64)).copy()
     factors = feature_scales(diag, n_features, resolve_scale(params))
     S_fit = _rescaled(S_fit, factors, plan.xp)
-    structure, selection = bound or _bind_structure(params, n_features, names, S_fit,
-                                                    n_samples)
+    structure, selection = bound or _bind_structure(
+        params, n_features, names, S_fit, _selection_samples(joint_counts, n_samples, names))
+    if joint_counts is not None:
+        structure = check_structure(structure, n_features, names, n_samples, **check_kwargs)
     result = fit_hcl(S_fit, n_features, structure,
                      denoise=params["denoise"], solver=params["solver"],
                      max_iter=params["max_iter"], tol=params["tol"],
                      random_state=params["random_state"], means=to_numpy(means),
-                     objective=params["objective"], n_samples=n_samples)
+                     objective=params["objective"], n_samples=n_samples, **fit_kwargs)
     rows = row_slices(n_features)
     means = np.asarray(to_numpy(means), dtype=np.float64).reshape(-1)
     result = _in_data_units(result, factors, n_features, [means[r] for r in rows],
                             [diag[r].sum() for r in rows], params["objective"], n_samples)
-    return result, structure, selection
+    return result, structure, selection, joint_counts
 
 
 def run_fit(params, plan, blocks, names):
-    """Run ``plan`` on the blocks; returns ``(result, structure, selection)``."""
+    """Run ``plan`` on the blocks; returns ``(result, structure, selection,
+    joint_counts)`` (``joint_counts``: see :func:`run_covariance`)."""
     n_features = [b.shape[1] for b in blocks]
     # a given structure is bound before any value is read; "auto" needs the covariance
     bound = None if isinstance(params["structure"], str) else \
         _bind_structure(params, n_features, names, n_samples=blocks[0].shape[0])
     if plan.path == "covariance":
-        S, means, n = _statistics(plan, blocks, names)
-        return run_covariance(params, plan, S, means, n, n_features, names, bound)
+        S, means, n, joint_counts = _statistics(plan, blocks, names)
+        return run_covariance(params, plan, S, means, n, n_features, names, bound,
+                              joint_counts)
     structure, selection = bound
     blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
     factors = None
@@ -255,4 +323,4 @@ def run_fit(params, plan, blocks, names):
         result = _in_data_units(result, factors, n_features, means,
                                 [v.sum() for v in variances], params["objective"],
                                 blocks[0].shape[0])
-    return result, structure, selection
+    return result, structure, selection, None

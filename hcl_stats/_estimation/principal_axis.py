@@ -33,14 +33,17 @@ def diagonal_noise(diag_S, W):
 
 
 def alternate_noise(denoised, lift, diag_S, C_init, mask, n_features, *, max_iter=2000,
-                    tol=1e-5, max_rounds=100):
+                    tol=1e-5, max_rounds=100, block_weights=None):
     """Alternate ``psi = diag(S - W W^T)`` and the masked least-squares fit of ``S - Psi``.
 
     The least-squares problem may live in a basis (the reduced path): ``denoised(psi)`` is
     the matrix it fits (``S - diag(psi)``, or ``Q^T (S - Psi) Q``), ``mask`` and
     ``n_features`` are its own, and ``lift(C)`` maps its loadings to the ``(d, K)`` ones.
     Stops when the noise variances change by at most ``tol`` (relative, largest over the
-    features) in a round and the last inner fit converged.
+    features) in a round and the last inner fit converged. With ``block_weights`` the inner
+    fits are block-weighted (:func:`hcl_stats._estimation.lbfgs.solve_lbfgs`); the noise
+    step is the same, since each diagonal entry lies in one block and its weight does not
+    move the entry's minimiser.
 
     Returns
     -------
@@ -57,7 +60,8 @@ def alternate_noise(denoised, lift, diag_S, C_init, mask, n_features, *, max_ite
     f, rel_grad = np.nan, np.inf
     for _ in range(max_rounds):
         C, f, used, inner_ok, rel_grad = solve_lbfgs(
-            denoised(psi), C, mask, n_features, max_iter=max(max_iter - n_iter, 1), tol=tol)
+            denoised(psi), C, mask, n_features, max_iter=max(max_iter - n_iter, 1), tol=tol,
+            block_weights=block_weights)
         n_iter += used
         psi_new = diagonal_noise(diag_S, lift(C))
         change = float(np.max(np.abs(psi_new - psi) / psi))
@@ -76,7 +80,7 @@ def alternate_noise(denoised, lift, diag_S, C_init, mask, n_features, *, max_ite
 
 
 def solve_principal_axis(S, n_features, mask, W_init, *, max_iter=2000, tol=1e-5,
-                         max_rounds=100):
+                         max_rounds=100, block_weights=None):
     """Principal-axis alternation on a covariance ``S`` (:func:`alternate_noise`).
 
     Parameters
@@ -90,6 +94,8 @@ def solve_principal_axis(S, n_features, mask, W_init, *, max_iter=2000, tol=1e-5
         Inner solver iterations in total.
     tol : float, default=1e-5
     max_rounds : int, default=100
+    block_weights : ndarray of shape (M, M), optional
+        Weights of the block-weighted objective (:func:`alternate_noise`).
 
     Returns
     -------
@@ -101,4 +107,4 @@ def solve_principal_axis(S, n_features, mask, W_init, *, max_iter=2000, tol=1e-5
     S = np.asarray(S)
     return alternate_noise(lambda psi: subtract_diagonal(S, psi), lambda C: C,
                            np.diagonal(S), W_init, mask, n_features, max_iter=max_iter,
-                           tol=tol, max_rounds=max_rounds)
+                           tol=tol, max_rounds=max_rounds, block_weights=block_weights)

@@ -41,7 +41,7 @@ def per_rule(psi, denoise, n_features):
 
 
 def refine_covariance(S, n_features, structure, W, noise, *, denoise, objective, n_samples,
-                      max_iter, tol):
+                      max_iter, tol, block_weights=None):
     """Refine the least-squares fit ``(W, noise)`` of the covariance ``S``.
 
     Parameters
@@ -61,6 +61,9 @@ def refine_covariance(S, n_features, structure, W, noise, *, denoise, objective,
         The likelihood is that of the data: ``S`` is rescaled to the divisor ``n``.
     max_iter, tol
         See :class:`hcl_stats.HCL`.
+    block_weights : ndarray of shape (M, M), optional
+        Weights of the block-weighted least-squares objective (``denoise="diagonal"`` with
+        ``objective="least_squares"`` only).
 
     Returns
     -------
@@ -76,7 +79,7 @@ def refine_covariance(S, n_features, structure, W, noise, *, denoise, objective,
     mask = structure.mask(n_features)
     if objective == "least_squares":  # denoise == "diagonal"
         W, psi, f, n_iter, converged, rel = solve_principal_axis(
-            S, n_features, mask, W, max_iter=max_iter, tol=tol)
+            S, n_features, mask, W, max_iter=max_iter, tol=tol, block_weights=block_weights)
         return W, psi, f, n_iter, converged, rel
     n = int(n_samples)
     res = solve_likelihood(S * ((n - 1) / n), n_features, mask, W,

@@ -16,7 +16,8 @@ import numpy as np
 import scipy.stats
 
 __all__ = ["tw1_quantile", "mp_edge", "wishart_edge_threshold", "mp_median",
-           "cca_largest_root_threshold", "spike_population", "spike_signal", "spike_cosine2"]
+           "cca_largest_root_threshold", "spike_population", "spike_signal", "spike_cosine2",
+           "sphericity_statistic"]
 
 # Chiani (2014): TW1 is well approximated by a shifted gamma law (shape, scale, shift).
 _TW1_GAMMA = (46.446, 0.186054, 9.84801)
@@ -127,3 +128,28 @@ def spike_cosine2(ell, gamma):
     """Squared cosine between a sample spike eigenvector and its population direction."""
     return float(max((1.0 - gamma / ell ** 2) / (1.0 + gamma / ell), 0.0))
 
+
+
+def sphericity_statistic(evals, df):
+    """John's sphericity statistic of a sample covariance, standardised for high dimension.
+
+    ``evals``: the ``q`` eigenvalues of a sample covariance with ``df`` degrees of freedom
+    (zeros included when ``q > df``). With ``U = mean((evals / mean(evals) - 1)^2)``,
+    ``(df U - q - 1) / 2`` is asymptotically standard normal under white noise
+    (``Sigma = sigma^2 I``) as ``q`` and ``df`` grow together, at any ratio ``q / df``
+    (John 1971; Ledoit and Wolf 2002); it grows with any departure from sphericity.
+    ``inf`` for fewer than two eigenvalues or a zero trace (nothing to test).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).standard_normal((2000, 50))
+    >>> abs(sphericity_statistic(np.linalg.eigvalsh(np.cov(X, rowvar=False)), 1999)) < 3
+    True
+    """
+    evals = np.clip(np.asarray(evals, dtype=float), 0.0, None)
+    q, mean = len(evals), float(np.mean(evals)) if len(evals) else 0.0
+    if q < 2 or mean <= 0:
+        return float("inf")
+    U = float(np.mean((evals / mean - 1.0) ** 2))
+    return (df * U - q - 1.0) / 2.0

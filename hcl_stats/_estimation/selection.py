@@ -8,8 +8,10 @@ Nothing is enumerated over candidate structures; one function per step
    from the eigenvalues of ``S_mm`` against the Tracy-Widom edge of white noise
    (Johnstone 2001), iterated to a fixed point, and counting only eigenvalues above the
    strength floor (``strength`` times the mean eigenvalue of ``S_mm``: a factor must be
-   strong as well as above the noise); the top-``k_m`` eigenvectors ``U_m`` are the
-   reduced variables used from then on. Steps 1b and 5 apply the same floor.
+   strong as well as above the noise) where the eigenvalues beyond the detected factors
+   are not those of white noise (:func:`_white_bulk`); the top-``k_m`` eigenvectors
+   ``U_m`` are the reduced variables used from then on. Steps 1b and 5 apply the same
+   floor.
 1b. :func:`_augment`: shared directions too weak for the modality's own spectrum, found by
    canonical correlations of all of ``x_m`` with the other modalities; used for the
    geometry of steps 2-3 only, never in a test.
@@ -42,10 +44,12 @@ from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
+import scipy.stats
 
 from hcl_stats._estimation.rmt import (
     cca_largest_root_threshold,
     mp_median,
+    sphericity_statistic,
     spike_cosine2,
     spike_population,
     spike_signal,
@@ -444,11 +448,27 @@ def _strength_floor(evals, p, df, strength):
     return strength * float(np.clip(evals[:nz], 0.0, None).sum()) / nz
 
 
+def _white_bulk(evals, p, df, k, alpha, m, record):
+    """Whether the eigenvalues of modality ``m`` beyond its ``k`` detected factors are
+    those of white noise: John's sphericity test (:func:`rmt.sphericity_statistic`) of
+    the bulk ``evals[k:p]`` at level ``alpha``. There the random-matrix tests are exact
+    and a factor they detect stands out of the noise by itself; the strength floor is
+    for the spectra that decay with no white bulk."""
+    z = sphericity_statistic(evals[k:p], df - k)
+    threshold = float(scipy.stats.norm.isf(alpha))
+    white = z <= threshold
+    record("strength", (m,), m, None, "sphericity of the eigenvalues beyond the factors "
+           "detected (floor applied when above the threshold)", min(z, 1e300), threshold,
+           not white)
+    return white
+
+
 def _reduced_bases(S, rows, n_features, df, alpha, max_rank, strength, record):
     """Step 1: each modality's noise variance, rank ``k_m`` and reduced basis ``U_m``,
     with the sample spikes ``lam``, their estimated signal variances ``sig`` and the
     strength floors (:func:`_strength_floor`): ``k_m`` counts the eigenvalues above both
-    the white-noise edge and the floor."""
+    the white-noise edge and the floor. The floor is 0 for a modality whose eigenvalues
+    beyond its detected factors are those of white noise (:func:`_white_bulk`)."""
     M = len(rows)
     noise = np.zeros(M)
     floors = np.zeros(M)
@@ -457,13 +477,16 @@ def _reduced_bases(S, rows, n_features, df, alpha, max_rank, strength, record):
         p = n_features[m]
         evals, evecs = small_eigh(S[rows[m], rows[m]])
         evals, evecs = evals[::-1], evecs[:, ::-1]
-        cap = None if max_rank is None else max_rank * 2 ** (M - 1)
-        floors[m] = _strength_floor(evals, p, df, strength)
-        strong = int(np.sum(evals[:min(p, df)] > floors[m]))
-        record("strength", (m,), m, None, "eigenvalues above strength x mean eigenvalue",
-               strong, floors[m], True)
-        sigma2, km, thresholds = _modality_rank(evals, p, df, alpha,
-                                                min(_max_factors(p, df, cap), strong))
+        kmax = _max_factors(p, df, None if max_rank is None else max_rank * 2 ** (M - 1))
+        sigma2, km, thresholds = _modality_rank(evals, p, df, alpha, kmax)
+        if strength > 0 and not _white_bulk(evals, p, df, km, alpha, m, record):
+            floors[m] = _strength_floor(evals, p, df, strength)
+            strong = int(np.sum(evals[:min(p, df)] > floors[m]))
+            record("strength", (m,), m, None, "eigenvalues above strength x mean eigenvalue",
+                   strong, floors[m], True)
+            if strong < kmax:  # the count under the floor's cap, as its own fixed point
+                sigma2, km, thresholds = _modality_rank(evals, p, df, alpha,
+                                                        min(kmax, strong))
         noise[m] = sigma2
         for j, t in enumerate(thresholds):
             record("modality rank", (m,), m, j, "eigenvalue", evals[j], t, j < km)
@@ -674,7 +697,10 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
         many factors as it has features. The random-matrix tests answer "is this above
         pure noise?", which on real data with a smoothly decaying spectrum and thousands
         of samples nearly every direction is; the floor keeps the factors that are also
-        strong. ``0`` keeps every factor the tests detect.
+        strong. It applies to the modalities whose eigenvalues beyond the detected
+        factors are not those of white noise (John's sphericity test at level ``alpha``;
+        the "strength" rows of the evidence); where they are, the tests are exact and
+        the floor is 0. ``0`` keeps every factor the tests detect.
 
     Returns
     -------

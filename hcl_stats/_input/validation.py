@@ -23,11 +23,16 @@ from hcl_stats._numerics.backend import (
     real_float_dtype,
     to_numpy,
 )
-from hcl_stats._structure import Structure, modality_description
+from hcl_stats._structure import (
+    Structure,
+    describe_shortfall,
+    joint_shortfalls,
+    modality_description,
+)
 
 __all__ = ["Blocks", "read_blocks", "check_blocks", "check_structure", "check_total_rank",
            "check_fitted_blocks", "read_fitted_blocks", "check_feature_names",
-           "check_covariance"]
+           "check_covariance", "check_observed_counts", "check_shared_samples"]
 
 
 def _frame_to_array(frame, where):
@@ -162,12 +167,13 @@ def _is_lazy(block):
         isinstance(block, np.ndarray) and block.dtype.kind in "biuf")
 
 
-def check_finite(arr, where, value_range=None):
+def check_finite(arr, where, value_range=None, allow_nan=False):
     """Raise the ValueError naming ``where`` unless ``arr`` is all finite.
 
     Missing cells (NaN; ``None`` and ``pd.NA`` are read as NaN) and infinite cells are
-    counted in the message. Returns the largest absolute value. ``value_range``: the
-    column maxima and minima of ``arr`` when the caller has them.
+    counted in the message. Returns the largest absolute value (of the observed cells).
+    ``value_range``: the column maxima and minima of ``arr`` when the caller has them.
+    ``allow_nan``: missing cells are accepted (infinite ones still raise).
     """
     if arr.size == 0:
         return 0.0
@@ -178,6 +184,10 @@ def check_finite(arr, where, value_range=None):
         return max(hi, -lo)
     missing, infinite = np.isnan(arr), np.isinf(arr)
     n_missing, n_infinite = int(np.count_nonzero(missing)), int(np.count_nonzero(infinite))
+    if allow_nan:
+        n_missing = 0
+        if not n_infinite:
+            return _observed_largest(arr)
     bad = missing if n_missing else infinite
     rows = bad.any(axis=1) if arr.ndim == 2 else bad
     where_rows = f" in {int(np.count_nonzero(rows))} sample(s), first in row " \
@@ -192,6 +202,13 @@ def check_finite(arr, where, value_range=None):
         f"{where} contains infinite values: {n_infinite} infinite value(s){where_rows}; "
         "check the data's units or scale before fitting"
     )
+
+
+def _observed_largest(arr):
+    """The largest absolute value of the non-NaN cells (0 when there is none)."""
+    # fmax / fmin skip NaN without the RuntimeWarning of nanmax on an all-NaN array
+    hi, lo = np.fmax.reduce(arr, axis=None), np.fmin.reduce(arr, axis=None)
+    return 0.0 if np.isnan(hi) else max(float(hi), -float(lo))
 
 
 def check_scale(largest, where, n_samples, n_total_features):
@@ -213,15 +230,16 @@ def check_scale(largest, where, n_samples, n_total_features):
         )
 
 
-def check_spread(value_range, where):
+def check_spread(value_range, where, missing=False):
     """Raise ValueError naming ``where`` when a modality (to be fitted) does not vary, or
     varies so little that the squares of its covariance underflow (``(1e-70)^4`` is
     below the smallest normal float64). ``value_range``: its column maxima and minima."""
     hi, lo = value_range
     spread = float(np.max(hi.astype(np.float64) - lo))
     if spread == 0.0:
-        raise ValueError(f"{where} is constant (every feature takes one value): it carries "
-                         "no information to fit")
+        observed = " in the samples that observe it" if missing else ""
+        raise ValueError(f"{where} is constant{observed} (every feature takes one value): "
+                         "it carries no information to fit")
     if spread < _SMALLEST_SPREAD:
         raise ValueError(
             f"{where} varies by at most {spread:.3g}: the squares of its covariance would "
@@ -247,12 +265,22 @@ class Blocks:
     feature_names : tuple of (ndarray of str or None)
         Each modality's column names (DataFrame columns, AnnData ``var_names``) when they
         are strings, else ``None``.
+    n_missing : tuple of (int or None)
+        Each modality's number of missing (NaN) cells; ``None`` for a modality passed as
+        ``None`` and for memmaps and Dask arrays, whose values are not read here.
     """
 
     arrays: tuple
     names: tuple | None
     sample_index: pd.Index | None
     feature_names: tuple
+    n_missing: tuple = ()
+
+    @property
+    def complete(self):
+        """Whether no missing value was found (values of memmaps and Dask arrays are
+        read later, by the statistics, and count as complete here)."""
+        return not any(self.n_missing)
 
     @property
     def n_samples(self):
@@ -303,7 +331,7 @@ def _check_shape(arr, where, expected):
 
 
 def read_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samples=2,
-                lazy=False, fitting=False):
+                lazy=False, fitting=False, missing="raise"):
     """Validate multi-block input, match its samples, and return it as :class:`Blocks`.
 
     Parameters
@@ -330,13 +358,21 @@ def read_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samp
         :func:`hcl_stats._statistics.chunked.covariance_statistics` does).
     fitting : bool, default=False
         The data are about to be fitted: an in-memory modality that does not vary (or
-        varies by less than ``1e-70``) raises too.
+        varies by less than ``1e-70``) raises too, and so do (with ``missing="allow"``) a
+        feature observed in fewer than two samples and a modality that shares no sample
+        with the others.
+    missing : {"raise", "allow"}, default="raise"
+        ``"allow"``: missing values (NaN, ``None``, ``pd.NA``) are passed on as NaN, and
+        labelled modalities holding different samples are outer-joined (the samples are
+        the union of the labels, a MuData object's ``obs_names``; a sample absent from a
+        modality is a row of NaN there). ``"raise"``: a ValueError counts them.
 
     Returns
     -------
     Blocks
         Arrays are not copied when they already are floating NumPy arrays in the reference
         sample order, so callers must never write into them.
+        ``Blocks.n_missing`` counts each in-memory modality's missing cells.
 
     Raises
     ------
@@ -372,26 +408,85 @@ def read_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samp
         deferred.append(lazy_m and (isinstance(arr, np.memmap) or type(arr) is not np.ndarray))
     if all(a is None for a in arrays):
         raise ValueError("every modality is None: at least one must be observed")
-    arrays, index = align_samples(arrays, labels, wheres, reference)
-    _check_values(arrays, wheres, deferred, min_samples, fitting)
-    return Blocks(tuple(arrays), got_names, index, tuple(features))
+    allow_nan = _check_missing_option(missing)
+    arrays, index = align_samples(arrays, labels, wheres, reference, outer=allow_nan)
+    n_missing = _check_values(arrays, wheres, deferred, min_samples, fitting, allow_nan)
+    return Blocks(tuple(arrays), got_names, index, tuple(features), n_missing)
 
 
-def _check_values(arrays, wheres, deferred, min_samples, fitting):
-    """Enough samples; finite values of a scale the fit can square (in-memory arrays)."""
+def _check_missing_option(missing):
+    if missing not in ("raise", "allow"):
+        raise ValueError(f"missing must be 'raise' or 'allow', got {missing!r}")
+    return missing == "allow"
+
+
+def _check_values(arrays, wheres, deferred, min_samples, fitting, allow_nan):
+    """Enough samples; finite values of a scale the fit can square (in-memory arrays);
+    with ``allow_nan``, the count of missing cells per modality (None where not read)."""
     present = [m for m, a in enumerate(arrays) if a is not None]
     n = arrays[present[0]].shape[0]
     if n < min_samples:
         raise ValueError(f"{wheres[present[0]]} has {n} sample(s); at least {min_samples} "
                          "are needed")
     d = sum(arrays[m].shape[1] for m in present)
+    n_missing = [None] * len(arrays)
+    observed_rows = {}
     for m in present:
-        if not deferred[m]:  # one pass for the column ranges, no temporary array
-            value_range = (np.max(arrays[m], axis=0), np.min(arrays[m], axis=0))
-            largest = check_finite(arrays[m], wheres[m], value_range)
-            check_scale(largest, wheres[m], n, d)
+        if deferred[m]:
+            continue
+        # one pass for the column ranges, no temporary array; NaN propagates into them
+        value_range = (np.max(arrays[m], axis=0), np.min(arrays[m], axis=0))
+        complete = bool(np.isfinite(value_range[0]).all() and np.isfinite(value_range[1]).all())
+        largest = check_finite(arrays[m], wheres[m], value_range, allow_nan=allow_nan)
+        check_scale(largest, wheres[m], n, d)
+        n_missing[m] = 0
+        if not complete:  # missing cells (allowed): ranges and counts of the observed ones
+            observed = ~np.isnan(arrays[m])
+            n_missing[m] = int(observed.size - np.count_nonzero(observed))
+            value_range = (np.fmax.reduce(arrays[m], axis=0), np.fmin.reduce(arrays[m], axis=0))
             if fitting:
-                check_spread(value_range, wheres[m])
+                check_observed_counts(observed.sum(axis=0), wheres[m])
+            observed_rows[m] = observed.any(axis=1)
+        if fitting:
+            check_spread(value_range, wheres[m], missing=not complete)
+    if fitting and observed_rows:
+        _check_shared_samples(observed_rows, present, wheres, n)
+    return tuple(n_missing)
+
+
+def check_observed_counts(counts, where):
+    """Every feature observed in at least two samples (a variance needs two).
+
+    ``counts``: the number of samples observing each feature of the modality ``where``.
+    """
+    j = int(np.argmin(counts))
+    if counts[j] < 2:
+        raise ValueError(f"{where}: feature {j} is observed in {int(counts[j])} sample(s) "
+                         "(the others are missing); every feature needs at least 2")
+
+
+def _check_shared_samples(observed_rows, present, wheres, n):
+    """With several modalities, each shares at least one sample with another one."""
+    rows = np.column_stack([observed_rows.get(m, np.ones(n, dtype=bool)) for m in present])
+    rows = rows.astype(np.int64)
+    check_shared_samples(rows.T @ rows, [wheres[m] for m in present])
+
+
+def check_shared_samples(joint_counts, wheres):
+    """Raise ValueError unless every modality shares a sample with another one.
+
+    ``joint_counts``: the (M, M) numbers of samples observing both modalities of a pair;
+    ``wheres``: the modalities' descriptions, for the message.
+    """
+    joint = np.asarray(joint_counts)
+    if joint.shape[0] < 2:
+        return
+    for m in range(joint.shape[0]):
+        if not np.any(np.delete(joint[m], m)):
+            raise ValueError(
+                f"{wheres[m]} shares no sample with the other modalities (the samples it "
+                "observes are missing from all of them): nothing can be learnt about what "
+                "it shares; check the sample labels")
 
 
 def check_blocks(X, **kwargs):
@@ -403,7 +498,7 @@ def check_blocks(X, **kwargs):
     return list(blocks.arrays), blocks.names
 
 
-def check_structure(structure, n_features, names=None, n_samples=None):
+def check_structure(structure, n_features, names=None, n_samples=None, joint_counts=None):
     """Return ``structure`` as a :class:`Structure` bound to the data, or raise.
 
     Checks that the structure covers exactly the data's modalities (by name when the data
@@ -411,6 +506,12 @@ def check_structure(structure, n_features, names=None, n_samples=None):
     not in the data raises), that no modality is asked to carry more factors than it has
     features, and, given ``n_samples``, that the total rank ``K`` is below ``n - 1`` (the
     rank of the centred data, with room left for the noise).
+
+    ``joint_counts`` (an ``(M, M)`` array: samples observing each modality on the diagonal,
+    samples observing both of two modalities off it) adds the checks of incomplete data:
+    every modality observed in more samples than the factors it carries, and every two
+    modalities that share a block observed together in more samples than the factors of
+    the blocks containing both (:func:`hcl_stats._structure.joint_shortfalls`).
     """
     if isinstance(structure, dict):
         structure = Structure(structure, modalities=names if names else None)
@@ -447,6 +548,11 @@ def check_structure(structure, n_features, names=None, n_samples=None):
             )
     if n_samples is not None:
         check_total_rank(structure.n_components, n_samples, "the structure has")
+    if joint_counts is not None:
+        short = joint_shortfalls(structure, joint_counts)
+        if short:
+            raise ValueError(describe_shortfall(short[0], structure) + "; drop or merge the "
+                             "block, lower its rank, or use samples that observe more modalities")
     return structure
 
 
@@ -497,12 +603,13 @@ def check_fitted_blocks(estimator, X, *, allow_missing=False):
     return list(read_fitted_blocks(estimator, X, allow_missing=allow_missing).arrays)
 
 
-def read_fitted_blocks(estimator, X, *, allow_missing=False):
+def read_fitted_blocks(estimator, X, *, allow_missing=False, missing="raise"):
     """Validate ``X`` against what ``estimator`` saw at fit and return :class:`Blocks`.
 
-    Samples are aligned as at fit (:func:`read_blocks`); modality names, widths and, where
-    the model recorded them (``feature_names_in_``), each modality's feature names must
-    match (:func:`check_feature_names`).
+    Samples are aligned as at fit (:func:`read_blocks`, with its ``allow_missing`` and
+    ``missing``); modality names, widths and, where the model recorded them
+    (``feature_names_in_``), each modality's feature names must match
+    (:func:`check_feature_names`).
     """
     named = bool(estimator.modality_names_in_)
     blocks = read_blocks(
@@ -511,6 +618,7 @@ def read_fitted_blocks(estimator, X, *, allow_missing=False):
         names=estimator.structure_.modality_names if named else None,
         allow_missing=allow_missing,
         min_samples=1,
+        missing=missing,
     )
     if (isinstance(X, dict) or is_mudata(X)) != named:
         kind = "a dict" if named else "a list"

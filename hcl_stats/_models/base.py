@@ -20,10 +20,12 @@ from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
 
 from hcl_stats._input.validation import check_total_rank, read_fitted_blocks
+from hcl_stats._models.posterior import posterior_moments
 from hcl_stats._models.scoring import GaussianScoreMixin
 from hcl_stats._models.summary import model_summary
+from hcl_stats._structure import modality_description
 
-__all__ = ["BlockFactorModel"]
+__all__ = ["BlockFactorModel", "describe_missing"]
 
 # explained_variance()'s residual below -5% of a modality's total warns at fit
 _NOISE_EXCESS = 0.05
@@ -57,6 +59,16 @@ def _check_finite_attribute(model, name, value):
                 )
 
 
+def describe_missing(inputs):
+    """``"modality 1 contains NaN: 6 missing value(s) in 2 sample(s) (...)"``: the first
+    modality of the validated input ``inputs`` (:class:`Blocks`) with missing values."""
+    m = next(m for m, k in enumerate(inputs.n_missing) if k)
+    rows = int(np.count_nonzero(np.isnan(inputs.arrays[m]).any(axis=1)))
+    absent = ", or samples absent from its index" if inputs.sample_index is not None else ""
+    return (f"{modality_description(m, inputs.names)} contains NaN: {inputs.n_missing[m]} "
+            f"missing value(s) in {rows} sample(s) (NaN, None or pd.NA{absent})")
+
+
 class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
     """Base class of the multi-block factor models (not for direct use).
 
@@ -84,6 +96,9 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
     sample_index_ : pandas.Index or None
         Labels of the training samples, in the order the model saw them (``None`` for
         arrays and summary statistics).
+    n_joint_samples_ : ndarray of shape (M, M) of int
+        Samples observing each modality (diagonal) and each pair of modalities;
+        ``n_samples_`` everywhere for complete data.
 
     When the noise comes from a ``denoise`` rule (HCL, ConcatSVD), a modality whose fitted
     noise and signal exceed its total variance by more than 5% (``explained_variance()``'s
@@ -92,8 +107,11 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
 
     # -- bookkeeping shared by subclasses -----------------------------------------------------
     def _set_fitted(self, *, structure, loadings, means, noise_variance, total_variance,
-                    names, n_samples, extra=None):
+                    names, n_samples, joint_counts=None, extra=None):
         """Store the fitted attributes shared by every model, then ``extra`` ones.
+
+        ``joint_counts``: the (M, M) samples observing each modality and each pair (data
+        with missing values); None: ``n_samples`` everywhere.
 
         Raises
         ------
@@ -117,6 +135,9 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
             "n_modalities_": len(means),
             "n_components_": structure.n_components,
             "n_samples_": int(n_samples),
+            "n_joint_samples_": (np.full((len(means), len(means)), int(n_samples))
+                                 if joint_counts is None
+                                 else np.array(joint_counts, dtype=np.int64)),
             # set from the data by _record_input; none for summary statistics
             "feature_names_in_": [None] * len(means),
             "sample_index_": None,
@@ -215,20 +236,30 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
         W = self.loadings_
         return W @ W.T + np.diag(self.feature_noise_variance())
 
-    def transform(self, X):
-        """Posterior-mean scores ``E[z | x]`` of new samples.
+    def transform(self, X, return_std=False):
+        """Posterior-mean scores ``E[z | x_o]`` of new samples from their observed entries.
 
-        ``E[z | x] = (I + W_o^T Psi_o^{-1} W_o)^{-1} W_o^T Psi_o^{-1} (x_o - mu_o)``, where
-        ``o`` are the modalities given: a modality passed as ``None`` is treated as
-        missing and the scores use the others (docs/model.md).
+        ``E[z | x_o] = C_o W_o^T Psi_o^{-1} (x_o - mu_o)`` with
+        ``C_o = (I + W_o^T Psi_o^{-1} W_o)^{-1}`` the posterior covariance, where ``o``
+        are the entries the sample observes: a modality passed as ``None``, a row of NaN
+        (a modality missing for that sample) and scattered NaN cells are left out, and a
+        factor carried only by modalities a sample does not observe gets the prior, mean 0
+        and standard deviation 1 (docs/model.md). Samples are grouped by the modalities
+        they observe (one ``K x K`` solve per group); samples with scattered missing cells
+        cost ``O(d K^2)`` each.
 
         Parameters
         ----------
         X : list, tuple or dict of array-like of shape (n_samples, p_m), or MuData
-            Same modalities and widths as at fit; entries may be ``None``. Samples are
-            matched by label as at fit (DataFrame index, AnnData / MuData ``obs_names``;
-            the first labelled modality's order, a MuData object's own), and each
-            modality's feature names must be those seen at fit, in the same order.
+            Same modalities and widths as at fit; entries may be ``None`` and values NaN
+            (``None`` and ``pd.NA`` cells are read as NaN). Samples are matched by label as
+            at fit (DataFrame index, AnnData / MuData ``obs_names``; the first labelled
+            modality's order, a MuData object's own); labelled modalities holding
+            different samples are outer-joined (a sample absent from one is missing
+            there). Each modality's feature names must be those seen at fit, in the same
+            order.
+        return_std : bool, default=False
+            Also return the posterior standard deviations ``sqrt(diag C_o)``.
 
         Returns
         -------
@@ -236,30 +267,50 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
             Scores, columns ordered as ``structure_.blocks``. Under
             ``set_output(transform="pandas")``: a DataFrame indexed by the samples' labels,
             with the columns of :meth:`get_feature_names_out`.
+        Z_std : ndarray of shape (n_samples, K), or DataFrame
+            Only with ``return_std``: the posterior standard deviations, laid out as ``Z``.
         """
+        if not isinstance(return_std, (bool, np.bool_)):
+            raise TypeError(f"return_std must be True or False, got {return_std!r}")
+        inputs, post = self._posterior(X, covariance=bool(return_std))
+        out = (post.mean, post.std()) if return_std else (post.mean,)
+        # scikit-learn's wrapper only knows the index of a DataFrame input: with several
+        # modalities the frames are built here, the wrapper keeps their index
+        if _get_output_config("transform", self)["dense"] == "pandas":
+            out = tuple(pd.DataFrame(a, index=inputs.sample_index,
+                                     columns=self.get_feature_names_out()) for a in out)
+        return out if return_std else out[0]
+
+    def fit_transform(self, X, y=None, return_std=False):
+        """Fit to ``X`` and return its posterior-mean scores (see :meth:`transform`).
+
+        Parameters
+        ----------
+        X : list, tuple or dict of array-like of shape (n_samples, p_m), or MuData
+        y : ignored
+        return_std : bool, default=False
+            Also return the posterior standard deviations.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, K), or DataFrame
+        Z_std : ndarray of shape (n_samples, K), or DataFrame
+            Only with ``return_std``.
+        """
+        return self.fit(X).transform(X, return_std=return_std)
+
+    def _posterior(self, X, *, covariance=False):
+        """``(Blocks, Posterior)``: the validated ``X`` and the posterior of its factors
+        (:func:`hcl_stats._models.posterior.posterior_moments`)."""
         check_is_fitted(self, "loadings_")
-        inputs = read_fitted_blocks(self, X, allow_missing=True)
-        rows = self._rows()
-        K = self.n_components_
-        precision = np.eye(K)
-        rhs = 0.0
+        inputs = read_fitted_blocks(self, X, allow_missing=True, missing="allow")
         floor = 1e-12 * max(float(np.max(self.total_variance_ / self.n_features_per_modality_)),
                             1e-300)
-        noise = self.feature_noise_variance()
-        for m, block in enumerate(inputs.arrays):
-            if block is None:
-                continue
-            Wm = self.loadings_[rows[m]]
-            scaled = Wm / np.maximum(noise[rows[m]], floor)[:, None]  # Psi_m^{-1} W_m
-            precision = precision + Wm.T @ scaled
-            rhs = rhs + (np.asarray(block, dtype=np.float64) - self.means_[m]) @ scaled
-        Z = np.linalg.solve(precision, np.atleast_2d(rhs).T).T
-        # scikit-learn's wrapper only knows the index of a DataFrame input: with several
-        # modalities the frame is built here, the wrapper keeps its index
-        if _get_output_config("transform", self)["dense"] == "pandas":
-            return pd.DataFrame(Z, index=inputs.sample_index,
-                                columns=self.get_feature_names_out())
-        return Z
+        psi = np.maximum(self.feature_noise_variance(), floor)
+        post = posterior_moments(list(inputs.arrays), self.means_, self.loadings_, psi,
+                                 self.n_features_per_modality_, n_missing=inputs.n_missing,
+                                 covariance=covariance)
+        return inputs, post
 
     def get_feature_names_out(self, input_features=None):
         """Names of the score columns: ``"{subset}_k"`` for the k-th factor of each block.

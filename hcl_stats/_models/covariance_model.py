@@ -18,8 +18,9 @@ class CovarianceFactorModel(BlockFactorModel):
 
     Subclasses declare ``_parameter_constraints`` (see
     :func:`hcl_stats._input.params.validate_params`) and implement
-    ``_fit_covariance(params, S, means, n_samples, n_features, names)`` with the checked
-    parameters; :meth:`fit` computes the statistics from data and
+    ``_fit_covariance(params, S, means, n_samples, n_features, names, joint_counts=None)``
+    with the checked parameters; :meth:`fit` computes the statistics from data (the
+    pairwise covariance and its joint sample counts when values are missing) and
     :meth:`fit_from_covariance` takes them as given. Both check the parameters first,
     before reading any input.
     """
@@ -42,7 +43,10 @@ class CovarianceFactorModel(BlockFactorModel):
             the data are never copied whole (:mod:`hcl_stats._statistics.chunked`). Build Dask
             arrays of on-disk data from a chunked store or chunk loaders
             (``da.from_delayed``), not ``da.from_array(memmap)``, which recent Dask
-            versions copy into memory; or pass the memmaps themselves.
+            versions copy into memory; or pass the memmaps themselves. Missing values
+            (NaN, ``None``, ``pd.NA``; a sample absent from a labelled modality) are
+            allowed: the model is fitted to the pairwise covariance of the observed values
+            (``docs/input.md``).
         y : ignored
 
         Returns
@@ -50,9 +54,11 @@ class CovarianceFactorModel(BlockFactorModel):
         self
         """
         params = self._validate_params()
-        inputs = read_blocks(X, lazy=True, fitting=True)
-        S, means, n = covariance_statistics(list(inputs.arrays), inputs.names)
-        self._fit_covariance(params, S, means, n, list(inputs.n_features), inputs.names)
+        inputs = read_blocks(X, lazy=True, fitting=True, missing="allow")
+        S, means, n, joint = covariance_statistics(list(inputs.arrays), inputs.names,
+                                                   missing="allow")
+        self._fit_covariance(params, S, means, n, list(inputs.n_features), inputs.names,
+                             joint_counts=joint)
         return self._record_input(inputs)
 
     def fit_from_covariance(self, S, n_samples, n_features, *, means=None, names=None):
@@ -98,10 +104,10 @@ class CovarianceFactorModel(BlockFactorModel):
         return self._fit_covariance(params, S, means, n_samples, n_features, names)
 
     def _set_fitted_from_covariance(self, S, means, n, n_features, names, structure, loadings,
-                                    noise_variance):
+                                    noise_variance, joint_counts=None):
         rows = row_slices(n_features)
         diag = np.diag(S)
         self._set_fitted(
             structure=structure, loadings=loadings, means=[means[sl] for sl in rows],
             noise_variance=noise_variance, total_variance=[diag[sl].sum() for sl in rows],
-            names=names, n_samples=n)
+            names=names, n_samples=n, joint_counts=joint_counts)

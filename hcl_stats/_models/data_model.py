@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hcl_stats._input.validation import read_blocks
-from hcl_stats._models.base import BlockFactorModel
+from hcl_stats._models.base import BlockFactorModel, describe_missing
 from hcl_stats._numerics.linalg import serial_blas
 from hcl_stats._structure import Structure, row_slices
 
@@ -52,8 +52,12 @@ class DataFit:
     attributes: dict = field(default_factory=dict)
 
 
-def centre_blocks(X):
+def centre_blocks(X, estimator="this model"):
     """Validate with the package's block validator and return centred float64 copies.
+
+    Missing values (NaN cells, rows of NaN, samples absent from a labelled modality's
+    index) raise a ValueError naming the modality, the counts and ``estimator``: these
+    algorithms need every value.
 
     Returns
     -------
@@ -65,12 +69,21 @@ def centre_blocks(X):
     total_variance : ndarray of shape (M,)
         ``trace`` of each modality's unbiased sample covariance.
     """
-    inputs = read_blocks(X, fitting=True)
+    inputs = read_blocks(X, fitting=True, missing="allow")
+    if not inputs.complete:
+        _raise_missing(inputs, estimator)
     means = [np.asarray(b, dtype=np.float64).mean(axis=0) for b in inputs.arrays]
     blocks = [np.asarray(b, dtype=np.float64) - mu for b, mu in zip(inputs.arrays, means)]
     n = blocks[0].shape[0]
     total = np.array([float(np.sum(b * b)) / (n - 1) for b in blocks])
     return blocks, means, inputs, total
+
+
+def _raise_missing(inputs, estimator):
+    """The ValueError of a data model given incomplete data."""
+    raise ValueError(
+        f"{describe_missing(inputs)}; {estimator} fits complete data only: impute or drop "
+        "them, or fit HCL or ConcatSVD, which fit incomplete data")
 
 
 def residual_noise_variance(rss, n, p, rank):
@@ -154,14 +167,22 @@ class DataFactorModel(BlockFactorModel):
         ----------
         X : list, tuple or dict of array-like of shape (n_samples, p_m), or MuData
             The modalities, measured on the same samples (a dict maps names to arrays;
-            DataFrames and AnnData objects are matched by sample label).
+            DataFrames and AnnData objects are matched by sample label), every value
+            observed.
         y : ignored
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            When a value is missing (NaN, or a sample absent from a labelled modality):
+            the message names the modality and the counts. HCL and ConcatSVD fit
+            incomplete data; ``transform`` of a fitted data model takes missing values.
         """
-        blocks, means, inputs, total = centre_blocks(X)
+        blocks, means, inputs, total = centre_blocks(X, type(self).__name__)
         names = inputs.names
         # one BLAS thread: the alternating fits and resampling loops are many small
         # products, which a multi-threaded pool on an oversubscribed machine slows several

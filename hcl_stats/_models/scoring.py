@@ -3,7 +3,7 @@
 The fitted model is ``x ~ N(mu, W W^T + Psi)`` with the fitted loadings, means and noise
 variances (one per feature; see ``docs/estimation.md``). Densities go through
 :mod:`hcl_stats._estimation.likelihood` (Woodbury identity, ``O(n d K + d K^2)``); a
-modality passed as ``None`` is marginalised out.
+modality passed as ``None`` and missing (NaN) values are marginalised out.
 """
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ import math
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from hcl_stats._estimation.likelihood import (
-    count_parameters,
-    log_likelihood_samples,
-    observed_rows,
-)
-from hcl_stats._input.validation import check_fitted_blocks
+from hcl_stats._estimation.likelihood import count_parameters
+from hcl_stats._input.validation import read_fitted_blocks
+from hcl_stats._models.posterior import log_likelihood_observed
 from hcl_stats._structure import row_slices
 
 __all__ = ["GaussianScoreMixin"]
@@ -68,29 +65,36 @@ class GaussianScoreMixin:
         return np.array([float(np.mean(psi[r])) for r in row_slices(widths)])
 
     def score_samples(self, X):
-        """Log-likelihood of each sample under the fitted Gaussian ``N(mu, W W^T + Psi)``.
+        """Log-likelihood of each sample's observed entries under ``N(mu, W W^T + Psi)``.
+
+        Missing entries are marginalised out: the density of a sample is the Gaussian
+        density of the entries it observes, ``N(mu_o, W_o W_o^T + Psi_o)``. Samples are
+        grouped by the modalities they observe (one Woodbury factorisation per group);
+        samples with scattered missing cells cost ``O(d K^2)`` each
+        (:func:`hcl_stats._models.posterior.log_likelihood_observed`). A sample that
+        observes nothing scores 0.
 
         Parameters
         ----------
         X : list, tuple or dict of array-like of shape (n_samples, p_m)
             Same modalities and widths as at fit; a modality passed as ``None`` is not
-            observed and is marginalised out (the density of the observed modalities).
+            observed, and NaN values (a row of NaN: the modality is missing for that
+            sample) are missing entries.
 
         Returns
         -------
         ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "loadings_")
-        blocks = check_fitted_blocks(self, X, allow_missing=True)
+        inputs = read_fitted_blocks(self, X, allow_missing=True, missing="allow")
         psi = self.feature_noise_variance()
         if not np.all(psi > 0):
             raise ValueError(
                 "score needs positive noise variances; this model was fitted with zero noise "
                 "on some features (fit with a noise rule, e.g. denoise='isotropic')")
-        rows = observed_rows(self.n_features_per_modality_, [b is not None for b in blocks])
-        data = np.hstack([np.asarray(b, dtype=np.float64) for b in blocks if b is not None])
-        mean = np.concatenate(self.means_)[rows]
-        return log_likelihood_samples(data, mean, self.loadings_[rows], psi[rows])
+        return log_likelihood_observed(list(inputs.arrays), self.means_, self.loadings_, psi,
+                                       self.n_features_per_modality_,
+                                       n_missing=inputs.n_missing)
 
     def score(self, X, y=None):
         """Average log-likelihood of the samples (see :meth:`score_samples`).

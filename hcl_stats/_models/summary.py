@@ -130,9 +130,10 @@ def model_summary(model):
     Header: model, samples, modalities and their widths, total rank, number of blocks, and
     the fitting options and solver diagnostics the model has (objective, iterations,
     convergence, gradient norm). Tables: ``structure`` (block, level, rank, first column),
-    ``modalities`` (width, rank carried, noise variance, total variance), and the
-    per-modality x per-structure ``explained_variance`` table in absolute terms and as
-    ``explained_variance_fraction``.
+    ``modalities`` (width, rank carried, noise variance, total variance), when a modality
+    was missing for some samples ``samples`` (the samples observing each modality, on the
+    diagonal, and each pair: ``n_joint_samples_``), and the per-modality x per-structure
+    ``explained_variance`` table in absolute terms and as ``explained_variance_fraction``.
     """
     import pandas as pd
     from sklearn.utils.validation import check_is_fitted
@@ -158,13 +159,20 @@ def model_summary(model):
          "noise_variance": model.modality_noise_variance(),
          "total_variance": model.total_variance_},
         index=pd.Index([st.modality_label(m) for m in range(M)], name="modality"))
-    tables = {"structure": structure,
-              "modalities": modalities,
-              "explained_variance": model.explained_variance(),
-              "explained_variance_fraction": model.explained_variance(fraction=True)}
+    tables = {"structure": structure, "modalities": modalities}
     notes = ["Explained variance: ||B_{m,S}||_F^2 per block, the sum of the noise variances "
              "for noise; rows add up to trace(S_mm). Modality noise_variance: the mean over "
              "its features."]
+    joint = getattr(model, "n_joint_samples_", None)
+    if joint is not None and np.any(joint < model.n_samples_):
+        labels = pd.Index([st.modality_label(m) for m in range(M)], name="modality")
+        tables["samples"] = pd.DataFrame(np.asarray(joint, dtype=int), index=labels,
+                                         columns=list(labels))
+        notes.append("Samples: those observing each modality (diagonal) and each pair; "
+                     "each covariance block was estimated from the samples observing both "
+                     "modalities (pairwise covariance).")
+    tables["explained_variance"] = model.explained_variance()
+    tables["explained_variance_fraction"] = model.explained_variance(fraction=True)
     if hasattr(model, "converged_") and not model.converged_:
         notes.append("Warning: the solver did not converge (see Iterations).")
     return Summary(f"{type(model).__name__} results", info, tables, notes)

@@ -17,7 +17,10 @@ loaders (``da.from_delayed``); recent Dask versions copy NumPy arrays, memmaps i
 into memory in ``da.from_array``, so pass a memmap to ``fit`` directly instead.
 
 Every chunk is checked for NaN and infinite values as it is read; the ``ValueError`` names
-the modality and the first offending row. The user's arrays are only read.
+the modality and the first offending row. With ``missing="allow"`` NaN are missing values:
+slices holding them add the sums of the pairwise covariance
+(:mod:`hcl_stats._statistics.missing`) in the same pass, and infinite values still raise.
+The user's arrays are only read.
 
 Numerics: all chunks are shifted by one common vector ``c`` (the mean of the first rows)
 before the cross-product, so that ``S = [sum (x - c)(x - c)^T - n (mu - c)(mu - c)^T] /
@@ -33,6 +36,13 @@ import numpy as np
 from hcl_stats._input.validation import check_finite
 from hcl_stats._numerics.backend import is_dask_array
 from hcl_stats._statistics.covariance import sample_covariance
+from hcl_stats._statistics.missing import (
+    ObservedSums,
+    has_missing,
+    merge_observed,
+    pairwise_covariance,
+    pairwise_from_sums,
+)
 from hcl_stats._structure import modality_description
 
 __all__ = ["CHUNK_BYTES", "MEMORY_BYTES", "needs_chunks", "covariance_statistics",
@@ -94,29 +104,34 @@ def release_pages(arr):
 
 
 
-def _raise_not_finite(Y, edges, row0, names, first=0):
-    """Raise the ValueError for the first modality whose columns of ``Y`` are not finite.
+def _raise_not_finite(Y, edges, row0, names, first=0, allow_nan=False, note=""):
+    """Raise the ValueError for the first modality whose columns of ``Y`` are not finite
+    (with ``allow_nan``: hold infinite values).
 
     Column group ``k`` of ``Y`` (between ``edges[k]`` and ``edges[k + 1]``) is modality
-    ``first + k``.
+    ``first + k``; ``note`` ends the message about NaN.
     """
     for k in range(len(edges) - 1):
         m = first + k
         part = Y[:, edges[k]:edges[k + 1]]
-        ok = np.isfinite(part).all(axis=1)
+        ok = ~np.isinf(part).any(axis=1) if allow_nan else np.isfinite(part).all(axis=1)
         if not ok.all():
             row = row0 + int(np.flatnonzero(~ok)[0])
-            bad = "NaN" if np.isnan(part).any() else "infinite values"
-            raise ValueError(
-                f"{modality_description(m, names)} contains {bad} (first in row {row}); impute or drop "
-                "them before fitting"
-            )
+            if not allow_nan and np.isnan(part).any():
+                raise ValueError(f"{modality_description(m, names)} contains NaN (first in "
+                                 f"row {row}); impute or drop them before fitting{note}")
+            raise ValueError(f"{modality_description(m, names)} contains infinite values "
+                             f"(first in row {row}); check the data's units or scale before "
+                             "fitting")
 
 
-def _slice_moments(parts, shift, edges, row0, names, out):
+def _slice_moments(parts, shift, edges, row0, names, out, allow_nan=False):
     """Add the column sums and cross-product of one row slice, shifted, to ``out``.
 
-    ``parts`` are the modalities' rows (any real dtype); ``out = [count, sums, cross]``.
+    ``parts`` are the modalities' rows (any real dtype); ``out = [count, sums, cross,
+    observed]``, where a slice with missing values (``allow_nan``) adds to ``cross`` and
+    ``observed`` (:class:`hcl_stats._statistics.missing.ObservedSums`, created when first
+    needed) instead of ``count`` and ``sums``.
     """
     rows = parts[0].shape[0]
     Y = np.empty((rows, edges[-1]))
@@ -126,7 +141,13 @@ def _slice_moments(parts, shift, edges, row0, names, out):
     with np.errstate(invalid="ignore", over="ignore"):
         sums = Y.sum(axis=0)
     if not np.all(np.isfinite(sums)):
-        _raise_not_finite(Y, edges, row0, names)
+        _raise_not_finite(Y, edges, row0, names, allow_nan=allow_nan)
+        if allow_nan and np.isnan(sums).any():
+            if out[3] is None:
+                out[3] = ObservedSums(edges)
+            Y = out[3].add(Y)
+            out[2] += Y.T @ Y
+            return
     out[0] += rows
     out[1] += sums
     out[2] += Y.T @ Y
@@ -152,41 +173,96 @@ def _shift_of(parts, chunk_bytes):
                            for p in parts])
 
 
-def _numpy_statistics(blocks, names, chunk_bytes):
+# Data with missing values: a feature whose leading rows hold no finite value gets its shift
+# from the first rows that do. Until a feature is observed, nothing accumulated depends on
+# its shift (its centred values are zero), so the shift may be set when it first is.
+def _finite_means(values):
+    """Column means of the finite entries of a 2-D array (NaN where there is none)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    seen = finite.sum(axis=0)
+    total = np.where(finite, values, 0.0).sum(axis=0)
+    return np.divide(total, seen, out=np.full(values.shape[1], np.nan), where=seen > 0)
+
+
+def _fill_shift(parts, edges, shift, unset):
+    """Set, in place, the shift of the ``unset`` features observed in the rows ``parts``."""
+    for m, part in enumerate(parts):
+        cols = np.flatnonzero(unset[edges[m]:edges[m + 1]])
+        if cols.size:
+            means = _finite_means(part[:, cols])
+            seen = ~np.isnan(means)
+            shift[edges[m] + cols[seen]] = means[seen]
+            unset[edges[m] + cols[seen]] = False
+
+
+def _dask_fill_shift(blocks, starts, edges, shift):
+    """:func:`_fill_shift` over the row chunks in order until every feature has a shift
+    (reads the chunks of the modalities concerned, usually the first one only)."""
+    import dask
+
+    unset = ~np.isfinite(shift)
+    shift = np.where(unset, 0.0, shift)
+    for a, b in zip(starts[:-1], starts[1:]):
+        mods = [m for m in range(len(blocks)) if unset[edges[m]:edges[m + 1]].any()]
+        if not mods:
+            break
+        rows = dask.compute(*[blocks[m][a:b] for m in mods])
+        for m, part in zip(mods, rows):
+            sl = slice(edges[m], edges[m + 1])  # views: filled in place
+            _fill_shift([part], [0, sl.stop - sl.start], shift[sl], unset[sl])
+    return shift
+
+
+def _finish_any(out, shift, names):
+    """:func:`_finish` of complete data, the pairwise covariance of incomplete data:
+    ``(S, means, n, joint counts or None)``."""
+    if out[3] is None:
+        return (*_finish(out[0], out[1], out[2], shift), None)
+    return pairwise_from_sums(out[0], out[1], out[2], out[3], shift, names)
+
+
+def _numpy_statistics(blocks, names, chunk_bytes, allow_nan=False):
     n = blocks[0].shape[0]
     widths = [b.shape[1] for b in blocks]
     edges = np.concatenate([[0], np.cumsum(widths)]).astype(int)
     d = int(edges[-1])
     with np.errstate(invalid="ignore", over="ignore"):
         shift = _shift_of(blocks, chunk_bytes)
-    if not np.all(np.isfinite(shift)):
-        shift = np.where(np.isfinite(shift), shift, 0.0)  # the slice check names the culprit
-    out = [0, np.zeros(d), np.zeros((d, d))]
+    unset = ~np.isfinite(shift) if allow_nan else np.zeros(d, dtype=bool)
+    # the slice check names the culprit of a value that is not finite
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    out = [0, np.zeros(d), np.zeros((d, d)), None]
     for sl in iter_row_slices(n, d, chunk_bytes):
-        _slice_moments([b[sl] for b in blocks], shift, edges, sl.start, names, out)
+        parts = [b[sl] for b in blocks]
+        if unset.any():
+            _fill_shift(parts, edges, shift, unset)
+        _slice_moments(parts, shift, edges, sl.start, names, out, allow_nan)
         for b in blocks:
             release_pages(b)
-    return _finish(out[0], out[1], out[2], shift)
+    return _finish_any(out, shift, names)
 
 
 # -- Dask ----------------------------------------------------------------------------------
-def _chunk_moments(parts, shift, edges, row0, names, chunk_bytes):
-    """Task body: ``[count, sums, cross]`` of one row chunk (one array per modality)."""
+def _chunk_moments(parts, shift, edges, row0, names, chunk_bytes, allow_nan=False):
+    """Task body: ``[count, sums, cross, observed]`` of one row chunk (one array per
+    modality)."""
     d = int(edges[-1])
-    out = [0, np.zeros(d), np.zeros((d, d))]
+    out = [0, np.zeros(d), np.zeros((d, d)), None]
     rows = parts[0].shape[0]
     for sl in iter_row_slices(rows, d, chunk_bytes):
-        _slice_moments([p[sl] for p in parts], shift, edges, row0 + sl.start, names, out)
+        _slice_moments([p[sl] for p in parts], shift, edges, row0 + sl.start, names, out,
+                       allow_nan)
         for p in parts:  # memmap views when the Dask array wraps a memmap
             release_pages(p)
     return out
 
 
 def _merge(a, b):
-    return [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
+    return [a[0] + b[0], a[1] + b[1], a[2] + b[2], merge_observed(a[3], b[3])]
 
 
-def _dask_statistics(blocks, names, chunk_bytes):
+def _dask_statistics(blocks, names, chunk_bytes, allow_nan=False):
     import dask
 
     n = blocks[0].shape[0]
@@ -212,21 +288,23 @@ def _dask_statistics(blocks, names, chunk_bytes):
     with np.errstate(invalid="ignore", over="ignore"):
         shift = np.concatenate([np.asarray(h, dtype=np.float64)
                                 for h in dask.compute(*heads)])
-    if not np.all(np.isfinite(shift)):
-        shift = np.where(np.isfinite(shift), shift, 0.0)  # the chunk check names the culprit
+    if allow_nan and not np.all(np.isfinite(shift)):
+        shift = _dask_fill_shift(blocks, starts, edges, shift)
+    # the chunk check names the culprit of a value that is not finite
+    shift = np.where(np.isfinite(shift), shift, 0.0)
     # pure=False: no hashing of the NumPy views passed as arguments
     task = dask.delayed(_chunk_moments, pure=False)
     merge = dask.delayed(_merge, pure=False)
-    parts = [task([p[k] for p in pieces], shift, edges, int(starts[k]), names, chunk_bytes)
-             for k in range(len(row_chunks))]
+    parts = [task([p[k] for p in pieces], shift, edges, int(starts[k]), names, chunk_bytes,
+                  allow_nan) for k in range(len(row_chunks))]
     while len(parts) > 1:  # pairwise tree: depth log2(chunks), bounded memory per task
         parts = [merge(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
                  for i in range(0, len(parts), 2)]
-    count, sums, cross = parts[0].compute()
-    return _finish(count, sums, cross, shift)
+    return _finish_any(parts[0].compute(), shift, names)
 
 
-def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.float64):
+def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.float64,
+                          missing="raise"):
     """Unbiased covariance, means and sample count of the stacked modalities.
 
     Parameters
@@ -245,17 +323,28 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.floa
         product (float64 means, centring fused with the cast;
         :func:`hcl_stats._statistics.covariance.sample_covariance`); chunked data are
         accumulated in float64 and the result is rounded.
+    missing : {"raise", "allow"}, default="raise"
+        ``"allow"``: NaN are missing values and the joint sample counts are returned too.
+        Data with a missing value give the pairwise covariance (each feature centred by
+        its observed mean, each entry averaged over the samples observing both features;
+        :mod:`hcl_stats._statistics.missing`), float64 unless ``dtype`` asks for float32;
+        complete data give the same result as with ``"raise"``.
 
     Returns
     -------
     S : ndarray of shape (d, d)
     means : ndarray of shape (d,)
     n_samples : int
+    joint_counts : ndarray of shape (M, M) of int or None
+        Only with ``missing="allow"``: the samples observing each modality (diagonal)
+        and each pair, ``None`` when no value is missing.
 
     Raises
     ------
     ValueError
-        When a modality holds NaN or infinite values (checked chunk by chunk).
+        When a modality holds NaN (unless allowed) or infinite values (checked chunk by
+        chunk); with missing values, when a feature is observed in fewer than two samples
+        or a modality shares no sample with the others.
 
     Examples
     --------
@@ -270,19 +359,27 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.floa
     # float32: in-memory data within the memory budget take the direct float32 product
     # unless a chunk size is asked for. float64: chunked above CHUNK_BYTES (a fresh float64
     # copy of large data cost more in page faults than the chunked pass)
+    if missing not in ("raise", "allow"):
+        raise ValueError(f"missing must be 'raise' or 'allow', got {missing!r}")
+    allow = missing == "allow"
     single = np.dtype(dtype) == np.float32
     budget = (MEMORY_BYTES if single and chunk_bytes is None else
               CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes))
     chunk_bytes = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
     if any(is_dask_array(b) for b in blocks):
-        S, means, n = _dask_statistics(blocks, names, chunk_bytes)
+        S, means, n, counts = _dask_statistics(blocks, names, chunk_bytes, allow)
     elif needs_chunks(blocks, budget, itemsize=4 if single else 8):
-        S, means, n = _numpy_statistics(blocks, names, chunk_bytes)
-    else:
-        for m, b in enumerate(blocks):  # in-memory data: the direct computation
-            check_finite(b, modality_description(m, names))
-        return sample_covariance(blocks, dtype=np.float32 if single else None)
-    return (S.astype(np.float32) if single else S), means, n
+        S, means, n, counts = _numpy_statistics(blocks, names, chunk_bytes, allow)
+    else:  # in-memory data: the direct computation
+        for m, b in enumerate(blocks):
+            check_finite(b, modality_description(m, names), allow_nan=allow)
+        if allow and any(has_missing(np.asarray(b)) for b in blocks):
+            S, means, n, counts = pairwise_covariance(blocks, names)
+        else:
+            result = sample_covariance(blocks, dtype=np.float32 if single else None)
+            return (*result, None) if allow else result
+    S = S.astype(np.float32) if single else S
+    return (S, means, n, counts) if allow else (S, means, n)
 
 
 def column_moments(blocks, names=None, *, chunk_bytes=None):
@@ -310,7 +407,8 @@ def column_moments(blocks, names=None, *, chunk_bytes=None):
             with np.errstate(invalid="ignore", over="ignore"):
                 part = Y.sum(axis=0)
             if not np.all(np.isfinite(part)):
-                _raise_not_finite(Y, [0, p], sl.start, names, first=m)
+                _raise_not_finite(Y, [0, p], sl.start, names, first=m, note=(
+                    "; or pass path='covariance', which fits data with missing values"))
             s1 += part
             np.square(Y, out=Y)
             s2 += Y.sum(axis=0)

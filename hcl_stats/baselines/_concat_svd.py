@@ -56,6 +56,9 @@ class ConcatSVD(CovarianceFactorModel):
     loadings_ : ndarray of shape (d, K)
     means_, noise_variance_, n_features_per_modality_, total_variance_, modality_names_in_
         As in :class:`hcl_stats.HCL`.
+    n_joint_samples_ : ndarray of shape (M, M) of int
+        Samples observing each modality and each pair, as in :class:`hcl_stats.HCL`
+        (with missing values the covariance is the pairwise one).
     explained_eigenvalues_ : ndarray of shape (K,)
         The top-``K`` eigenvalues of the covariance.
     """
@@ -74,7 +77,7 @@ class ConcatSVD(CovarianceFactorModel):
     def _noise_from_rule(self):
         return self.denoise is not None
 
-    def _fit_covariance(self, params, S, means, n, n_features, names):
+    def _fit_covariance(self, params, S, means, n, n_features, names, joint_counts=None):
         K, denoise = params["n_components"], params["denoise"]
         d = sum(n_features)
         if K >= d:
@@ -93,7 +96,8 @@ class ConcatSVD(CovarianceFactorModel):
         _, values, vectors = shifted_eigenpairs(S, shift, n_features, K, eigen,
                                                 random_state=params["random_state"])
         W = vectors * np.sqrt(np.clip(values, 0.0, None))
-        self._set_fitted_from_covariance(S, means, n, n_features, names, structure, W, noise)
+        self._set_fitted_from_covariance(S, means, n, n_features, names, structure, W, noise,
+                                         joint_counts)
         self.explained_eigenvalues_ = spectrum.top(K)
         return self
 

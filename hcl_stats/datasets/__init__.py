@@ -5,6 +5,7 @@ from hcl_stats.datasets._hierarchical import (
            make_loadings,
            model_covariance,
 )
+from hcl_stats.datasets._missing import mask_modalities
 from hcl_stats.datasets._real import (
            load_breast_cancer_modalities,
            load_digits_quadrants,
@@ -20,4 +21,4 @@ from hcl_stats.datasets._wishart import (
 __all__ = ["CovarianceTruth", "HierarchicalTruth", "load_breast_cancer_modalities",
            "load_digits_quadrants", "load_multiple_features", "load_nutrimouse",
            "make_hierarchical", "make_hierarchical_covariance", "make_loadings",
-           "model_covariance", "sample_wishart_covariance"]
+           "mask_modalities", "model_covariance", "sample_wishart_covariance"]

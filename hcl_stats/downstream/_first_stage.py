@@ -23,10 +23,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from hcl_stats._input.params import check_positive_int
-from hcl_stats._input.validation import check_fitted_blocks
-from hcl_stats._numerics.linalg import procrustes_rotation
+from hcl_stats._input.validation import read_fitted_blocks
 from hcl_stats._numerics.random import as_generator
 from hcl_stats._structure import Structure
+from hcl_stats.metrics._recovery import block_rotation
 
 __all__ = ["ScoreBootstrap", "bootstrap_scores", "align_scores"]
 
@@ -65,28 +65,6 @@ class ScoreBootstrap:
     def __repr__(self):
         m, K = self.scores.shape
         return f"ScoreBootstrap(n_bootstrap={self.n_bootstrap}, n_samples={m}, n_components={K})"
-
-
-def block_rotation(W, W_ref, structure):
-    """Block-diagonal orthogonal ``R`` minimising ``||W R - W_ref||_F`` block by block.
-
-    Parameters
-    ----------
-    W, W_ref : ndarray of shape (d, K)
-        Loadings with the columns of ``structure`` (e.g. a refit and the reference fit).
-    structure : Structure
-        Column blocks; ``R`` only rotates within a block.
-
-    Returns
-    -------
-    R : ndarray of shape (K, K)
-    """
-    K = structure.n_components
-    R = np.zeros((K, K))
-    for s in structure.subsets:
-        c = structure.columns(s)
-        R[c, c] = procrustes_rotation(W[:, c], W_ref[:, c])
-    return R
 
 
 def align_scores(Z, W, W_ref, structure):
@@ -141,9 +119,11 @@ def bootstrap_scores(model, X_fit, X, *, n_bootstrap=100, random_state=None, n_j
         The reference fit, fitted on ``X_fit`` (e.g. :class:`hcl_stats.HCL`).
     X_fit : list, tuple or dict of array-like of shape (n, p_m)
         The first-stage data ``model`` was fitted on (typically unlabelled samples). It must
-        not involve the outcome.
+        not involve the outcome. It may hold missing values (NaN) when ``model``'s ``fit``
+        takes them (a refit that does not raises its error).
     X : list, tuple or dict of array-like of shape (m, p_m)
-        The samples whose scores are regressed on the outcome (the labelled ones).
+        The samples whose scores are regressed on the outcome (the labelled ones); missing
+        modalities (``None``, rows of NaN) and values are allowed, as in ``transform``.
     n_bootstrap : int, default=100
         Number of refits. Cost: ``n_bootstrap`` fits of the factor model plus as many
         ``transform`` calls; the second stage adds one least-squares (or Logit) fit per
@@ -173,8 +153,9 @@ def bootstrap_scores(model, X_fit, X, *, n_bootstrap=100, random_state=None, n_j
     check_is_fitted(model, "loadings_")
     n_bootstrap = check_positive_int(n_bootstrap, "n_bootstrap")
     names = model.structure_.modality_names if model.modality_names_in_ else None
-    blocks = check_fitted_blocks(model, X_fit)
-    X_checked = check_fitted_blocks(model, X)
+    blocks = list(read_fitted_blocks(model, X_fit, missing="allow").arrays)
+    X_checked = list(read_fitted_blocks(model, X, allow_missing=True,
+                                        missing="allow").arrays)
     if names is not None:
         X_checked = dict(zip(names, X_checked))
     n = blocks[0].shape[0]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from hcl_stats._input.validation import check_fitted_blocks
+from hcl_stats._input.validation import read_fitted_blocks
+from hcl_stats._models.base import describe_missing
 
 __all__ = ["pseudo_inverse_scores"]
 
@@ -24,7 +25,8 @@ def pseudo_inverse_scores(model, X):
     model : fitted BlockFactorModel
         E.g. a fitted :class:`hcl_stats.HCL`.
     X : list, tuple or dict of array-like of shape (n_samples, p_m)
-        All modalities observed.
+        All modalities observed, no missing value (a ValueError names the modality
+        otherwise: ``model.transform`` takes missing values).
 
     Returns
     -------
@@ -34,7 +36,13 @@ def pseudo_inverse_scores(model, X):
         ``C Psi C^T`` with ``Psi`` the model's noise variances (one per feature).
     """
     check_is_fitted(model, "loadings_")
-    blocks = check_fitted_blocks(model, X)
+    inputs = read_fitted_blocks(model, X, missing="allow")
+    if not inputs.complete:
+        raise ValueError(
+            f"{describe_missing(inputs)}: the least-squares scores need every value; use "
+            "model.transform, whose posterior-mean scores take missing values (and need no "
+            "errors-in-variables correction)")
+    blocks = inputs.arrays
     W = model.loadings_
     C = np.linalg.solve(W.T @ W, W.T)
     x = np.hstack([np.asarray(b, dtype=np.float64) - mu for b, mu in zip(blocks, model.means_)])

@@ -13,6 +13,7 @@ __all__ = [
     "block_sin_theta",
     "gram_errors",
     "recovery_table",
+    "block_rotation",
 ]
 
 
@@ -60,6 +61,28 @@ def align_loadings(W_hat, W_true, *, structure_hat=None, structure_true=None):
         return np.asarray(W_hat, dtype=float)
     return np.asarray(W_hat, float) @ procrustes_rotation(np.asarray(W_hat, float),
                                                          np.asarray(W_true, float))
+
+
+def block_rotation(W, W_ref, structure):
+    """Block-diagonal orthogonal ``R`` minimising ``||W R - W_ref||_F`` block by block.
+
+    Parameters
+    ----------
+    W, W_ref : ndarray of shape (d, K)
+        Loadings with the columns of ``structure`` (e.g. a refit and the reference fit).
+    structure : Structure
+        Column blocks; ``R`` only rotates within a block.
+
+    Returns
+    -------
+    R : ndarray of shape (K, K)
+    """
+    K = structure.n_components
+    R = np.zeros((K, K))
+    for s in structure.subsets:
+        c = structure.columns(s)
+        R[c, c] = procrustes_rotation(W[:, c], W_ref[:, c])
+    return R
 
 
 def block_sin_theta(W_true, W_hat, structure, n_features, *, structure_hat=None,
