@@ -22,6 +22,8 @@ COMMANDS = {
                            "JIVE / AJIVE rank and SLIDE structure selection rates"),
     "real-data": ("simulations.real_data",
                   "HCL() on real multi-view data: structure, probes, fit time vs PCA"),
+    "bench-real": ("simulations.bench_real",
+                   "HCL() fit time over PCA on real data, and where the time goes"),
     "bench-gpu": ("simulations.bench_gpu", "CuPy against NumPy fit time (skips without a GPU)"),
     "likelihood": ("simulations.likelihood_study",
                    "least squares vs likelihood, isotropic vs diagonal noise (M = 3..5)"),

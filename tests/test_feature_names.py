@@ -149,6 +149,9 @@ def test_noise_larger_than_a_modality_warns_at_fit():
     assert all(w.filename == __file__ for w in caught)  # points at the caller's line
     table = model.explained_variance()
     assert table.loc["0", "residual"] < -0.05 * table.loc["0", "total"]
+    # the warning quotes the variance table's residual
+    assert any(f"(residual {table.loc['0', 'residual']:.4g} in explained_variance())" in m
+               for m in messages)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         fitted = HCL(STRUCTURE, denoise="modality").fit(X)

@@ -211,3 +211,22 @@ def test_default_noise_rule_fits_every_view_of_multiple_features():
     assert (table["residual"] >= -0.05 * table["total"]).all()
     with pytest.warns(UserWarning, match="exceed its total variance"):
         HCL(denoise="isotropic").fit(X)
+
+
+def test_bench_real_times_every_stage_and_leaves_the_package_unchanged():
+    import hcl_stats._estimation.fit as fit_module
+    import hcl_stats._estimation.pipeline as pipeline_module
+    from simulations.bench_real import STAGES, bench_one
+
+    before = (dict(HCL.__dict__), dict(vars(pipeline_module)), dict(fit_module.SOLVERS))
+    row = bench_one("breast_cancer", "standardised", repeats=1, timer="cpu")
+    assert (dict(HCL.__dict__), dict(vars(pipeline_module)), dict(fit_module.SOLVERS)) \
+        == before
+    timed = [row[s] for s in STAGES if s != "other"]
+    assert all(t >= 0 for t in timed) and row["selection"] > 0 and row["solver"] > 0
+    assert sum(timed) <= row["fit_s"]
+    assert row["fit_over_pca"] == row["fit_s"] / row["pca_s"]
+    # the fit with the stages timed is the default fit
+    views = load_breast_cancer_modalities().views
+    standardised = {k: (v - v.mean(0)) / v.std(0) for k, v in views.items()}
+    assert row["K"] == HCL().fit(standardised).n_components_

@@ -15,7 +15,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from hcl_stats._estimation.growing import solve_growing
@@ -25,7 +24,7 @@ from hcl_stats._estimation.noise import check_denoise, denoised_eigenpairs
 from hcl_stats._estimation.refine import needs_refinement, refine_covariance
 from hcl_stats._estimation.subspace import solve_subspace
 from hcl_stats._numerics.backend import get_namespace, is_numpy, to_numpy
-from hcl_stats._numerics.linalg import flip_signs, serial_blas
+from hcl_stats._numerics.linalg import flip_signs, serial_blas, small_svd
 from hcl_stats._structure import row_slices
 
 __all__ = ["HCLFitResult", "SOLVERS", "WEIGHTED_SOLVERS", "canonical_rotation",
@@ -159,7 +158,7 @@ def canonical_rotation(W, structure):
         block = W[:, cols]
         if not np.any(block):
             continue
-        _, _, Vt = scipy.linalg.svd(block, full_matrices=False)
+        _, _, Vt = small_svd(block)
         W[:, cols] = flip_signs(block @ Vt.T)
     return W
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 
-from hcl_stats._numerics.linalg import orthonormal_basis
+from hcl_stats._numerics.linalg import orthonormal_basis, small_eigh
 
 
 def spectral_init(values, vectors, structure, n_features):
@@ -30,25 +28,29 @@ def spectral_init(values, vectors, structure, n_features):
     W0 = vectors[:, :K] * np.sqrt(lam)
     if W0.shape[1] < K:  # fewer eigenpairs than factors (tiny problems)
         W0 = np.hstack([W0, np.zeros((d, K - W0.shape[1]))])
-    row_modality = np.repeat(np.arange(len(n_features)), n_features)
+    starts = np.concatenate([[0], np.cumsum(n_features)]).astype(int)
     R = np.zeros((K, K))
     free = np.eye(K)  # orthonormal basis of latent directions still unused
     order = sorted(structure.subsets, key=lambda s: (len(s), s))
     energy_all = W0.T @ W0
     for subset in order:
         r = structure.rank(subset)
-        inside = np.isin(row_modality, subset)
+        inside = np.zeros(d, dtype=bool)  # the rows of the subset's modalities
+        for m in subset:
+            inside[starts[m]:starts[m + 1]] = True
+        # (two copies: one array times its own transpose would take BLAS syrk, whose
+        # rounding differs)
         A_in = W0[inside].T @ W0[inside]
         a_in = free.T @ A_in @ free
         a_all = free.T @ energy_all @ free
         if len(subset) == structure.n_modalities:
-            _, vecs = scipy.linalg.eigh(a_all)
+            _, vecs = small_eigh(a_all)
             pick = vecs[:, ::-1][:, :r]
         else:
             # Regularise the energy metric so directions with no energy do not win.
             ridge = 1e-10 * max(np.trace(a_all), 1e-300) / max(a_all.shape[0], 1)
-            _, vecs = scipy.linalg.eigh(a_in + ridge * np.eye(len(a_in)),
-                                        a_all + ridge * np.eye(len(a_all)))
+            _, vecs = small_eigh(a_in + ridge * np.eye(len(a_in)),
+                                 a_all + ridge * np.eye(len(a_all)))
             pick = vecs[:, ::-1][:, :r]
         directions = orthonormal_basis(free @ pick)
         if directions.shape[1] < r:  # degenerate: complete with any unused directions

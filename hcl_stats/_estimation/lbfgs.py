@@ -28,6 +28,11 @@ Per iteration of :func:`solve_lbfgs` (variables: the free entries, :class:`_Pack
   same iteration, with the products on a block-weighted copy of ``S_W`` and the
   ``K x K`` statistics kept per modality and combined by the weights
   (:class:`_WeightedLayout`); ``None`` runs the unweighted layout.
+* **Small problems** (NumPy float64 ``S_W`` with ``d^2 K <= 2^20``, as for tables of a
+  few hundred features) run the same iteration on dense ``(d, K)`` arrays that are zero
+  outside the mask (:class:`_DenseLayout`), in float64 throughout: there a whole product
+  ``S_W W`` costs less than the array calls of the per-modality layout, whose count, not
+  its arithmetic, sets the time of an iteration.
 """
 
 from __future__ import annotations
@@ -70,6 +75,11 @@ _ROUNDING_ZONE = 100.0
 _PRECOND_RIDGE = 0.3
 
 
+# Dense layout up to this d^2 K (float64 NumPy): a full product S_W W of 2 d^2 K flops then
+# costs about what the per-modality layout spends on the glue of its array calls.
+_DENSE_WORK = 2 ** 20
+
+
 def _quartic_step(c1, c2, c3, c4):
     """Global minimiser over ``t > 0`` of ``q(t) = c1 t + c2 t^2 + c3 t^3 + c4 t^4``.
 
@@ -81,13 +91,13 @@ def _quartic_step(c1, c2, c3, c4):
     iteration's small-matrix work, and closed-form cubic roots lose accuracy when the
     quartic term is small. Returns ``(t, q(t))``, or ``None`` when ``q`` does not decrease.
     """
+    # Python floats (the coefficients may come as NumPy scalars, whose arithmetic costs
+    # several times more in this scalar loop; the IEEE results are the same)
+    c1, c2, c3, c4 = float(c1), float(c2), float(c3), float(c4)
     a, b, c, e = 4.0 * c4, 3.0 * c3, 2.0 * c2, c1  # q'(t) = a t^3 + b t^2 + c t + e
 
     def dq(t):
         return ((a * t + b) * t + c) * t + e
-
-    def d2q(t):
-        return (3.0 * a * t + 2.0 * b) * t + c
 
     # positive roots of q''(t) = 3a t^2 + 2b t + c (numerically stable quadratic formula)
     A2, B2 = 3.0 * a, 2.0 * b
@@ -114,13 +124,13 @@ def _quartic_step(c1, c2, c3, c4):
         if not (dq(lo) < 0.0 < dq(up)):
             continue
         t = 0.5 * (lo + up)
-        for _ in range(100):
-            value = dq(t)
+        for _ in range(100):  # q'(t) and q''(t) = (A2 t + B2) t + c written out (hot loop)
+            value = ((a * t + b) * t + c) * t + e
             if value > 0.0:
                 up = t
             else:
                 lo = t
-            slope = d2q(t)
+            slope = (A2 * t + B2) * t + c
             t_new = t - value / slope if slope > 0.0 else 0.5 * (lo + up)
             if not lo < t_new < up:
                 t_new = 0.5 * (lo + up)
@@ -151,6 +161,7 @@ class _PackedLayout:
         xp = self.xp = get_namespace(S_W)
         self.dev, self.dtype = array_device(S_W), S_W.dtype
         self.exact64 = self.dtype == xp.float64
+        self.mixed = self.exact64  # float32 products first (module docstring)
         self.kw = {"dtype": self.dtype, "device": self.dev}
         self.d, self.K = d, K = mask.shape
         self.rows = rows = row_slices(n_features)
@@ -217,6 +228,12 @@ class _PackedLayout:
         """``U^T V`` for packed ``U``, ``V``, as a ``(K, K)`` host array."""
         return self.scatter([u.T @ v for u, v in zip(self.split(U), self.split(V))])
 
+    def line_grams(self, x, D):
+        """``(W^T D, D^T D)`` as ``(K, K)`` host arrays (the line search's products)."""
+        Ds = self.split(D)
+        WD = self.scatter([xb.T @ db for xb, db in zip(self.split(x), Ds)])
+        return WD, self.scatter([db.T @ db for db in Ds])
+
     def curvatures(self, G):
         """Per active modality, the flat ``2 G`` from which its ``r_m x r_m`` block is taken."""
         G2 = 2.0 * G.ravel()
@@ -257,11 +274,8 @@ class _PackedLayout:
 
     def preconditioner(self, W0):
         """ScaledGD: ``V_m -> V_m (G0_{C_m C_m} + eps I)^{-1}`` from the scaled start ``W0``."""
-        pre = []
-        for m in self.active:
-            g = self.start_curvature(W0, m)
-            g = g + (_PRECOND_RIDGE * np.trace(g) / len(g) + 1e-12) * np.eye(len(g))
-            pre.append(self.xp.asarray(np.linalg.inv(g), **self.kw))
+        pre = [self.xp.asarray(_scaled_gd(self.start_curvature(W0, m)), **self.kw)
+               for m in self.active]
 
         def precondition(v):
             return self.join([vb @ pre[i] for i, vb in enumerate(self.split(v))])
@@ -275,6 +289,97 @@ class _PackedLayout:
     def objective(self, x, A, G):
         """``1/2 (||S_W||^2 - 2 <W, S_W W> + ||W^T W||^2)`` in the units of ``S_W``."""
         f = 0.5 * (self.squared_norm() - 2.0 * float(x @ A) + float(self.inner(G, G)))
+        return f * self.scale ** 2
+
+
+def _scaled_gd(g):
+    """``(g + eps I)^{-1}`` for a block ``g`` of the start's curvature (the ScaledGD block)."""
+    g = g + (_PRECOND_RIDGE * np.trace(g) / len(g) + 1e-12) * np.eye(len(g))
+    return np.linalg.inv(g)
+
+
+class _DenseLayout:
+    """The variables of :func:`solve_lbfgs` as a dense ``(d, K)`` float64 NumPy array that is
+    zero outside the mask, flattened; the products on it are whole-array products.
+
+    The same iteration as on :class:`_PackedLayout` (gradients and directions stay zero
+    outside the mask, so the iterates are the same in exact arithmetic), with one array
+    call per product instead of one per modality, and no float32 phase. For small ``d``
+    (see ``_DENSE_WORK``).
+    """
+
+    xp, dtype, dev = np, np.float64, None
+    mixed, exact64 = False, True
+
+    def __init__(self, S_W, mask, n_features):
+        self.d, self.K = mask.shape
+        self.rows = row_slices(n_features)
+        self.maskf = np.asarray(mask, dtype=np.float64)
+        self.mask2 = 2.0 * self.maskf
+        # the columns each modality's rows own (mask rows are constant within a modality)
+        self.cols = [np.flatnonzero(mask[sl.start]) if sl.stop > sl.start else
+                     np.zeros(0, dtype=int) for sl in self.rows]
+        self.n_free = self.d * self.K
+        self.scale = max(float(np.max(np.abs(np.diagonal(S_W)))), np.finfo(float).tiny)
+        self.S_hi = np.asarray(S_W, dtype=np.float64) / self.scale
+
+    def _mat(self, v):
+        return v.reshape(self.d, self.K)
+
+    def product(self, v, cheap):
+        """``S_W V`` on the mask (zero outside), flattened."""
+        del cheap
+        return ((self.S_hi @ self._mat(v)) * self.maskf).ravel()
+
+    def gram(self, U, V):
+        """``U^T V`` as a ``(K, K)`` array."""
+        return self._mat(U).T @ self._mat(V)
+
+    def line_grams(self, x, D):
+        """``(W^T D, D^T D)`` (the line search's products)."""
+        Dm = self._mat(D)
+        return self._mat(x).T @ Dm, Dm.T @ Dm
+
+    @staticmethod
+    def line_terms(G, E, F):
+        """``<E, E>, <G, F>, <E, F>, <F, F>`` (:meth:`_PackedLayout.line_terms`)."""
+        return np.vdot(E, E), np.vdot(G, F), np.vdot(E, F), np.vdot(F, F)
+
+    def gradient(self, x, A, G):
+        """``2 (W G - S_W W)`` on the mask (zero outside)."""
+        return ((self._mat(x) @ G) * self.mask2).ravel() - 2.0 * A
+
+    def pack(self, W):
+        """The (scaled) ``W``, zero outside the mask, flattened (a new array)."""
+        return (np.asarray(W, dtype=np.float64) * self.maskf).ravel()
+
+    def unpack(self, x):
+        """``(d, K)`` loadings in the units of ``S_W``."""
+        return self._mat(x) * math.sqrt(self.scale)
+
+    def preconditioner(self, W0):
+        """ScaledGD (:meth:`_PackedLayout.preconditioner`): each modality's rows times its
+        block's inverse, placed in a ``(K, K)`` matrix that is zero outside its columns."""
+        blocks = []
+        for rows, cols in zip(self.rows, self.cols):
+            full = np.zeros((self.K, self.K))
+            if cols.size:
+                full[np.ix_(cols, cols)] = _scaled_gd(W0[:, cols].T @ W0[:, cols])
+            blocks.append((rows, full))
+
+        def precondition(v):
+            V = self._mat(v)
+            out = np.empty_like(V)
+            for rows, full in blocks:
+                np.matmul(V[rows], full, out=out[rows])
+            return out.ravel()
+
+        return precondition
+
+    def objective(self, x, A, G):
+        """As :meth:`_PackedLayout.objective`."""
+        f = 0.5 * (float(np.sum(self.S_hi * self.S_hi)) - 2.0 * float(x @ A)
+                   + float(np.vdot(G, G)))
         return f * self.scale ** 2
 
 
@@ -343,8 +448,22 @@ class _WeightedLayout(_PackedLayout):
         return block.T @ (block * row_weight[:, None])
 
 
+def _layout(S_W, mask, n_features, block_weights=None):
+    """:class:`_WeightedLayout` with block weights; else :class:`_DenseLayout` for small
+    float64 NumPy problems and :class:`_PackedLayout` for the others."""
+    if block_weights is not None:
+        return _WeightedLayout(S_W, mask, n_features, block_weights)
+    d, K = mask.shape
+    if isinstance(S_W, np.ndarray) and S_W.dtype == np.float64 and d * d * K <= _DENSE_WORK:
+        return _DenseLayout(S_W, mask, n_features)
+    return _PackedLayout(S_W, mask, n_features)
+
+
+_TINY = float(np.finfo(float).tiny)
+
+
 def _relative(grad, A):
-    return math.sqrt(float(grad @ grad)) / max(math.sqrt(float(A @ A)), np.finfo(float).tiny)
+    return math.sqrt(float(grad @ grad)) / max(math.sqrt(float(A @ A)), _TINY)
 
 
 def _line_step(layout, x, grad, D, G, B, slope):
@@ -352,9 +471,7 @@ def _line_step(layout, x, grad, D, G, B, slope):
 
     Returns ``(t, E, F)`` with ``G(t) = G + t E + t^2 F``, or ``None`` without decrease.
     """
-    Ds = layout.split(D)
-    WD = layout.scatter([xb.T @ db for xb, db in zip(layout.split(x), Ds)])
-    F = layout.scatter([db.T @ db for db in Ds])
+    WD, F = layout.line_grams(x, D)
     E = WD + np.swapaxes(WD, -1, -2)
     EE, GF, EF, FF = layout.line_terms(G, E, F)
     c2 = 0.5 * (EE + 2.0 * GF) - float(D @ B)
@@ -368,8 +485,9 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
 
     ``S_W`` may be any array-API array (NumPy, CuPy, ...); the iterations run in its
     namespace and on its device, and only ``K x K`` matrices and scalars go through the host.
-    The variables are the free entries (:class:`_PackedLayout`); the iteration is described
-    in the module docstring and in ``docs/estimation.md``.
+    The variables are the free entries (:class:`_PackedLayout`), or for small problems a
+    dense ``(d, K)`` array zero outside the mask (:class:`_DenseLayout`); the iteration is
+    described in the module docstring and in ``docs/estimation.md``.
 
     ``block_weights``, an ``(M, M)`` symmetric non-negative array (checked by the caller),
     gives the block-weighted objective ``1/2 sum_{m,l} w_ml ||W_m W_l^T - S_W[m, l]||_F^2``
@@ -382,17 +500,14 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
         NumPy, exact zeros outside ``mask``.
     f, n_iter, converged, rel_grad
     """
-    if block_weights is None:
-        P = _PackedLayout(S_W, mask, n_features)
-    else:
-        P = _WeightedLayout(S_W, mask, n_features, block_weights)
+    P = _layout(S_W, mask, n_features, block_weights)
     W0 = np.asarray(W_init, dtype=float) / math.sqrt(P.scale)
     x = P.pack(W0)
     precondition = P.preconditioner(W0)
     hess = CompactLBFGS(P.n_free, precondition=precondition, memory=memory, xp=P.xp,
                         dtype=P.dtype, device=P.dev)
     floor = max(tol, _FLOAT32_FLOOR)
-    cheap = P.exact64
+    cheap = P.mixed
     A = P.product(x, cheap)
     G = P.gram(x, x)
     grad = P.gradient(x, A, G)

@@ -15,6 +15,7 @@ pairwise covariance (:mod:`hcl_stats._statistics.missing`) and its joint sample 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from hcl_stats._numerics.backend import (
     namespace_for,
     to_numpy,
 )
+from hcl_stats._numerics.linalg import serial_blas
 from hcl_stats._statistics.chunked import column_moments, covariance_statistics
 from hcl_stats._statistics.covariance import sample_covariance
 from hcl_stats._statistics.scaling import ScaledBlock, feature_scales
@@ -46,6 +48,9 @@ _COVARIANCE_BYTES = 2 ** 28
 # much faster: O(n d q) per pass against O(n d^2) for the covariance alone)
 _WIDE_FEATURES = 4000
 _WIDE_RATIO = 4
+# the covariance of data with n d^2 at most this (a few milliseconds of one core) is computed
+# on one BLAS thread
+_SERIAL_COVARIANCE = 2 ** 25
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,11 @@ def _statistics(plan, blocks, names):
         # arrays of other namespaces copied to NumPy; finiteness is checked per modality
         # by the chunked statistics, which name it
         blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
-        return covariance_statistics(blocks, names, missing="allow")
+        n, d = blocks[0].shape[0], sum(b.shape[1] for b in blocks)
+        # a small product runs on one BLAS thread: waking (and, on a busy machine, the
+        # spinning of) a thread pool costs more than the product
+        with serial_blas() if n * d * d <= _SERIAL_COVARIANCE else contextlib.nullcontext():
+            return covariance_statistics(blocks, names, missing="allow")
     return (*sample_covariance(_device_blocks(plan.xp, blocks, names)), None)
 
 

@@ -1,18 +1,22 @@
 """Random-matrix thresholds used by structure selection (Marchenko-Pastur, Tracy-Widom).
 
 All functions are closed forms or one-dimensional numerical integrals; nothing here is
-simulated, so the thresholds are deterministic.
+simulated, so the thresholds are deterministic. A structure selection asks for the same
+thresholds many times (the same dimensions, degrees of freedom and level), so they are
+cached; the scalar functions use :mod:`math` (correctly rounded square roots, like
+NumPy's) because they run in loops over Python floats.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import scipy.stats
 
 __all__ = ["tw1_quantile", "mp_edge", "wishart_edge_threshold", "mp_median",
-           "cca_largest_root_threshold", "spike_population", "spike_cosine2",
+           "cca_largest_root_threshold", "spike_population", "spike_signal", "spike_cosine2",
            "sphericity_statistic"]
 
 # Chiani (2014): TW1 is well approximated by a shifted gamma law (shape, scale, shift).
@@ -38,6 +42,7 @@ def mp_edge(gamma):
     return (1.0 + np.sqrt(gamma)) ** 2
 
 
+@functools.lru_cache(maxsize=4096)
 def wishart_edge_threshold(p, df, alpha):
     """Level-``alpha`` threshold for the largest eigenvalue of a unit-variance white
     sample covariance with ``p`` features and ``df`` degrees of freedom (Johnstone 2001:
@@ -63,6 +68,7 @@ def _mp_quantile_unit(q, y):
     return float(np.interp(q, cdf, x))
 
 
+@functools.lru_cache(maxsize=256)
 def mp_median(gamma):
     """Median of the non-zero eigenvalues of a white unit-variance sample covariance with
     aspect ratio ``gamma = p / df`` (for ``gamma > 1`` the ``df`` non-zero eigenvalues)."""
@@ -71,6 +77,7 @@ def mp_median(gamma):
     return gamma * _mp_quantile_unit(0.5, 1.0 / gamma)
 
 
+@functools.lru_cache(maxsize=4096)
 def cca_largest_root_threshold(p, q, df, alpha):
     """Level-``alpha`` threshold for the largest squared sample canonical correlation
     between independent Gaussian vectors of dimensions ``p`` and ``q`` with ``df``
@@ -97,11 +104,24 @@ def spike_population(ratio, gamma):
     """Population spike ``ell`` (signal variance / noise variance) behind a sample eigenvalue
     ``ratio = lambda_hat / sigma^2`` above the edge (inverse of ``(1 + ell)(1 + gamma/ell)``);
     ``sqrt(gamma)`` (the detection limit) below it."""
-    b = ratio - 1.0 - gamma
-    disc = b * b - 4.0 * gamma
-    if b <= 0 or disc <= 0:
-        return float(np.sqrt(gamma))
-    return float((b + np.sqrt(disc)) / 2.0)
+    return float(spike_signal((ratio,), 1.0, gamma))
+
+
+def spike_signal(spikes, sigma2, gamma):
+    """``sum(spike_population(e / sigma2, gamma) for e in spikes)``: the total population
+    spike behind the sample eigenvalues ``spikes`` at noise variance ``sigma2``.
+
+    One loop over Python floats (a noise fixed point evaluates it thousands of times, where
+    a function call per eigenvalue cost more than the arithmetic).
+    """
+    floor = math.sqrt(gamma)
+    g4 = 4.0 * gamma
+    terms = []
+    for e in spikes:
+        b = e / sigma2 - 1.0 - gamma
+        disc = b * b - g4
+        terms.append(floor if b <= 0 or disc <= 0 else (b + math.sqrt(disc)) / 2.0)
+    return sum(terms)
 
 
 def spike_cosine2(ell, gamma):

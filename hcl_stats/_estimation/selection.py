@@ -33,7 +33,9 @@ Levels: ``alpha`` is family-wise (Bonferroni): each pair test runs at
 ``alpha / M``; step 1, a dimension reduction, at ``alpha``.
 
 All the linear algebra runs on one BLAS thread (:func:`select_structure`), so that
-decisions at a threshold do not depend on the thread count.
+decisions at a threshold do not depend on the thread count. ``S`` is checked finite once
+on entry; the many small decompositions go straight to LAPACK
+(:func:`hcl_stats._numerics.linalg.small_eigh`, :func:`~hcl_stats._numerics.linalg.small_svd`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
-import scipy.linalg
 import scipy.stats
 
 from hcl_stats._estimation.init import spectral_init
@@ -54,14 +55,17 @@ from hcl_stats._estimation.rmt import (
     sphericity_statistic,
     spike_cosine2,
     spike_population,
+    spike_signal,
     wishart_edge_threshold,
 )
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._input.validation import check_covariance
-from hcl_stats._numerics.linalg import serial_blas
+from hcl_stats._numerics.linalg import serial_blas, small_eigh, small_svd
 from hcl_stats._structure import Structure, row_slices, subset_label
 
 __all__ = ["SelectionResult", "select_structure"]
+
+_TINY = float(np.finfo(float).tiny)
 
 _COLUMNS = ["step", "subset", "modality", "component", "statistic", "value", "threshold",
             "selected", "rank"]
@@ -83,12 +87,13 @@ def _modality_rank(evals, p, df, alpha, kmax):
     k = 0
     sigma2 = float(np.median(evals) / mp_median(gamma)) if trace > 0 else 0.0
     thresholds = []
+    spikes = evals.tolist()  # Python floats: the fixed point below is scalar work
     for _ in range(20):
         if trace <= 0:
             return 0.0, 0, []
         for _ in range(100):
-            signal = sum(spike_population(e / sigma2, gamma) for e in evals[:k])
-            new = max(trace / (p + signal), np.finfo(float).tiny) if k else trace / p
+            signal = spike_signal(spikes[:k], sigma2, gamma)
+            new = max(trace / (p + signal), _TINY) if k else trace / p
             done = abs(new - sigma2) <= 1e-10 * sigma2
             sigma2 = new
             if done:
@@ -98,7 +103,7 @@ def _modality_rank(evals, p, df, alpha, kmax):
         while k_new < min(kmax, nz - 1):
             t = sigma2 * wishart_edge_threshold(p - k_new, df, alpha)
             thresholds.append(t)
-            if evals[k_new] <= t:
+            if spikes[k_new] <= t:
                 break
             k_new += 1
         if k_new == k:
@@ -111,8 +116,8 @@ def _cca_count(A, df, alpha, dims, record=None, subset=None, modality=None, what
     """Sequential count of significant canonical correlations; ``A`` is the whitened
     cross-covariance (its singular values are the sample canonical correlations)."""
     p, q = dims
-    L, rho, Rt = scipy.linalg.svd(A, full_matrices=False)
-    rho2 = np.clip(rho, 0, 1) ** 2
+    L, rho, Rt = small_svd(A)
+    rho2 = (np.clip(rho, 0, 1) ** 2).tolist()
     c = 0
     for j in range(min(p, q, len(rho2))):
         t = cca_largest_root_threshold(p - j, q - j, df - j, alpha)
@@ -125,21 +130,47 @@ def _cca_count(A, df, alpha, dims, record=None, subset=None, modality=None, what
     return c, L, Rt
 
 
-def _cross_whitened(S, rows, m, bases, others):
+class _CrossProducts:
+    """The products of ``S`` with fixed per-modality bases ``U`` (one list for a whole
+    step), each computed once: the cross-whitening of every modality uses the Gram blocks
+    ``U_a^T S_ab U_b`` of all the other pairs."""
+
+    def __init__(self, S, rows, bases):
+        self.S, self.rows, self.bases = S, rows, bases
+        self._gram = {}
+
+    def right(self, m, a):
+        """``S_ma U_a``."""
+        return self.S[self.rows[m], self.rows[a]] @ self.bases[a]
+
+    def gram(self, a, b):
+        """``U_a^T S_ab U_b``."""
+        if (a, b) not in self._gram:
+            self._gram[(a, b)] = (self.bases[a].T @ self.S[self.rows[a], self.rows[b]]
+                                  @ self.bases[b])
+        return self._gram[(a, b)]
+
+
+def _cross_whitened(products, m, others):
     """Cross-covariance ``p_m x K_o`` of ``x_m`` with the other modalities' reduced
-    variables ``y_a = U_a^T x_a`` (``a`` in ``others``, ``U_a`` in ``bases``), whitened
-    jointly (the others' variables are correlated with each other). Its column space is,
-    in the population, the span of the loadings on ``m`` of the factors ``m`` shares with
-    the others, whatever the choice of the bases (the whitening makes it invariant)."""
-    Y = np.hstack([S[rows[m], rows[a]] @ Ua for a, Ua in zip(others, bases)])
-    G = np.block([[Ua.T @ S[rows[a], rows[b]] @ Ub for b, Ub in zip(others, bases)]
-                  for a, Ua in zip(others, bases)])
-    w, V = scipy.linalg.eigh((G + G.T) / 2)
+    variables ``y_a = U_a^T x_a`` (``a`` in ``others``, ``U_a`` the bases of
+    ``products``, a :class:`_CrossProducts`), whitened jointly (the others' variables are
+    correlated with each other). Its column space is, in the population, the span of the
+    loadings on ``m`` of the factors ``m`` shares with the others, whatever the choice of
+    the bases (the whitening makes it invariant)."""
+    Y = np.hstack([products.right(m, a) for a in others])
+    sizes = [products.bases[a].shape[1] for a in others]
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    G = np.empty((edges[-1], edges[-1]))
+    for i, a in enumerate(others):
+        for j, b in enumerate(others):
+            G[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = products.gram(a, b)
+    w, V = small_eigh((G + G.T) / 2)
     return Y @ (V / np.sqrt(np.maximum(w, 1e-12 * w.max()))) @ V.T
 
 
 def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigma2,
-                   floor=0.0):
+                   floor=0.0, products=None):
     """Number of factors of modality ``m`` outside its ``c`` shared directions.
 
     The shared directions are the top-``c`` left singular vectors of the cross-covariance
@@ -152,25 +183,26 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 (noise variance
     and Tracy-Widom edge for ``p_m - c`` features). Returns ``(sigma2, r, eigenvalues,
     thresholds)``. At most as many eigenvalues as exceed ``floor`` are counted, and the
-    modality keeps fewer factors than features (``c + r < p_m``).
+    modality keeps fewer factors than features (``c + r < p_m``). ``products``: the
+    :class:`_CrossProducts` of ``U`` when the caller holds them.
     """
     p = n_features[m]
     Smm = S[rows[m], rows[m]]
     others = [a for a in range(len(rows)) if a != m and U[a].shape[1] > 0]
     if c > 0 and others:
-        Y = _cross_whitened(S, rows, m, [U[a] for a in others], others)
+        Y = _cross_whitened(products or _CrossProducts(S, rows, U), m, others)
         c = min(c, Y.shape[1], p - 1)
         ev, V = spectrum
         # signal share 1 - sigma^2 / ev, zero where ev <= sigma^2 (constant features: ev = 0)
         ratio = np.divide(sigma2, ev, out=np.ones_like(ev), where=ev > sigma2)
         w = 1.0 - ratio
-        Q = scipy.linalg.svd(V @ (w[:, None] * (V.T @ Y)), full_matrices=False)[0][:, :c]
+        Q = small_svd(V @ (w[:, None] * (V.T @ Y)))[0][:, :c]
         PS = Smm - Q @ (Q.T @ Smm)
         PS = PS - (PS @ Q) @ Q.T
-        evals = scipy.linalg.eigvalsh(PS)[::-1][:p - c]
+        evals = small_eigh(PS, eigvals_only=True)[::-1][:p - c]
     else:
         c = 0
-        evals = scipy.linalg.eigvalsh(Smm)[::-1]
+        evals = small_eigh(Smm, eigvals_only=True)[::-1]
     strong = int(np.sum(evals > floor))
     sigma2, r, thresholds = _modality_rank(evals, p - c, df, alpha,
                                            min(kmax, p - c, strong))
@@ -178,7 +210,7 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
 
 
 def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
-                      record=None):
+                      record=None, products=None):
     """Shared directions of modality ``m`` that its own spectrum missed, found through the
     modalities ``others``.
 
@@ -189,7 +221,8 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
     elsewhere is detectable from cross-covariances above ``ell > p_m / n`` rather than the
     spectrum's ``ell > sqrt(p_m / n)``). They are the leading left singular vectors of the
     cross-covariance with the others outside ``span(base[m])``. Returns a ``p_m x e``
-    orthonormal matrix orthogonal to ``base[m]`` (``e`` may be 0).
+    orthonormal matrix orthogonal to ``base[m]`` (``e`` may be 0). ``products``: the
+    :class:`_CrossProducts` of ``base`` when the caller holds them.
     """
     p = n_features[m]
     Um = base[m]
@@ -200,7 +233,7 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
     evals, evecs = spectra[m]
     if evals[-1] <= 0:
         return none
-    Y = _cross_whitened(S, rows, m, [base[a] for a in others], others)
+    Y = _cross_whitened(products or _CrossProducts(S, rows, base), m, others)
     Ko = Y.shape[1]
     full = (evecs / np.sqrt(evals)).T @ Y  # x_m whitened by S_mm (eigenbasis)
     t_m, _, _ = _cca_count(full, df, alpha, (p, Ko), record, (m,), m,
@@ -214,7 +247,7 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
     if extra <= 0:
         return none
     resid = Y - Um @ (Um.T @ Y)
-    new = scipy.linalg.svd(resid, full_matrices=False)[0][:, :extra]
+    new = small_svd(resid)[0][:, :extra]
     new = new - Um @ (Um.T @ new)
     return np.linalg.qr(new)[0]
 
@@ -222,16 +255,19 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
 def _augment(S, rows, n_features, df, alpha, noise, U, lam, sig, spectra, floors, record):
     """Step 1b for every modality, through all the other modalities (the bases used by
     the membership step); see :func:`_extra_directions`. An added direction must carry
-    more variance in its modality than the modality's strength floor."""
+    more variance in its modality than the modality's strength floor. Returns the bases
+    before augmentation."""
     M = len(rows)
     base = [u.copy() for u in U]
+    products = _CrossProducts(S, rows, base)
     for m in range(M):
         new = _extra_directions(S, rows, n_features, df, alpha, m,
-                                [a for a in range(M) if a != m], base, spectra, record)
+                                [a for a in range(M) if a != m], base, spectra, record,
+                                products)
         extra = new.shape[1]
         if extra == 0:
             continue
-        vals, rot = scipy.linalg.eigh(new.T @ S[rows[m], rows[m]] @ new)
+        vals, rot = small_eigh(new.T @ S[rows[m], rows[m]] @ new)
         keep = vals[::-1] > floors[m]
         vals, rot = vals[::-1][keep], rot[:, ::-1][:, keep]
         extra = int(keep.sum())
@@ -248,7 +284,7 @@ def _whiten(B, Smm):
     """``B (B^T S_mm B)^{-1/2}``: the reduced variables ``B^T x_m``, whitened."""
     if B.shape[1] == 0:
         return B
-    w, V = scipy.linalg.eigh(B.T @ Smm @ B)
+    w, V = small_eigh(B.T @ Smm @ B)
     return B @ (V / np.sqrt(np.maximum(w, 1e-12 * max(w.max(), 1e-300))))
 
 
@@ -268,14 +304,17 @@ def _consensus(order, means, pair_rank, M, max_rank):
     base = {s: rnd(means[s]) for s in order}
     free = [s for s in order if abs(means[s] - round(means[s])) > 1e-9 and means[s] > 1]
 
-    def cost(r):
-        implied = np.zeros((M, M), dtype=int)
+    pairs = [(a, b) for a in range(M) for b in range(a + 1, M)]
+    tested = {(a, b): int(pair_rank[a, b]) for a, b in pairs}
+    # the pairs inside each subset (sorted tuples), for the implied pair ranks
+    inside = {s: [(a, b) for i, a in enumerate(s) for b in s[i + 1:]] for s in order}
+
+    def cost(r):  # integer bookkeeping in Python: it runs for every candidate rounding
+        implied = dict.fromkeys(pairs, 0)
         for s in order:
-            if r[s]:
-                idx = np.array(s)
-                implied[np.ix_(idx, idx)] += r[s]
-        iu = np.triu_indices(M, 1)
-        return (int(np.abs(implied[iu] - pair_rank[iu]).sum()),
+            for pair in inside[s]:
+                implied[pair] += r[s]
+        return (sum(abs(implied[pair] - tested[pair]) for pair in pairs),
                 float(sum(abs(r[s] - means[s]) for s in order)), sum(r.values()))
 
     best = dict(base)
@@ -367,16 +406,18 @@ class _Evidence:
     def __init__(self, names):
         self.names = names
         self.rows = []
+        self._labels = {None: None}  # subset -> label, as they recur
 
     def modality(self, m):
         return self.names[m] if self.names else m
 
     def __call__(self, step, subset, modality, component, statistic, value, threshold,
                  selected, rank=np.nan):
-        self.rows.append((step, subset_label(subset, self.names) if subset is not None
-                          else None, self.modality(modality) if modality is not None
-                          else None, component, statistic, float(value), float(threshold),
-                          bool(selected), rank))
+        if subset not in self._labels:
+            self._labels[subset] = subset_label(subset, self.names)
+        self.rows.append((step, self._labels[subset], self.modality(modality)
+                          if modality is not None else None, component, statistic,
+                          float(value), float(threshold), bool(selected), rank))
 
     def table(self):
         import pandas as pd
@@ -440,7 +481,7 @@ def _reduced_bases(S, rows, n_features, df, alpha, max_rank, strength, record):
     U, lam, sig, spectra = [], [], [], []
     for m in range(M):
         p = n_features[m]
-        evals, evecs = scipy.linalg.eigh(S[rows[m], rows[m]])
+        evals, evecs = small_eigh(S[rows[m], rows[m]])
         evals, evecs = evals[::-1], evecs[:, ::-1]
         kmax = _max_factors(p, df, None if max_rank is None else max_rank * 2 ** (M - 1))
         sigma2, km, thresholds = _modality_rank(evals, p, df, alpha, kmax)
@@ -465,16 +506,24 @@ def _reduced_bases(S, rows, n_features, df, alpha, max_rank, strength, record):
     return noise, U, lam, sig, spectra, floors
 
 
-def _pair_candidates(a, b, S, rows, n_features, df, base, spectra, record):
+def _whitened_bases(S, rows, n_features, df, base, spectra):
+    """Per modality, the whitened spectral basis (:func:`_whiten`) and all its features
+    whitened (``None`` where ``S_mm`` is singular or ``p_m >= n - 1``), for the pair tests."""
+    spectral = [_whiten(base[m], S[rows[m], rows[m]]) for m in range(len(rows))]
+    full = [spectra[m][1] / np.sqrt(spectra[m][0])
+            if n_features[m] < df - 1 and spectra[m][0][-1] > 0 else None
+            for m in range(len(rows))]
+    return spectral, full
+
+
+def _pair_candidates(a, b, n_features, df, whitened, record):
     """The whitened bases compared by the pair test of ``(a, b)``: the spectral bases
     (neither chosen for its correlation with the other modality), all the features of one
     modality against the other's spectral basis (a shared factor too weak for one
-    spectrum), and all the features of both (too weak for both spectra)."""
-    Wa = _whiten(base[a], S[rows[a], rows[a]])
-    Wb = _whiten(base[b], S[rows[b], rows[b]])
-    full = [spectra[m][1] / np.sqrt(spectra[m][0])
-            if n_features[m] < df - 1 and spectra[m][0][-1] > 0 else None
-            for m in (a, b)]
+    spectrum), and all the features of both (too weak for both spectra). ``whitened``:
+    the output of :func:`_whitened_bases`."""
+    Wa, Wb = whitened[0][a], whitened[0][b]
+    full = [whitened[1][a], whitened[1][b]]
     cands = [(Wa, Wb, "spectral bases")]
     for m, Wfull, Wother in ((a, full[0], Wb), (b, full[1], Wa)):
         if Wfull is not None and 0 < Wother.shape[1] < df - n_features[m] - 1:
@@ -493,14 +542,14 @@ def _pair_count(a, b, S, rows, df, cands, level, record):
         ka, kb = WA.shape[1], WB.shape[1]
         if ka == 0 or kb == 0:
             continue
-        rho = scipy.linalg.svdvals(WA.T @ S[rows[a], rows[b]] @ WB)
-        rho2 = np.clip(rho, 0, 1) ** 2
+        rho = small_svd(WA.T @ S[rows[a], rows[b]] @ WB, compute_uv=False)
+        rho2 = (np.clip(rho, 0, 1) ** 2).tolist()
         cj = 0
+        what = f"canonical correlation^2, {what}"
         for j in range(min(ka, kb)):
             t = cca_largest_root_threshold(ka - j, kb - j, df - j, level)
             ok = rho2[j] > t
-            record("pair rank", (a, b), None, j,
-                   f"canonical correlation^2, {what}", rho2[j], t, ok)
+            record("pair rank", (a, b), None, j, what, rho2[j], t, ok)
             if not ok:
                 break
             cj += 1
@@ -516,13 +565,15 @@ def _pair_ranks(S, rows, n_features, df, alpha, U, lam, sig, base, spectra, reco
     k = [u.shape[1] for u in U]
     pair_rank = np.zeros((M, M), dtype=int)
     left = {}
+    whitened = _whitened_bases(S, rows, n_features, df, base, spectra)
     for a in range(M):
         for b in range(a + 1, M):
             if k[a] == 0 or k[b] == 0:
                 continue
             C = U[a].T @ S[rows[a], rows[b]] @ U[b]
-            Ua, _, Vbt = scipy.linalg.svd(C / np.sqrt(np.outer(lam[a], lam[b])))
-            cands = _pair_candidates(a, b, S, rows, n_features, df, base, spectra, record)
+            Ua, _, Vbt = small_svd(C / np.sqrt(np.outer(lam[a], lam[b])),
+                                          full_matrices=True)
+            cands = _pair_candidates(a, b, n_features, df, whitened, record)
             c = _pair_count(a, b, S, rows, df, cands, alpha / len(cands), record)
             c = min(c, k[a], k[b])
             pair_rank[a, b] = pair_rank[b, a] = c
@@ -547,15 +598,15 @@ def _membership(k, left, record):
                 continue
             Q = left[(m, a)]
             new = []
+            what = f"squared cosine to the space shared with {record.modality(a)}"
             for V, T in pieces:
                 B = Q.T @ V
-                w, E = scipy.linalg.eigh(B.T @ B)
+                w, E = small_eigh(B.T @ B)
                 inside = w > 0.5
-                for j in range(len(w)):
-                    if abs(w[j] - 0.5) < 0.5:  # record the non-trivial scores only
-                        record("membership", tuple(sorted(T + (a, m))), m, j,
-                               f"squared cosine to the space shared with "
-                               f"{record.modality(a)}", w[j], 0.5, inside[j])
+                shared = tuple(sorted(T + (a, m)))
+                for j, wj in enumerate(w.tolist()):
+                    if abs(wj - 0.5) < 0.5:  # record the non-trivial scores only
+                        record("membership", shared, m, j, what, wj, 0.5, wj > 0.5)
                 if inside.any():
                     new.append((V @ E[:, inside], T + (a,)))
                 if (~inside).any():
@@ -591,12 +642,13 @@ def _specific_blocks(S, rows, n_features, df, alpha, max_rank, U, spectra, noise
     M = len(rows)
     no_factor = []
     specific = np.zeros(M, dtype=int)
+    products = _CrossProducts(S, rows, U)
     for m in range(M):
         shared = sum(r for s, r in blocks.items() if m in s)
         kmax = _max_factors(n_features[m], df, max_rank)
         sigma2, r, evals, thresholds = _specific_rank(S, rows, m, shared, U, n_features, df,
                                                       alpha, kmax, spectra[m], noise[m],
-                                                      floors[m])
+                                                      floors[m], products)
         specific[m] = r
         if shared:
             noise[m] = sigma2  # the spikes the modality's own spectrum missed are not noise

@@ -167,15 +167,25 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _warn_noise_exceeds_total(self):
-        """Warn when a modality's noise and signal exceed its total variance by over 5%."""
-        table = self.explained_variance()
-        excess = -table["residual"] / np.maximum(table["total"], 1e-300)
-        for label, share in excess[excess > _NOISE_EXCESS].items():
-            warnings.warn(
-                f"modality {label}: the fitted noise and signal exceed its total variance by "
-                f"{share:.3g} times the total (residual {table.loc[label, 'residual']:.4g} "
-                f"in explained_variance()): {self._noise_excess_advice()}",
-                UserWarning, stacklevel=_caller_stacklevel())
+        """Warn when a modality's noise and signal exceed its total variance by over 5%.
+
+        The residual is that of :meth:`explained_variance` (total minus the squared
+        loadings and the noise of the modality's rows), computed without building the
+        table, which cost more than a small fit.
+        """
+        noise = self.feature_noise_variance()
+        for m, rows in enumerate(self._rows()):
+            total = float(self.total_variance_[m])
+            residual = total - (float(np.sum(self.loadings_[rows] ** 2))
+                                + float(np.sum(noise[rows])))
+            share = -residual / max(total, 1e-300)
+            if share > _NOISE_EXCESS:
+                warnings.warn(
+                    f"modality {self.structure_.modality_label(m)}: the fitted noise and "
+                    f"signal exceed its total variance by {share:.3g} times the total "
+                    f"(residual {residual:.4g} in explained_variance()): "
+                    f"{self._noise_excess_advice()}",
+                    UserWarning, stacklevel=_caller_stacklevel())
 
     def _noise_excess_advice(self):
         """The end of the warning of :meth:`_warn_noise_exceeds_total`: what to change."""

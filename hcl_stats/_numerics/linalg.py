@@ -8,16 +8,18 @@ that its entry of largest absolute value is positive.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
+from scipy.linalg import lapack
 from threadpoolctl import ThreadpoolController
 
 from hcl_stats._numerics.random import as_generator
 
 __all__ = ["top_eigh", "lanczos_top", "flip_signs", "orthonormal_basis", "procrustes_rotation",
-           "lapack_svd",
+           "lapack_svd", "small_eigh", "small_svd",
            "truncated_svd", "singular_values"]
 
 # Below this size, or when more than this fraction of the spectrum is wanted, a dense
@@ -219,11 +221,86 @@ def _orthonormal_rows(W):
     return np.linalg.qr(W.T)[0].T
 
 
+# -- small dense decompositions ------------------------------------------------------------
+# The structure selection and the initialiser decompose hundreds of matrices of a few to a
+# few dozen rows per fit; there scipy.linalg's per-call argument handling and workspace query
+# cost several times the LAPACK routine. These make the same LAPACK calls as
+# scipy.linalg.eigh / eigvalsh (syevr, or sygvd with a second matrix) and scipy.linalg.svd
+# / svdvals (gesdd) with check_finite=False, with the same workspace sizes (queried once
+# per shape), so their results are the same; anything else goes to scipy.linalg.
+
+@functools.lru_cache(maxsize=16)
+def _float64_routine(name, ilp64=False):
+    """The float64 LAPACK routine ``name`` (as scipy.linalg picks it for float64 input)."""
+    return lapack.get_lapack_funcs(name, (np.empty((1, 1)),), ilp64=ilp64)
+
+
+def _work_sizes(answer):
+    """Integer workspace sizes from a LAPACK workspace query (its last entry is ``info``)."""
+    if answer[-1] != 0:
+        raise ValueError(f"LAPACK workspace query failed: {answer[-1]}")
+    return tuple(int(x.real) for x in answer[:-1])
+
+
+@functools.lru_cache(maxsize=256)
+def _syevr_work(n):
+    query = _float64_routine("syevr_lwork")
+    return _work_sizes(query(n=n, lower=1))
+
+
+@functools.lru_cache(maxsize=256)
+def _gesdd_work(m, n, compute_uv, full_matrices):
+    query = _float64_routine("gesdd_lwork", "preferred")
+    return _work_sizes(query(m, n, compute_uv=compute_uv, full_matrices=full_matrices))[0]
+
+
+def _plain_float64(*arrays):
+    return all(isinstance(a, np.ndarray) and a.dtype == np.float64 and a.ndim == 2
+               and a.size for a in arrays)
+
+
+def small_eigh(a, b=None, *, eigvals_only=False):
+    """``scipy.linalg.eigh(a, b, eigvals_only=eigvals_only, check_finite=False)`` (the same
+    LAPACK call, see the comment above), for the small matrices decomposed many times."""
+    if not _plain_float64(a) or (b is not None and not _plain_float64(b)):
+        return scipy.linalg.eigh(a, b, eigvals_only=eigvals_only, check_finite=False)
+    if b is None:
+        syevr = _float64_routine("syevr")
+        lwork, liwork = _syevr_work(a.shape[0])
+        w, v, _, _, info = syevr(a, compute_v=0 if eigvals_only else 1, lower=1,
+                                 overwrite_a=0, lwork=lwork, liwork=liwork)
+    else:
+        sygvd = _float64_routine("sygvd")
+        w, v, info = sygvd(a, b, itype=1, jobz="N" if eigvals_only else "V", uplo="L",
+                           overwrite_a=0, overwrite_b=0)
+    if info != 0:  # let scipy raise its error
+        return scipy.linalg.eigh(a, b, eigvals_only=eigvals_only, check_finite=False)
+    return w if eigvals_only else (w, v)
+
+
+def small_svd(a, *, compute_uv=True, full_matrices=False):
+    """``scipy.linalg.svd(a, full_matrices=full_matrices, check_finite=False)``, or with
+    ``compute_uv=False`` ``scipy.linalg.svdvals(a, check_finite=False)`` (the same LAPACK
+    call, see the comment above)."""
+    # svdvals asks scipy.linalg.svd for full matrices (gesdd ignores it without vectors)
+    full = int(full_matrices or not compute_uv)
+    if _plain_float64(a):
+        gesdd = _float64_routine("gesdd", "preferred")
+        lwork = _gesdd_work(a.shape[0], a.shape[1], int(compute_uv), full)
+        u, s, vt, info = gesdd(a, compute_uv=int(compute_uv), lwork=lwork,
+                               full_matrices=full, overwrite_a=0)
+        if info == 0:
+            return (u, s, vt) if compute_uv else s
+    # other input, or a failure: scipy's answer (or its error)
+    return scipy.linalg.svd(a, full_matrices=bool(full), compute_uv=compute_uv,
+                            check_finite=False)
+
+
 def orthonormal_basis(A, *, rtol=1e-10):
     """Orthonormal basis of the column space of ``A`` (numerically rank-revealing)."""
     if A.shape[1] == 0:
         return A.copy()
-    U, s, _ = scipy.linalg.svd(A, full_matrices=False)
+    U, s, _ = small_svd(A)
     if s.size == 0 or s[0] == 0:
         return U[:, :0]
     keep = s > rtol * s[0]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from array_api_compat import is_numpy_namespace
 from scipy.linalg import lapack
 
 from hcl_stats._numerics.backend import to_numpy
@@ -73,6 +74,12 @@ class CompactLBFGS:
         self._YPY = np.zeros((m, m))  # y_i . P y_j, storage order (host)
         self._order = []  # storage slots, oldest first
         self._upper = [np.triu(np.ones((j, j))) for j in range(m + 1)]
+        # index arrays of each chronological order of the slots (a few orders recur)
+        self._indices = {}
+        self._kw = kw
+        # float64 NumPy vectors: the host conversions are the identity and are skipped
+        self._on_host = (is_numpy_namespace(self._xp)
+                         and np.dtype(self._dtype) == np.float64 and device in (None, "cpu"))
 
     def __len__(self):
         return len(self._order)
@@ -82,7 +89,7 @@ class CompactLBFGS:
         self._order = []
 
     def _host(self, v):
-        return np.asarray(to_numpy(v), dtype=float)
+        return v if self._on_host else np.asarray(to_numpy(v), dtype=float)
 
     def update(self, s, y, *, py=None):
         """Add the pair ``(s, y)`` unless its curvature ``s^T y`` is not safely positive.
@@ -118,17 +125,22 @@ class CompactLBFGS:
 
     def _refresh(self):
         # small matrices of the compact form in chronological order, cached for apply()
-        k = np.array(self._order)
+        key = tuple(self._order)
+        if key not in self._indices:
+            k = np.array(self._order)
+            self._indices[key] = (k, self.memory + k, np.concatenate([k, self.memory + k]))
+        k, self._py_slots, self._coef_index = self._indices[key]
+        # (indexed in two steps: the memory layout of the result sets which BLAS kernel
+        # the products below take, hence their rounding)
         SY = self._SY[k][:, k]
         self._slots = k
-        self._coef_index = np.concatenate([k, self.memory + k])
         # inverse of the upper triangle of S Y^T (LAPACK trtri reads only that triangle;
         # numpy's inv + triu cost ten times more at m <= 10, once per iteration)
         upper = self._upper[len(k)]
         self._Rinv, info = lapack.dtrtri(SY * upper, lower=0)  # strict lower part stays 0
         if info != 0:  # cannot happen: the diagonal s_i . y_i > 0 is checked on update
             raise np.linalg.LinAlgError("singular L-BFGS update")
-        self._diag = np.diag(SY).copy()
+        self._diag = SY.diagonal().copy()
         self._YPYc = self._YPY[k][:, k]
         self._gamma = float(SY[-1, -1] / self._YPYc[-1, -1])
 
@@ -140,10 +152,9 @@ class CompactLBFGS:
         k, gamma = self._slots, self._gamma
         both = self._host(self._SPY @ g)
         u = self._Rinv @ both[k]
-        p = self._Rinv.T @ (self._diag * u + gamma * (self._YPYc @ u - both[self.memory + k]))
+        p = self._Rinv.T @ (self._diag * u + gamma * (self._YPYc @ u - both[self._py_slots]))
         coef = np.zeros(2 * self.memory)
         coef[self._coef_index] = np.concatenate([p, -gamma * u])
-        kw = {"dtype": self._dtype} if self._device is None else {"dtype": self._dtype,
-                                                                   "device": self._device}
-        out = self._xp.asarray(coef, **kw) @ self._SPY
-        return out + gamma * pg
+        if not self._on_host:
+            coef = self._xp.asarray(coef, **self._kw)
+        return coef @ self._SPY + gamma * pg

@@ -1,0 +1,138 @@
+"""The fast paths of small fits against independent computations.
+
+* ``small_eigh`` / ``small_svd`` (LAPACK called directly) against ``scipy.linalg``;
+* the dense layout of the L-BFGS solver (small problems) against direct formulas of the
+  objective's products and gradient, and its solution against a long independent run of the
+  per-modality layout;
+* the scalar fixed-point helper of the selection against the spike formula it sums.
+"""
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from hcl_stats import Structure
+from hcl_stats._estimation import lbfgs
+from hcl_stats._estimation.init import spectral_init
+from hcl_stats._estimation.noise import denoised_eigenpairs
+from hcl_stats._estimation.rmt import spike_population, spike_signal
+from hcl_stats._numerics.linalg import small_eigh, small_svd
+from hcl_stats._statistics.covariance import sample_covariance
+from hcl_stats.datasets import make_hierarchical
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 16, 33, 70])
+def test_small_eigh_is_scipys_eigh(n):
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((n + 3, n))
+    A = A.T @ A
+    B = np.eye(n) * n + A / 10
+    pairs = [(small_eigh(A), scipy.linalg.eigh(A)),
+             (small_eigh(A[::-1, ::-1]), scipy.linalg.eigh(A[::-1, ::-1])),  # a view
+             (small_eigh(A, B), scipy.linalg.eigh(A, B))]
+    for (w, v), (w_ref, v_ref) in pairs:
+        np.testing.assert_array_equal(w, w_ref)
+        np.testing.assert_array_equal(v, v_ref)
+    np.testing.assert_array_equal(small_eigh(A, eigvals_only=True), scipy.linalg.eigvalsh(A))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (16, 5), (40, 40), (90, 33)])
+def test_small_svd_is_scipys_svd(shape):
+    A = np.random.default_rng(sum(shape)).standard_normal(shape)
+    for view in (A, A[:, ::-1], np.asfortranarray(A)):
+        for got, ref in ((small_svd(view), scipy.linalg.svd(view, full_matrices=False)),
+                         (small_svd(view, full_matrices=True), scipy.linalg.svd(view))):
+            for a, b in zip(got, ref):
+                np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(small_svd(view, compute_uv=False),
+                                      scipy.linalg.svdvals(view))
+
+
+def test_small_decompositions_pass_other_input_to_scipy():
+    A = np.array([[2.0, 1.0], [1.0, 3.0]], dtype=np.float32)
+    w, _ = small_eigh(A)
+    np.testing.assert_allclose(w, scipy.linalg.eigh(A)[0])
+    assert small_svd(np.zeros((0, 3)), compute_uv=False).shape == (0,)
+
+
+STRUCTURE = Structure({(0, 1, 2): 2, (0, 1): 1, (1, 2): 1, (0,): 1, (2,): 2})
+
+
+def _problem(widths, noise, seed):
+    X = make_hierarchical(600, widths, STRUCTURE, noise_variance=noise, random_state=seed)
+    S = sample_covariance(X)[0]
+    _, S_W, values, vectors = denoised_eigenpairs(S, widths, STRUCTURE, "isotropic")
+    return S_W, spectral_init(values, vectors, STRUCTURE, widths), STRUCTURE.mask(widths)
+
+
+def test_dense_layout_products_and_gradient_are_the_objectives():
+    widths = [8, 12, 10]
+    S_W, W0, mask = _problem(widths, 0.5, 0)
+    layout = lbfgs._layout(S_W, mask, widths)
+    assert isinstance(layout, lbfgs._DenseLayout)
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal(mask.shape) * mask
+    D = rng.standard_normal(mask.shape) * mask
+    x, d = layout.pack(W), layout.pack(D)
+    S = S_W / layout.scale
+    A = layout.product(x, cheap=False)
+    np.testing.assert_allclose(A.reshape(mask.shape), (S @ W) * mask, rtol=1e-13, atol=1e-15)
+    G = layout.gram(x, x)
+    np.testing.assert_allclose(G, W.T @ W, rtol=1e-13)
+    WD, F = layout.line_grams(x, d)
+    np.testing.assert_allclose(WD, W.T @ D, rtol=1e-13)
+    np.testing.assert_allclose(F, D.T @ D, rtol=1e-13)
+    # the gradient of 1/2 ||W W^T - S||^2 on the free entries, by central differences
+    grad = layout.gradient(x, A, G).reshape(mask.shape)
+    assert np.all(grad[~mask] == 0.0)
+
+    def f(V):
+        return 0.5 * np.sum((V @ V.T - S) ** 2)
+
+    h = 1e-6
+    for i, k in zip(*np.nonzero(mask)[:2]):
+        if (i + k) % 7:
+            continue
+        E = np.zeros(mask.shape)
+        E[i, k] = h
+        assert grad[i, k] == pytest.approx((f(W + E) - f(W - E)) / (2 * h), rel=1e-6,
+                                           abs=1e-8)
+    # the objective at W, in the units of S_W
+    assert layout.objective(x, A, G) == pytest.approx(
+        0.5 * np.sum((W @ W.T - S_W / layout.scale) ** 2) * layout.scale ** 2, rel=1e-10)
+
+
+@pytest.mark.parametrize("seed,noise", [(0, 0.5), (1, 1.0), (2, 0.2)])
+def test_dense_layout_reaches_the_per_modality_layouts_optimum(seed, noise, monkeypatch):
+    widths = [15, 25, 35]
+    S_W, W0, mask = _problem(widths, noise, seed)
+    W, f, _, converged, rel = lbfgs.solve_lbfgs(S_W, W0, mask, widths, tol=1e-5)
+    assert converged and rel <= 1e-5
+    assert np.all(W[~mask] == 0.0)
+    assert f == pytest.approx(0.5 * np.sum((W @ W.T - S_W) ** 2), rel=1e-9)
+    # an independent long run on the per-modality layout, far below the tolerance
+    monkeypatch.setattr(lbfgs, "_DENSE_WORK", -1)
+    assert isinstance(lbfgs._layout(S_W, mask, widths), lbfgs._PackedLayout)
+    W_ref, f_ref, _, _, rel_ref = lbfgs.solve_lbfgs(S_W, W0, mask, widths, max_iter=20000,
+                                                    tol=1e-10)
+    assert rel_ref <= 1e-9
+    assert f == pytest.approx(f_ref, rel=1e-6)
+    G, G_ref = W @ W.T, W_ref @ W_ref.T
+    assert np.abs(G - G_ref).max() < 1e-3 * np.abs(G_ref).max()
+
+
+def test_large_problems_keep_the_per_modality_layout():
+    d, K = 400, 8  # d^2 K above the dense budget
+    mask = np.ones((d, K), dtype=bool)
+    layout = lbfgs._layout(np.eye(d), mask, [d])
+    assert isinstance(layout, lbfgs._PackedLayout)
+
+
+def test_spike_signal_is_the_sum_of_spike_populations():
+    rng = np.random.default_rng(0)
+    for gamma in (0.01, 0.3, 1.0, 2.5):
+        spikes = list(rng.uniform(0.0, 12.0, size=9))
+        sigma2 = float(rng.uniform(0.5, 2.0))
+        expected = sum(spike_population(e / sigma2, gamma) for e in spikes)
+        assert spike_signal(spikes, sigma2, gamma) == expected
+    assert spike_signal([], 1.0, 0.5) == 0
