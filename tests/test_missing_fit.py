@@ -179,3 +179,28 @@ def test_fitted_counts_of_complete_data_and_summary_statistics():
     rows = np.column_stack([~np.isnan(x).all(axis=1) for x in Xm]).astype(int)
     np.testing.assert_array_equal(table.to_numpy(), rows.T @ rows)
     assert "samples" in str(summary) and "pairwise covariance" in str(summary)
+
+
+def test_selection_takes_each_tests_own_sample_count():
+    from hcl_stats._estimation.selection import select_structure
+    from hcl_stats._statistics.covariance import sample_covariance
+    from hcl_stats.datasets import mask_modalities
+
+    truth = Structure({(0, 1, 2): 2, (0, 1): 1, (1, 2): 1, (0,): 1, (1,): 2, (2,): 1})
+    hits = 0
+    for seed in range(4):
+        X = make_hierarchical(600, [20, 30, 25], truth, noise_variance=1.0,
+                              singular_values=(1, 2), random_state=seed)
+        model = HCL().fit(mask_modalities(X, 1 / 3, modalities=[1, 2], random_state=seed))
+        hits += model.structure_ == truth
+        assert (model.n_joint_samples_ < 600).any()
+    assert hits >= 3  # the complete data give the truth in every one of these seeds
+    # complete data: counts of n everywhere are the complete-data selection itself
+    X = make_hierarchical(400, [20, 30, 25], truth, noise_variance=1.0, random_state=9)
+    S, _, n = sample_covariance(X)
+    full = np.full((3, 3), n)
+    a = select_structure(S, [20, 30, 25], n_samples=n)
+    b = select_structure(S, [20, 30, 25], n_samples=n, joint_counts=full)
+    assert a.structure == b.structure and a.evidence.equals(b.evidence)
+    with pytest.raises(ValueError, match="joint_counts must be a symmetric"):
+        select_structure(S, [20, 30, 25], n_samples=n, joint_counts=full[:2])

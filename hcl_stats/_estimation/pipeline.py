@@ -36,6 +36,7 @@ from hcl_stats._numerics.backend import (
 from hcl_stats._numerics.linalg import serial_blas
 from hcl_stats._statistics.chunked import column_moments, covariance_statistics
 from hcl_stats._statistics.covariance import sample_covariance
+from hcl_stats._statistics.missing import pair_covariances
 from hcl_stats._statistics.scaling import ScaledBlock, feature_scales
 from hcl_stats._structure import modality_description, row_slices
 
@@ -148,22 +149,37 @@ def plan_from_covariance(params, S):
     return FitPlan(path="covariance", xp=xp, on_host=is_numpy(xp))
 
 
-def _bind_structure(params, n_features, names, S=None, n_samples=None):
+def _rescaled_pairs(pairs, factors, n_features):
+    """The pair covariances rescaled as the covariance is (``factors``; see :func:`_rescaled`)."""
+    if not pairs or factors is None:
+        return pairs
+    rows = row_slices(n_features)
+    out = {}
+    for (a, b), C in pairs.items():
+        r = 1.0 / np.sqrt(np.concatenate([factors[rows[a]], factors[rows[b]]]))
+        out[(a, b)] = C * r[:, None] * r[None, :]
+    return out
+
+
+def _bind_structure(params, n_features, names, S=None, n_samples=None, joint_counts=None,
+                    pairs=None):
     """The structure bound to the data, and the selection evidence for ``"auto"``."""
     if isinstance(params["structure"], str):  # "auto": selected from the host covariance
         return select_structure(np.asarray(to_numpy(S), dtype=float), n_features,
                                 n_samples=n_samples, max_rank=params["max_rank"],
                                 names=names, strength=params["strength"],
-                                max_components=params["max_components"])
+                                max_components=params["max_components"],
+                                joint_counts=_selection_counts(joint_counts, names),
+                                pair_covariances=pairs)
     return check_structure(params["structure"], n_features, names, n_samples), None
 
 
-def _selection_samples(joint_counts, n_samples, names):
-    """The sample count the selection's tests assume: all samples for complete data, the
-    smallest joint count with missing values (conservative: the covariance blocks behind
-    more samples are less noisy than the tests then assume)."""
+def _selection_counts(joint_counts, names):
+    """The joint counts the selection's tests take with missing values (each test the
+    samples behind the covariance blocks it reads), checked: every pair of modalities
+    observed together in at least 3 samples."""
     if joint_counts is None:
-        return n_samples
+        return None
     m, l = np.unravel_index(int(np.argmin(joint_counts)), joint_counts.shape)
     smallest = int(joint_counts[m, l])
     if smallest < 3:
@@ -172,7 +188,7 @@ def _selection_samples(joint_counts, n_samples, names):
         raise ValueError(f"structure='auto' selects from the pairwise covariance and needs "
                          f"3 samples observing each pair of modalities, but {pair} are "
                          f"observed together in {smallest}: give the structure")
-    return smallest
+    return joint_counts
 
 
 def _missing_kwargs(joint_counts, n_samples):
@@ -278,12 +294,15 @@ def _in_data_units(result, factors, n_features, means, total_variance, objective
 
 
 def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=None,
-                   joint_counts=None):
+                   joint_counts=None, pairs=None):
     """Covariance path: fit ``S``; returns ``(result, structure, selection, joint_counts)``.
 
     ``bound``: the ``(structure, selection)`` already bound by the caller, else bound here.
     ``joint_counts``: the (M, M) samples observing each modality and each pair when the
     data have missing values (``S`` is then their pairwise covariance), else None.
+    ``pairs``: with missing values, the covariance of each pair of modalities from the
+    samples observing both (:func:`hcl_stats._statistics.missing.pair_covariances`), for
+    the selection's pair tests.
     The structure is selected on, and the model fitted to, ``S`` rescaled by the ``scale``
     rule; the result is reported in the data's units.
     """
@@ -295,7 +314,8 @@ def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=N
     factors = feature_scales(diag, n_features, resolve_scale(params))
     S_fit = _rescaled(S_fit, factors, plan.xp)
     structure, selection = bound or _bind_structure(
-        params, n_features, names, S_fit, _selection_samples(joint_counts, n_samples, names))
+        params, n_features, names, S_fit, n_samples, joint_counts,
+        _rescaled_pairs(pairs, factors, n_features))
     if joint_counts is not None:
         structure = check_structure(structure, n_features, names, n_samples, **check_kwargs)
     result = fit_hcl(S_fit, n_features, structure,
@@ -319,8 +339,12 @@ def run_fit(params, plan, blocks, names):
         _bind_structure(params, n_features, names, n_samples=blocks[0].shape[0])
     if plan.path == "covariance":
         S, means, n, joint_counts = _statistics(plan, blocks, names)
+        pairs = None
+        if joint_counts is not None and bound is None and all(
+                type(b) is np.ndarray for b in blocks):  # in-memory data: pair statistics
+            pairs = pair_covariances(blocks)
         return run_covariance(params, plan, S, means, n, n_features, names, bound,
-                              joint_counts)
+                              joint_counts, pairs)
     structure, selection = bound
     blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
     factors = None

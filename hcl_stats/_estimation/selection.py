@@ -252,7 +252,7 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
     return np.linalg.qr(new)[0]
 
 
-def _augment(S, rows, n_features, df, alpha, noise, U, lam, sig, spectra, floors, record):
+def _augment(S, rows, n_features, dof, alpha, noise, U, lam, sig, spectra, floors, record):
     """Step 1b for every modality, through all the other modalities (the bases used by
     the membership step); see :func:`_extra_directions`. An added direction must carry
     more variance in its modality than the modality's strength floor. Returns the bases
@@ -261,9 +261,9 @@ def _augment(S, rows, n_features, df, alpha, noise, U, lam, sig, spectra, floors
     base = [u.copy() for u in U]
     products = _CrossProducts(S, rows, base)
     for m in range(M):
-        new = _extra_directions(S, rows, n_features, df, alpha, m,
-                                [a for a in range(M) if a != m], base, spectra, record,
-                                products)
+        others = [a for a in range(M) if a != m]
+        new = _extra_directions(S, rows, n_features, dof(m, *others), alpha, m, others,
+                                base, spectra, record, products)
         extra = new.shape[1]
         if extra == 0:
             continue
@@ -441,6 +441,33 @@ def _check_selection_params(S, n_features, n_samples, max_rank, names, alpha):
     return S, n_features, n, float(alpha), names
 
 
+class _Dof:
+    """Degrees of freedom of each test: ``n - 1``, or with missing values the samples
+    behind the covariance blocks it reads minus one (``dof(m)``: modality ``m``'s own
+    spectrum; ``dof(a, b, ...)``: the smallest joint count of the modalities' pairs)."""
+
+    def __init__(self, n, joint_counts=None):
+        self.df = n - 1
+        self.joint = None if joint_counts is None else np.asarray(joint_counts, dtype=int)
+
+    def __call__(self, *modalities):
+        if self.joint is None:
+            return self.df
+        ms = list(modalities)
+        return int(self.joint[np.ix_(ms, ms)].min()) - 1
+
+
+def _check_joint_counts(joint_counts, M, n):
+    """``joint_counts`` as an (M, M) int array of counts in ``[3, n]`` (or None)."""
+    if joint_counts is None:
+        return None
+    J = np.asarray(joint_counts)
+    if J.shape != (M, M) or not np.array_equal(J, J.T) or J.min() < 3 or J.max() > n:
+        raise ValueError(f"joint_counts must be a symmetric ({M}, {M}) array of sample "
+                         f"counts between 3 and n_samples={n}")
+    return J.astype(int)
+
+
 def _max_factors(p, df, cap):
     kmax = max(min(p, df) // 2, 1)
     return kmax if cap is None else min(kmax, cap)
@@ -469,7 +496,7 @@ def _white_bulk(evals, p, df, k, alpha, m, record):
     return white
 
 
-def _reduced_bases(S, rows, n_features, df, alpha, max_rank, strength, record):
+def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
     """Step 1: each modality's noise variance, rank ``k_m`` and reduced basis ``U_m``,
     with the sample spikes ``lam``, their estimated signal variances ``sig`` and the
     strength floors (:func:`_strength_floor`): ``k_m`` counts the eigenvalues above both
@@ -480,7 +507,7 @@ def _reduced_bases(S, rows, n_features, df, alpha, max_rank, strength, record):
     floors = np.zeros(M)
     U, lam, sig, spectra = [], [], [], []
     for m in range(M):
-        p = n_features[m]
+        p, df = n_features[m], dof(m)
         evals, evecs = small_eigh(S[rows[m], rows[m]])
         evals, evecs = evals[::-1], evecs[:, ::-1]
         kmax = _max_factors(p, df, None if max_rank is None else max_rank * 2 ** (M - 1))
@@ -506,14 +533,30 @@ def _reduced_bases(S, rows, n_features, df, alpha, max_rank, strength, record):
     return noise, U, lam, sig, spectra, floors
 
 
-def _whitened_bases(S, rows, n_features, df, base, spectra):
+def _whitened_bases(S, rows, n_features, dof, base, spectra):
     """Per modality, the whitened spectral basis (:func:`_whiten`) and all its features
     whitened (``None`` where ``S_mm`` is singular or ``p_m >= n - 1``), for the pair tests."""
     spectral = [_whiten(base[m], S[rows[m], rows[m]]) for m in range(len(rows))]
     full = [spectra[m][1] / np.sqrt(spectra[m][0])
-            if n_features[m] < df - 1 and spectra[m][0][-1] > 0 else None
+            if n_features[m] < dof(m) - 1 and spectra[m][0][-1] > 0 else None
             for m in range(len(rows))]
     return spectral, full
+
+
+def _pair_whitened(Sp, a, b, n_features, df, base):
+    """The pair covariance ``Sp`` of modalities ``a`` and ``b`` (rows ``p_a + p_b``), its
+    rows by modality, and the whitened bases of :func:`_whitened_bases` from its own
+    diagonal blocks (keyed by modality, as the candidates read them)."""
+    pa = n_features[a]
+    rows_p = {a: slice(0, pa), b: slice(pa, pa + n_features[b])}
+    spectral, full = {}, {}
+    for m in (a, b):
+        Smm = Sp[rows_p[m], rows_p[m]]
+        spectral[m] = _whiten(base[m], Smm)
+        evals, evecs = small_eigh(Smm)
+        full[m] = evecs / np.sqrt(evals) if n_features[m] < df - 1 and evals[0] > 0 \
+            else None
+    return Sp, rows_p, (spectral, full)
 
 
 def _pair_candidates(a, b, n_features, df, whitened, record):
@@ -557,7 +600,8 @@ def _pair_count(a, b, S, rows, df, cands, level, record):
     return c
 
 
-def _pair_ranks(S, rows, n_features, df, alpha, U, lam, sig, base, spectra, record):
+def _pair_ranks(S, rows, n_features, dof, alpha, U, lam, sig, base, spectra, record,
+                pairs=None):
     """Step 2: ``c_ab`` for every pair, each pair test at ``alpha`` split evenly over its
     candidates, and the leading canonical directions of each pair in the signal-whitened
     coordinates of each of its modalities (``left[(m, a)]``, ``k_m x c_ma``)."""
@@ -565,7 +609,7 @@ def _pair_ranks(S, rows, n_features, df, alpha, U, lam, sig, base, spectra, reco
     k = [u.shape[1] for u in U]
     pair_rank = np.zeros((M, M), dtype=int)
     left = {}
-    whitened = _whitened_bases(S, rows, n_features, df, base, spectra)
+    whitened = _whitened_bases(S, rows, n_features, dof, base, spectra)
     for a in range(M):
         for b in range(a + 1, M):
             if k[a] == 0 or k[b] == 0:
@@ -573,8 +617,13 @@ def _pair_ranks(S, rows, n_features, df, alpha, U, lam, sig, base, spectra, reco
             C = U[a].T @ S[rows[a], rows[b]] @ U[b]
             Ua, _, Vbt = small_svd(C / np.sqrt(np.outer(lam[a], lam[b])),
                                           full_matrices=True)
-            cands = _pair_candidates(a, b, n_features, df, whitened, record)
-            c = _pair_count(a, b, S, rows, df, cands, alpha / len(cands), record)
+            if (a, b) in (pairs or {}):  # the three blocks from the same samples
+                Sp, rows_p, white = _pair_whitened(pairs[(a, b)], a, b, n_features,
+                                                   dof(a, b), base)
+            else:
+                Sp, rows_p, white = S, rows, whitened
+            cands = _pair_candidates(a, b, n_features, dof(a, b), white, record)
+            c = _pair_count(a, b, Sp, rows_p, dof(a, b), cands, alpha / len(cands), record)
             c = min(c, k[a], k[b])
             pair_rank[a, b] = pair_rank[b, a] = c
             if c:
@@ -634,7 +683,7 @@ def _shared_blocks(counts, pair_rank, max_rank, record):
     return blocks
 
 
-def _specific_blocks(S, rows, n_features, df, alpha, max_rank, U, spectra, noise, blocks,
+def _specific_blocks(S, rows, n_features, dof, alpha, max_rank, U, spectra, noise, blocks,
                      floors, record):
     """Step 5: the specific ranks, added to ``blocks``; updates ``noise`` in place where
     the modality has shared directions. Returns the specific ranks and the modalities
@@ -644,7 +693,7 @@ def _specific_blocks(S, rows, n_features, df, alpha, max_rank, U, spectra, noise
     specific = np.zeros(M, dtype=int)
     products = _CrossProducts(S, rows, U)
     for m in range(M):
-        shared = sum(r for s, r in blocks.items() if m in s)
+        shared, df = sum(r for s, r in blocks.items() if m in s), dof(m)
         kmax = _max_factors(n_features[m], df, max_rank)
         sigma2, r, evals, thresholds = _specific_rank(S, rows, m, shared, U, n_features, df,
                                                       alpha, kmax, spectra[m], noise[m],
@@ -664,7 +713,7 @@ def _specific_blocks(S, rows, n_features, df, alpha, max_rank, U, spectra, noise
     return specific, no_factor
 
 
-def _factor_strengths(S, rows, n_features, df, blocks, noise, spectra):
+def _factor_strengths(S, rows, n_features, dof, blocks, noise, spectra):
     """Strength of every factor of ``blocks``: its variance in each of its modalities over
     that modality's mean eigenvalue (the strength floor at ``strength = 1``), summed over
     the modalities of its subset.
@@ -681,7 +730,7 @@ def _factor_strengths(S, rows, n_features, df, blocks, noise, spectra):
     S_W = S - np.diag(np.repeat(noise, n_features))
     values, vectors = scipy.linalg.eigh(S_W, subset_by_index=[d - K, d - 1])
     W = spectral_init(values[::-1], vectors[:, ::-1], structure, n_features)
-    weight = np.repeat([1.0 / np.sqrt(_strength_floor(spectra[m][0], n_features[m], df, 1.0))
+    weight = np.repeat([1.0 / np.sqrt(_strength_floor(spectra[m][0], n_features[m], dof(m), 1.0))
                         for m in range(len(rows))], n_features)
     strengths = {}
     for subset in blocks:
@@ -691,7 +740,7 @@ def _factor_strengths(S, rows, n_features, df, blocks, noise, spectra):
     return strengths
 
 
-def _budget(S, rows, n_features, df, blocks, noise, spectra, max_components, record):
+def _budget(S, rows, n_features, dof, blocks, noise, spectra, max_components, record):
     """Keep the ``max_components`` strongest factors (:func:`_factor_strengths`): the
     weakest factors go first, each from the end of its block, and a subset whose rank
     reaches 0 is removed. Returns the new ``blocks``."""
@@ -699,7 +748,7 @@ def _budget(S, rows, n_features, df, blocks, noise, spectra, max_components, rec
     if K <= max_components:
         record("budget", None, None, None, "factors selected", K, max_components, True)
         return blocks
-    strengths = _factor_strengths(S, rows, n_features, df, blocks, noise, spectra)
+    strengths = _factor_strengths(S, rows, n_features, dof, blocks, noise, spectra)
     factors = [(-v, i, j, subset) for i, (subset, vals) in enumerate(strengths.items())
                for j, v in enumerate(vals)]
     kept = sorted(factors)[:max_components]
@@ -714,7 +763,7 @@ def _budget(S, rows, n_features, df, blocks, noise, spectra, max_components, rec
 
 def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
                      random_state=None, alpha=0.01, augment=True, strength=1.0,
-                     max_components=None):
+                     max_components=None, joint_counts=None, pair_covariances=None):
     """Select the structure (shared subsets and their ranks) from a sample covariance.
 
     See the module docstring and ``docs/selection.md`` for the method, its assumptions
@@ -764,6 +813,18 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
         initial loadings), so the weakest block ranks go first and a subset whose rank
         reaches 0 is removed. The "budget" rows of the evidence table give every
         factor's strength, the cut and the ranks kept. None: no budget.
+    joint_counts : array-like of shape (M, M), default=None
+        With missing values (``S`` a pairwise covariance): the samples observing each
+        modality (diagonal) and each pair. Each test then takes the samples behind the
+        blocks it reads: a modality's own spectrum its count, a pair's canonical
+        correlations the pair's joint count, a modality against all the others the
+        smallest of its joint counts. None: ``n_samples`` everywhere.
+    pair_covariances : dict, default=None
+        With missing values: ``{(a, b): covariance of modalities a and b from the samples
+        observing both}`` (``a < b``, rows ``p_a + p_b``). The pair tests of ``(a, b)``
+        then whiten its cross-covariance by the two modalities' covariances from the same
+        samples, so that under no shared signal the canonical correlations are those of
+        ``N_ab`` observations. Pairs not in it use ``S``.
 
     Returns
     -------
@@ -793,28 +854,30 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
         max_components = check_positive_int(max_components, "max_components")
     with serial_blas():
         return _select(S, n_features, n, max_rank, names, alpha, augment, float(strength),
-                       max_components)
+                       max_components, _check_joint_counts(joint_counts, len(n_features), n),
+                       pair_covariances or {})
 
 
-def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_components):
+def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_components,
+            joint_counts=None, pairs=None):
     M = len(n_features)
-    df = n - 1
+    dof = _Dof(n, joint_counts)
     # Bonferroni within each family of decisions (see the module docstring)
     a_pair = alpha / max(M * (M - 1) // 2, 1)
     a_mod = alpha / M
     rows = row_slices(n_features)
     record = _Evidence(names)
-    noise, U, lam, sig, spectra, floors = _reduced_bases(S, rows, n_features, df, alpha,
+    noise, U, lam, sig, spectra, floors = _reduced_bases(S, rows, n_features, dof, alpha,
                                                          max_rank, strength, record)
     base = [u.copy() for u in U]
     if augment:
-        base = _augment(S, rows, n_features, df, a_mod, noise, U, lam, sig, spectra, floors,
+        base = _augment(S, rows, n_features, dof, a_mod, noise, U, lam, sig, spectra, floors,
                         record)
     k = np.array([u.shape[1] for u in U], dtype=int)
-    pair_rank, left = _pair_ranks(S, rows, n_features, df, a_pair, U, lam, sig, base,
-                                  spectra, record)
+    pair_rank, left = _pair_ranks(S, rows, n_features, dof, a_pair, U, lam, sig, base,
+                                  spectra, record, pairs or {})
     blocks = _shared_blocks(_membership(k, left, record), pair_rank, max_rank, record)
-    specific, no_factor = _specific_blocks(S, rows, n_features, df, a_mod, max_rank, U,
+    specific, no_factor = _specific_blocks(S, rows, n_features, dof, a_mod, max_rank, U,
                                            spectra, noise, blocks, floors, record)
     if len(no_factor) == M:
         raise ValueError(
@@ -822,7 +885,7 @@ def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_com
             "stands out of the noise (check the data, or give a structure)")
     detected = M - len(no_factor)
     if max_components is not None:
-        blocks = _budget(S, rows, n_features, df, blocks, noise, spectra, max_components,
+        blocks = _budget(S, rows, n_features, dof, blocks, noise, spectra, max_components,
                          record)
         specific = np.array([blocks.get((m,), 0) for m in range(M)], dtype=int)
         no_factor = [m for m in range(M) if not any(m in s for s in blocks)]

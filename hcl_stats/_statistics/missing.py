@@ -35,8 +35,8 @@ import numpy as np
 from hcl_stats._input.validation import check_observed_counts, check_shared_samples
 from hcl_stats._structure import modality_description, row_slices
 
-__all__ = ["ObservedSums", "has_missing", "merge_observed", "pairwise_covariance",
-           "pairwise_from_sums"]
+__all__ = ["ObservedSums", "has_missing", "merge_observed", "pair_covariances",
+           "pairwise_covariance", "pairwise_from_sums"]
 
 # 0/1 products are exact in float32 below 2^24 samples (integers of the float32 mantissa)
 _EXACT_FLOAT32 = 2 ** 24
@@ -250,3 +250,30 @@ def pairwise_from_sums(count, sums, cross, observed, shift, names=None):
     S = _divide(S, N)
     S = 0.5 * (S + S.T)
     return S, shift + delta, int(count) + observed.rows, joint
+
+
+def pair_covariances(blocks):
+    """Per pair of modalities, the pairwise covariance of the two from the samples that
+    observe both: ``{(a, b): (p_a + p_b, p_a + p_b) array}``.
+
+    The selection's pair tests whiten a pair's cross-covariance by the two modalities' own
+    covariances; from the pairwise covariance those rest on more samples than the cross
+    block, and the whitened cross-covariance of pure noise is then not that of a sample of
+    ``N_ab`` observations (its canonical correlations can exceed one). These statistics
+    take all three blocks from the same samples. Pairs whose modalities are observed by
+    the same samples (nothing to gain) and pairs whose joint samples cannot carry the
+    statistics (a feature observed fewer than twice among them) are left out. In-memory
+    NumPy blocks only; the cost is that of ``M - 1`` covariances of every modality.
+    """
+    observed = [~np.isnan(b).all(axis=1) for b in blocks]
+    out = {}
+    for a in range(len(blocks)):
+        for b in range(a + 1, len(blocks)):
+            both = observed[a] & observed[b]
+            if np.array_equal(both, observed[a]) and np.array_equal(both, observed[b]):
+                continue
+            try:
+                out[(a, b)] = pairwise_covariance([blocks[a][both], blocks[b][both]])[0]
+            except ValueError:  # too few joint samples for some feature: not used
+                continue
+    return out
