@@ -248,12 +248,13 @@ def read_results(path):
     return pd.read_csv(path, dtype={"modality": str, "structure": str})
 
 
-def _repair_csv(path, *, columns=COLUMNS, key=_KEY, key_types=(str, int, int)):
+def _repair_csv(path, *, columns=COLUMNS, key=_KEY, key_types=(str, int, int),
+                done_metric=_DONE_METRIC):
     """Make an interrupted CSV consistent and return the completed keys.
 
     The keys are the ``key`` columns of ``columns`` (default: this runner's
     ``(method, n, replication)``), converted by ``key_types``; a group of rows sharing a
-    key is complete once its ``metric`` column reads ``"converged"``.
+    key is complete once its ``metric`` column reads ``done_metric``.
 
     A file cut anywhere (empty, inside the header, inside a row, between fits) is repaired
     line by line without re-encoding the rows that stay, so the kept bytes are exactly those
@@ -286,7 +287,7 @@ def _repair_csv(path, *, columns=COLUMNS, key=_KEY, key_types=(str, int, int)):
         except (IndexError, ValueError):
             continue  # not a row of this table (an append cannot write one): dropped
         pending.setdefault(group, []).append(line)
-        if metric == _DONE_METRIC:  # a fit's rows are contiguous and end with this one
+        if metric == done_metric:  # a fit's rows are contiguous and end with this one
             rows = pending.pop(group)
             if group not in done:
                 kept.extend(rows)
