@@ -180,6 +180,11 @@ def _time_ratio(X, Xm, repeats):
 
 
 # -- one replication ------------------------------------------------------------------------
+def _label(design, n=None):
+    """The design's name in the results: with ``-nN`` when ``n`` is not its own."""
+    return design if n is None or int(n) == DESIGNS[design].n else f"{design}-n{int(n)}"
+
+
 def _condition_rows(X, truth, widths, selection):
     """``[(method, {metric: value})]`` of the fits on the incomplete data ``X``."""
     out = []
@@ -197,15 +202,17 @@ def _condition_rows(X, truth, widths, selection):
 
 
 def run_replication(design, replication, *, mechanisms=MECHANISMS, fractions=FRACTIONS,
-                    selection=True, timing_repeats=0):
-    """Every fit and measure of one replication of a design, as tidy row dicts."""
+                    selection=True, timing_repeats=0, n=None):
+    """Every fit and measure of one replication of a design (``n`` samples, default the
+    design's), as tidy row dicts."""
     spec = DESIGNS[design]
     widths = list(spec.widths)
-    seed = scenario_seed(f"missing-{design}", spec.n, replication)
-    X, truth = make_hierarchical(spec.n, widths, STRUCTURE, noise_variance=spec.noise_variance,
+    n = spec.n if n is None else int(n)
+    seed = scenario_seed(f"missing-{design}", n, replication)
+    X, truth = make_hierarchical(n, widths, STRUCTURE, noise_variance=spec.noise_variance,
                                  singular_values=spec.singular_values, random_state=seed,
                                  return_truth=True)
-    head = dict(design=design, replication=int(replication), seed=seed)
+    head = dict(design=_label(design, n), replication=int(replication), seed=seed)
     conditions = [("none", 0.0, [])]
     model, seconds = _timed(lambda: HCL(STRUCTURE).fit(X))
     conditions[0][2].append(("complete", dict(_measures(model, X, truth, widths),
@@ -242,12 +249,13 @@ def results_file(out):
 
 
 def run_study(*, designs=tuple(DESIGNS), reps=20, out="results", mechanisms=MECHANISMS,
-              fractions=FRACTIONS, selection=True, timing_reps=3, timing_repeats=5,
+              fractions=FRACTIONS, selection=True, timing_reps=3, timing_repeats=5, n=None,
               progress=False):
     """Run (or resume) the study; returns the path of its results file.
 
     Replications already in the file are skipped, so that an interrupted run resumes
-    where it stopped; the file must come from the same options.
+    where it stopped; the file must come from the same options. ``n``: the sample size
+    of every design (default: each design's own).
     """
     Path(out).mkdir(parents=True, exist_ok=True)
     path = results_file(out)
@@ -259,10 +267,10 @@ def run_study(*, designs=tuple(DESIGNS), reps=20, out="results", mechanisms=MECH
         warnings.simplefilter("ignore", UserWarning)
         for design in designs:
             for rep in range(reps):
-                if (design, rep) in done:
+                if (_label(design, n), rep) in done:
                     continue
                 start = time.perf_counter()
-                rows = run_replication(design, rep, mechanisms=mechanisms,
+                rows = run_replication(design, rep, mechanisms=mechanisms, n=n,
                                        fractions=fractions, selection=selection,
                                        timing_repeats=timing_repeats if rep < timing_reps
                                        else 0)
@@ -397,6 +405,12 @@ def _parser():
                    help="replications in which the fit time is measured")
     p.add_argument("--timing-repeats", type=int, default=5,
                    help="interleaved repeats of each timed fit")
+    p.add_argument("--mechanisms", nargs="+", choices=list(MECHANISMS),
+                   default=list(MECHANISMS))
+    p.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS),
+                   help="fractions of the samples missing each of modalities 1 and 2")
+    p.add_argument("--n", type=int, default=None,
+                   help="sample size of every design (default: the design's)")
     p.add_argument("--no-selection", action="store_true", help="skip the HCL() fits")
     p.add_argument("--quick", action="store_true",
                    help="one replication of the small design at 30%% missing")
@@ -406,7 +420,8 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     options = dict(designs=tuple(args.designs), reps=args.reps, timing_reps=args.timing_reps,
-                   timing_repeats=args.timing_repeats)
+                   timing_repeats=args.timing_repeats, mechanisms=tuple(args.mechanisms),
+                   fractions=tuple(args.fractions), n=args.n)
     if args.quick:
         options.update(QUICK)
     start = time.perf_counter()
