@@ -29,6 +29,9 @@ COMMANDS = {
                    "least squares vs likelihood, isotropic vs diagonal noise (M = 3..5)"),
     "bench-scale": ("simulations.bench_scale",
                     "Dask fit of an on-disk array; time and memory of the many-features path"),
+    "missing": ("simulations.missing_study",
+                "missing modalities: recovery against complete data, complete cases and "
+                "mean imputation; interval coverage; fit time"),
 }
 
 

@@ -248,8 +248,13 @@ def read_results(path):
     return pd.read_csv(path, dtype={"modality": str, "structure": str})
 
 
-def _repair_csv(path):
-    """Make an interrupted CSV consistent and return the completed ``(method, n, rep)`` keys.
+def _repair_csv(path, *, columns=COLUMNS, key=_KEY, key_types=(str, int, int),
+                done_metric=_DONE_METRIC):
+    """Make an interrupted CSV consistent and return the completed keys.
+
+    The keys are the ``key`` columns of ``columns`` (default: this runner's
+    ``(method, n, replication)``), converted by ``key_types``; a group of rows sharing a
+    key is complete once its ``metric`` column reads ``done_metric``.
 
     A file cut anywhere (empty, inside the header, inside a row, between fits) is repaired
     line by line without re-encoding the rows that stay, so the kept bytes are exactly those
@@ -262,7 +267,7 @@ def _repair_csv(path):
         return set()
     data = path.read_bytes()
     lines = data[: data.rfind(b"\n") + 1].decode("utf-8").splitlines(keepends=True)
-    header = ",".join(COLUMNS) + "\n"
+    header = ",".join(columns) + "\n"
     if not lines:  # empty, or cut inside the header
         if not header.encode().startswith(data):
             raise ValueError(f"{path} is not a results file of this runner (no header)")
@@ -272,21 +277,21 @@ def _repair_csv(path):
     if lines[0] != header:
         raise ValueError(f"{path} is not a results file of this runner: its header is "
                          f"{lines[0].strip()!r}, expected {header.strip()!r}")
-    at = [COLUMNS.index(c) for c in _KEY + ["metric"]]
+    at = [columns.index(c) for c in list(key) + ["metric"]]
     kept, pending, done = [header], {}, set()
     for line in lines[1:]:
         fields = next(csv.reader([line]))
         try:
-            method, n, rep, metric = (fields[i] for i in at)
-            key = (method, int(n), int(rep))
+            *values, metric = (fields[i] for i in at)
+            group = tuple(t(v) for t, v in zip(key_types, values))
         except (IndexError, ValueError):
             continue  # not a row of this table (an append cannot write one): dropped
-        pending.setdefault(key, []).append(line)
-        if metric == _DONE_METRIC:  # a fit's rows are contiguous and end with this one
-            group = pending.pop(key)
-            if key not in done:
-                kept.extend(group)
-                done.add(key)
+        pending.setdefault(group, []).append(line)
+        if metric == done_metric:  # a fit's rows are contiguous and end with this one
+            rows = pending.pop(group)
+            if group not in done:
+                kept.extend(rows)
+                done.add(group)
     text = "".join(kept)
     if text.encode("utf-8") != data:
         _replace_text(path, text)
@@ -314,16 +319,17 @@ def _completed_keys(path):
     return _repair_csv(path)
 
 
-def _append(path, rows):
-    """Append the rows of one task: one write per fit (CSV) or one part file per fit."""
+def _append(path, rows, *, columns=COLUMNS, key=_KEY):
+    """Append the rows of one task: one write per fit (CSV) or one part file per fit
+    (a fit: the rows sharing the ``key`` columns)."""
     import pandas as pd
 
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=columns)
     path = Path(path)
-    for (method, n, rep), part in table.groupby(_KEY, sort=False):
+    for group, part in table.groupby(list(key), sort=False):
         if path.suffix == ".parquet":
             path.mkdir(parents=True, exist_ok=True)
-            final = path / f"part-{method}-{n}-{rep}.parquet"
+            final = path / f"part-{'-'.join(str(v) for v in group)}.parquet"
             tmp = path / f".{final.name}.tmp"
             part.to_parquet(tmp, index=False)
             os.replace(tmp, final)
