@@ -61,7 +61,7 @@ from hcl_stats._estimation.rmt import (
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._input.validation import check_covariance
 from hcl_stats._numerics.linalg import serial_blas, small_eigh, small_svd
-from hcl_stats._structure import Structure, row_slices, subset_label
+from hcl_stats._structure import Structure, check_joint_counts, row_slices, subset_label
 
 __all__ = ["SelectionResult", "select_structure"]
 
@@ -458,14 +458,19 @@ class _Dof:
 
 
 def _check_joint_counts(joint_counts, M, n):
-    """``joint_counts`` as an (M, M) int array of counts in ``[3, n]`` (or None)."""
+    """``joint_counts`` (:func:`hcl_stats._structure.check_joint_counts`) with every count
+    between 3 (the fewest samples a test can use) and ``n``, or None."""
     if joint_counts is None:
         return None
-    J = np.asarray(joint_counts)
-    if J.shape != (M, M) or not np.array_equal(J, J.T) or J.min() < 3 or J.max() > n:
-        raise ValueError(f"joint_counts must be a symmetric ({M}, {M}) array of sample "
-                         f"counts between 3 and n_samples={n}")
-    return J.astype(int)
+    what = (f"joint_counts must be a symmetric ({M}, {M}) array of sample counts between 3 "
+            f"and n_samples={n}")
+    try:
+        J = check_joint_counts(joint_counts, M)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    if J.min() < 3 or J.max() > n:
+        raise ValueError(f"{what}, got counts from {J.min()} to {J.max()}")
+    return J
 
 
 def _max_factors(p, df, cap):
@@ -533,14 +538,19 @@ def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
     return noise, U, lam, sig, spectra, floors
 
 
+def _whitened(B, Smm, evals, evecs, p, df):
+    """The reduced basis ``B`` whitened (:func:`_whiten`) and all ``p`` features whitened
+    by the eigenpairs of ``S_mm`` (``None`` where ``S_mm`` is singular or ``p >= df - 1``)."""
+    full = evecs / np.sqrt(evals) if p < df - 1 and evals.min() > 0 else None
+    return _whiten(B, Smm), full
+
+
 def _whitened_bases(S, rows, n_features, dof, base, spectra):
-    """Per modality, the whitened spectral basis (:func:`_whiten`) and all its features
-    whitened (``None`` where ``S_mm`` is singular or ``p_m >= n - 1``), for the pair tests."""
-    spectral = [_whiten(base[m], S[rows[m], rows[m]]) for m in range(len(rows))]
-    full = [spectra[m][1] / np.sqrt(spectra[m][0])
-            if n_features[m] < dof(m) - 1 and spectra[m][0][-1] > 0 else None
-            for m in range(len(rows))]
-    return spectral, full
+    """Per modality, the whitened spectral basis and all its features whitened
+    (:func:`_whitened`), for the pair tests."""
+    pieces = [_whitened(base[m], S[rows[m], rows[m]], *spectra[m], n_features[m], dof(m))
+              for m in range(len(rows))]
+    return [w[0] for w in pieces], [w[1] for w in pieces]
 
 
 def _pair_whitened(Sp, a, b, n_features, df, base):
@@ -552,10 +562,7 @@ def _pair_whitened(Sp, a, b, n_features, df, base):
     spectral, full = {}, {}
     for m in (a, b):
         Smm = Sp[rows_p[m], rows_p[m]]
-        spectral[m] = _whiten(base[m], Smm)
-        evals, evecs = small_eigh(Smm)
-        full[m] = evecs / np.sqrt(evals) if n_features[m] < df - 1 and evals[0] > 0 \
-            else None
+        spectral[m], full[m] = _whitened(base[m], Smm, *small_eigh(Smm), n_features[m], df)
     return Sp, rows_p, (spectral, full)
 
 
