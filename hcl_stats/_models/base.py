@@ -263,7 +263,14 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
             there). Each modality's feature names must be those seen at fit, in the same
             order.
         return_std : bool, default=False
-            Also return the posterior standard deviations ``sqrt(diag C_o)``.
+            Also return the posterior standard deviations ``sqrt(diag C_o)``, with ``C_o``
+            computed from the fitted loadings calibrated for their estimation error: each
+            block's whitened signal is debiased for the high-dimensional spike bias and
+            shrunk by the squared cosine between estimated and true directions
+            (:func:`hcl_stats._models.posterior.calibrated_loadings`; docs/model.md). The
+            intervals ``Z +- 1.96 Z_std`` then cover the true scores about 95% of the time
+            on the samples of the fit and on new ones; with the fitted loadings taken as
+            known they cover less when the modalities are wide for the sample size.
 
         Returns
         -------
