@@ -13,6 +13,7 @@ from scipy.stats import multivariate_normal, norm
 
 from _estimators import true_model
 from hcl_stats import HCL, Structure
+from hcl_stats._models.posterior import calibrated_loadings
 from hcl_stats.baselines import JIVE, ConcatSVD
 from hcl_stats.datasets import make_hierarchical, mask_modalities
 from hcl_stats.metrics import interval_coverage
@@ -45,10 +46,20 @@ def _with_missing(X, seed=0):
     return T
 
 
-def _conditional(model, x):
+def _spread_loadings(model):
+    """The loadings behind the standard deviations (the fitted ones, calibrated for their
+    estimation error: tested against random-matrix theory in test_calibration.py)."""
+    return calibrated_loadings(model.loadings_, model.feature_noise_variance(),
+                               model.structure_, model.n_features_per_modality_,
+                               model.n_joint_samples_)
+
+
+def _conditional(model, x, W=None):
     """Mean and covariance of z given the observed entries of x (one stacked row), by
-    conditioning the joint Gaussian of (z, x) with covariance [[I, W^T], [W, Sigma]]."""
-    W, Sigma = model.loadings_, model.get_covariance()
+    conditioning the joint Gaussian of (z, x) with covariance [[I, W^T], [W, Sigma]],
+    ``Sigma = W W^T + Psi`` (``W`` the fitted loadings unless given)."""
+    W = model.loadings_ if W is None else W
+    Sigma = W @ W.T + np.diag(model.feature_noise_variance())
     mu = np.concatenate(model.means_)
     K = W.shape[1]
     o = ~np.isnan(x)
@@ -73,8 +84,10 @@ def test_scores_and_std_are_the_gaussian_conditional(fitted, name):
     T = _with_missing(X)
     Z, Z_std = model.transform(T, return_std=True)
     x = np.hstack(T)
+    spread = _spread_loadings(model)
     for i in range(len(x)):
-        mean, cov = _conditional(model, x[i])
+        mean, _ = _conditional(model, x[i])
+        _, cov = _conditional(model, x[i], spread)
         np.testing.assert_allclose(Z[i], mean, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(Z_std[i], np.sqrt(np.diag(cov)), rtol=1e-8, atol=1e-10)
     assert np.isfinite(Z).all() and np.isfinite(Z_std).all()
@@ -111,9 +124,10 @@ def test_complete_data_std_is_the_posterior_spread(fitted):
     T = [x[:30] for x in X]
     Z, Z_std = model.transform(T, return_std=True)
     np.testing.assert_array_equal(Z, model.transform(T))
-    W = model.loadings_
+    W = _spread_loadings(model)
     # Cov(z | x) = I - W^T Sigma^{-1} W for a fully observed sample
-    cov = np.eye(W.shape[1]) - W.T @ np.linalg.solve(model.get_covariance(), W)
+    Sigma = W @ W.T + np.diag(model.feature_noise_variance())
+    cov = np.eye(W.shape[1]) - W.T @ np.linalg.solve(Sigma, W)
     np.testing.assert_allclose(Z_std, np.tile(np.sqrt(np.diag(cov)), (30, 1)), rtol=1e-10)
 
 

@@ -1,0 +1,97 @@
+"""Posterior standard deviations calibrated for the estimation error of the loadings.
+
+References: the closed forms of the spiked covariance model (the sample spike
+``(1 + ell)(1 + gamma / ell)`` and the squared cosine of its eigenvector,
+``(1 - gamma / ell^2) / (1 + gamma / ell)``, written out here), and simulated true scores
+on the samples of the fit and on new samples.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+
+from hcl_stats import HCL, Structure
+from hcl_stats._models.posterior import calibrated_loadings, posterior_moments
+from hcl_stats.datasets import make_hierarchical
+from hcl_stats.metrics import interval_coverage
+
+
+def _spike_theory(ell, gamma):
+    sample = (1 + ell) * (1 + gamma / ell) - 1
+    cos2 = (1 - gamma / ell ** 2) / (1 + gamma / ell)
+    return sample, cos2
+
+
+@pytest.mark.parametrize("ell", [1.0, 2.5])
+def test_calibrated_signal_is_the_spike_signal_times_its_cosine(ell):
+    """One factor of whitened signal ``ell`` on p = 400 features, n = 2001: the fitted signal
+    carries the spike bias, the calibrated one is ``ell c^2`` and ``c`` is the cosine
+    between the fitted and the true loadings."""
+    p, n = 400, 2001
+    gamma = p / (n - 1)
+    sample, cos2 = _spike_theory(ell, gamma)
+    st = Structure({(0,): 1})
+    fitted, calibrated, cosines = [], [], []
+    for seed in range(4):
+        X, truth = make_hierarchical(n, [p], st, singular_values=np.sqrt(ell),
+                                     random_state=seed, return_truth=True)
+        model = HCL(st, denoise="isotropic").fit(X)
+        W, psi = model.loadings_, model.feature_noise_variance()
+        fitted.append(np.sum(W ** 2 / psi[:, None]))
+        calibrated.append(np.sum(calibrated_loadings(W, psi, st, [p], [[n]]) ** 2
+                                 / psi[:, None]))
+        w = truth.W[:, 0]
+        cosines.append((W[:, 0] @ w) ** 2 / (W[:, 0] @ W[:, 0]) / (w @ w))
+    assert np.mean(fitted) == pytest.approx(sample, rel=0.05)
+    assert np.mean(cosines) == pytest.approx(cos2, rel=0.05)
+    assert np.mean(calibrated) == pytest.approx(ell * cos2, rel=0.08)
+
+
+def test_calibration_vanishes_with_many_samples_and_zeroes_what_noise_hides():
+    st = Structure({(0, 1): 1, (1,): 1})
+    rng = np.random.default_rng(0)
+    W = np.zeros((30, 2))
+    W[:, 0] = rng.standard_normal(30)  # whitened signal about 30: far above the edge
+    W[10:, 1] = 0.1  # whitened signal 0.2 on 20 features
+    psi = np.ones(30)
+    many = calibrated_loadings(W, psi, st, [10, 20], np.full((2, 2), 10 ** 9))
+    np.testing.assert_allclose(many, W, rtol=1e-6, atol=1e-12)
+    # n = 11: gamma = 2 for the block {1}, noise edge (1 + sqrt 2)^2 - 1 = 4.8 > 0.2
+    few = calibrated_loadings(W, psi, st, [10, 20], np.full((2, 2), 11))
+    np.testing.assert_array_equal(few[:, 1], 0.0)
+    assert 0 < np.linalg.norm(few[:, 0]) < np.linalg.norm(W[:, 0])
+    np.testing.assert_array_equal(few[:10, 1], 0.0)  # zero by construction stays zero
+    # the factor noise hides is reported with the prior's spread
+    X = [rng.standard_normal((5, 10)), rng.standard_normal((5, 20))]
+    post = posterior_moments(X, [np.zeros(10), np.zeros(20)], W, psi, [10, 20],
+                             covariance=True, covariance_loadings=few)
+    np.testing.assert_allclose(post.std()[:, 1], 1.0, rtol=1e-12)
+
+
+WIDE = Structure({(0, 1, 2): 2, (1, 2): 1, (0,): 1, (1,): 2, (2,): 3})
+
+
+def test_intervals_cover_the_true_scores_on_the_fitted_and_on_new_samples():
+    """Widths 50 / 150 / 400 at n = 1000: the plug-in posterior (the fitted loadings
+    taken as known) covers too little; the calibrated one covers 95%."""
+    n = 1000
+    X, truth = make_hierarchical(2 * n, [50, 150, 400], WIDE, singular_values=(1.0, 2.0),
+                                 random_state=12, return_truth=True)
+    train, new = [x[:n] for x in X], [x[n:] for x in X]
+    model = HCL(WIDE).fit(train)
+    band = 3 * np.sqrt(0.95 * 0.05 / n)  # one sample's intervals are correlated
+    for data, Z in ((train, truth.Z[:n]), (new, truth.Z[n:])):
+        coverage = interval_coverage(model, data, truth.W, Z).loc["all", "coverage"]
+        assert abs(coverage - 0.95) < band, coverage
+    # the plug-in posterior: the same model with calibration switched off (the spike
+    # bias vanishes as the sample count grows)
+    plug_in = copy.deepcopy(model)
+    plug_in.n_joint_samples_ = np.full((3, 3), 10 ** 12)
+    coverage = interval_coverage(plug_in, train, truth.W, truth.Z[:n]).loc["all",
+                                                                             "coverage"]
+    assert coverage < 0.95 - band, coverage
+    Z, Z_std = model.transform(train, return_std=True)
+    Zp, Zp_std = plug_in.transform(train, return_std=True)
+    np.testing.assert_array_equal(Z, Zp)  # the means are the plug-in posterior's
+    assert np.all(Z_std > Zp_std)
