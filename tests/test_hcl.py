@@ -343,3 +343,26 @@ def test_selection_controls_need_structure_auto():
         HCL(denoise=0.5).fit(X)
     # strength 0 keeps every factor the tests detect: at least as many as the floor's
     assert HCL(strength=0.0).fit(X).n_components_ >= HCL().fit(X).n_components_
+
+
+
+def test_noise_rules_are_low_by_the_factors_share_of_the_samples():
+    # docs/noise.md: with strong factors the mean of the trailing eigenvalues is about
+    # sigma^2 (n - 1 - r) / (n - 1) (the residual degrees of freedom of a rank-r fit),
+    # whether the modality is narrower (20) or wider (200) than the samples are many (40)
+    rng = np.random.default_rng(0)
+    n, widths, ranks = 40, (20, 200), (4, 3)
+    per_modality, pooled = [], []
+    for _ in range(100):
+        X = []
+        for p, r in zip(widths, ranks):  # rank-r signal, eigenvalues >> sigma^2 = 1
+            W = np.linalg.qr(rng.standard_normal((p, r)))[0] * np.arange(r + 1, 1, -1)
+            X.append(rng.standard_normal((n, r)) @ (np.sqrt(p) * W.T)
+                     + rng.standard_normal((n, p)))
+        structure = Structure({(0,): ranks[0], (1,): ranks[1]})
+        per_modality.append(HCL(structure, denoise="modality").fit(X).noise_variance_)
+        pooled.append(HCL(Structure({(0,): ranks[0]}), denoise="isotropic")
+                      .fit(X[:1]).noise_variance_[0])
+    expected = [(n - 1 - r) / (n - 1) for r in ranks]
+    np.testing.assert_allclose(np.mean(per_modality, axis=0), expected, atol=0.015)
+    np.testing.assert_allclose(np.mean(pooled), expected[0], atol=0.015)
