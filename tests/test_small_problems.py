@@ -122,7 +122,7 @@ def test_dense_layout_reaches_the_per_modality_layouts_optimum(seed, noise, monk
     assert np.abs(G - G_ref).max() < 1e-3 * np.abs(G_ref).max()
 
 
-def test_dense_layout_hessian_product_is_the_gradients_derivative():
+def test_dense_layout_hessian_operator_is_the_gradients_derivative():
     widths = [8, 12, 10]
     S_W, W0, mask = _problem(widths, 0.5, 3)
     layout = lbfgs._layout(S_W, mask, widths)
@@ -135,7 +135,7 @@ def test_dense_layout_hessian_product_is_the_gradients_derivative():
 
     h = 1e-6
     numeric = (grad(x + h * v) - grad(x - h * v)) / (2 * h)
-    Hv = layout.hessian_product(x, layout.gram(x, x), v)
+    Hv = layout.hessian_operator(x, layout.gram(x, x))(v)
     assert np.all(Hv.reshape(mask.shape)[~mask] == 0.0)
     np.testing.assert_allclose(Hv, numeric, rtol=1e-6, atol=1e-8 * np.abs(numeric).max())
 
