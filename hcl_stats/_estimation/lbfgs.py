@@ -368,12 +368,16 @@ class _DenseLayout:
         """``v -> H v``, the Hessian of the objective (scaled, on the mask) at ``x`` with
         ``G = W^T W``: ``2 ((W W^T - S_W) V + V G + W (V^T W))``, zero outside the mask."""
         W = self._mat(x)
-        R = W @ W.T - self.S_hi  # once per direction; then three products per application
+        R = (W @ W.T - self.S_hi).astype(np.float32)  # once per direction
         d, K, mask2 = self.d, self.K, self.mask2
 
         def hessian_product(v):
             V = v.reshape(d, K)
-            return ((R @ V + V @ G + W @ (V.T @ W)) * mask2).ravel()
+            out = (R @ V.astype(np.float32)).astype(np.float64)
+            out += V @ G
+            out += W @ (V.T @ W)
+            out *= mask2
+            return out.reshape(-1)
 
         return hessian_product
 
@@ -387,20 +391,24 @@ class _DenseLayout:
 
     def preconditioner(self, W0):
         """ScaledGD (:meth:`_PackedLayout.preconditioner`): each modality's rows times its
-        block's inverse, placed in a ``(K, K)`` matrix that is zero outside its columns."""
-        blocks = []
-        for rows, cols in zip(self.rows, self.cols):
-            full = np.zeros((self.K, self.K))
+        block's inverse, placed in a ``(K, K)`` matrix that is zero outside its columns.
+
+        The blocks are side by side in one ``(K, M K)`` matrix; ``V`` times it holds every
+        modality's product on every row, and one ``take`` keeps each row's own (two array
+        calls, where a loop over the modalities costs two per modality).
+        """
+        d, K = self.d, self.K
+        blocks = np.zeros((K, len(self.rows) * K))
+        pick = np.empty((d, K), dtype=np.intp)
+        for m, (rows, cols) in enumerate(zip(self.rows, self.cols)):
             if cols.size:
-                full[np.ix_(cols, cols)] = _scaled_gd(W0[:, cols].T @ W0[:, cols])
-            blocks.append((rows, full))
+                blocks[np.ix_(cols, m * K + cols)] = _scaled_gd(W0[:, cols].T @ W0[:, cols])
+            pick[rows] = (np.arange(rows.start, rows.stop)[:, None] * (len(self.rows) * K)
+                          + m * K + np.arange(K))
+        pick = pick.ravel()
 
         def precondition(v):
-            V = self._mat(v)
-            out = np.empty_like(V)
-            for rows, full in blocks:
-                np.matmul(V[rows], full, out=out[rows])
-            return out.ravel()
+            return (v.reshape(d, K) @ blocks).take(pick)
 
         return precondition
 
@@ -514,35 +522,44 @@ def _newton_direction(layout, x, grad, pgrad, G, precondition, rel):
     non-positive curvature (Steihaug 1983; then the iterate so far, or ``-P grad`` on the
     first product). Every iterate is a descent direction. Written out because
     :func:`scipy.sparse.linalg.cg` has no negative-curvature exit and its
-    ``LinearOperator`` calls cost more than the products at these sizes.
+    ``LinearOperator`` calls cost more than the products at these sizes; the vector
+    updates are in place (each array call costs more than its arithmetic here).
     """
-    r, z = -grad, -pgrad
-    p, rz = z, float(r @ z)
-    D = np.zeros_like(x)
+    r, p = -grad, -pgrad  # new arrays, updated in place below
+    rz = -float(r @ pgrad)
+    D = None
     hessian_product = layout.hessian_operator(x, G)
-    stop = min(0.5, math.sqrt(rel)) * math.sqrt(float(grad @ grad))
+    stop = min(0.25, rel) * float(grad @ grad)  # squared residual: min(0.5, sqrt(rel))^2
     for j in range(_NEWTON_CG):
         Hp = hessian_product(p)
         curvature = float(p @ Hp)
         if not curvature > 0.0:
-            return p if j == 0 else D
+            return p if D is None else D
         alpha = rz / curvature
-        D = D + alpha * p
-        r = r - alpha * Hp
-        if math.sqrt(float(r @ r)) <= stop:
+        D = alpha * p if D is None else _axpy(alpha, p, D)
+        r = _axpy(-alpha, Hp, r)
+        if float(r @ r) <= stop:
             break
         z = precondition(r)
         rz_next = float(r @ z)
-        p = z + (rz_next / rz) * p
+        p = _axpy(rz_next / rz, p, z)  # z + beta p, in the array of z
         rz = rz_next
     return D
 
 
+def _axpy(a, x, y):
+    """``y + a x``, in the array ``y``."""
+    x = x * a
+    y += x
+    return y
+
+
 def _direction(layout, hess, x, grad, pgrad, G, precondition, rel):
-    """``(D, slope)``: the search direction (truncated Newton on the dense layout below
-    ``_NEWTON_FROM``, else L-BFGS, restarted from ``-P grad`` when not a descent
-    direction) and ``grad . D``."""
-    if isinstance(layout, _DenseLayout) and rel <= _NEWTON_FROM:
+    """``(D, slope, newton)``: the search direction (truncated Newton on the dense layout
+    below ``_NEWTON_FROM``, else L-BFGS, restarted from ``-P grad`` when not a descent
+    direction), ``grad . D`` and whether the direction is a Newton one."""
+    newton = isinstance(layout, _DenseLayout) and rel <= _NEWTON_FROM
+    if newton:
         D = _newton_direction(layout, x, grad, pgrad, G, precondition, rel)
     else:
         D = -hess.apply(grad, pg=pgrad)
@@ -551,7 +568,7 @@ def _direction(layout, hess, x, grad, pgrad, G, precondition, rel):
         hess.reset()
         D = -pgrad
         slope = float(grad @ D)
-    return D, slope
+    return D, slope, newton
 
 
 def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memory=4,
@@ -610,7 +627,7 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
         if n_iter >= max_iter:
             break
         n_iter += 1
-        D, slope = _direction(P, hess, x, grad, pgrad, G, precondition, rel)
+        D, slope, newton = _direction(P, hess, x, grad, pgrad, G, precondition, rel)
         if not slope < 0:
             break
         B = P.product(D, cheap)
@@ -624,7 +641,8 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
         G = G + t * E + (t * t) * F
         grad_new = P.gradient(x, A, G)
         pgrad_new = precondition(grad_new)
-        hess.update(s, grad_new - grad, py=pgrad_new - pgrad)
+        if not newton:  # (the Newton directions do not read the L-BFGS pairs)
+            hess.update(s, grad_new - grad, py=pgrad_new - pgrad)
         grad, pgrad = grad_new, pgrad_new
     if cheap:  # stopped on max_iter or a failed step in float32: report exact values
         A = P.product(x, False)
