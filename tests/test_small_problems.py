@@ -137,7 +137,8 @@ def test_dense_layout_hessian_operator_is_the_gradients_derivative():
     numeric = (grad(x + h * v) - grad(x - h * v)) / (2 * h)
     Hv = layout.hessian_operator(x, layout.gram(x, x))(v)
     assert np.all(Hv.reshape(mask.shape)[~mask] == 0.0)
-    np.testing.assert_allclose(Hv, numeric, rtol=1e-6, atol=1e-8 * np.abs(numeric).max())
+    # the d x d part of the product runs in float32 (lbfgs._HESSIAN_DTYPE): float32 accuracy
+    np.testing.assert_allclose(Hv, numeric, rtol=1e-5, atol=1e-6 * np.abs(numeric).max())
 
 
 @pytest.mark.parametrize("seed,noise", [(0, 0.5), (5, 2.0)])

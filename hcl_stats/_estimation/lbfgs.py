@@ -46,6 +46,7 @@ import math
 
 import numpy as np
 from array_api_compat import device as array_device
+from scipy.linalg import blas
 
 from hcl_stats._numerics.backend import (
     get_namespace,
@@ -93,6 +94,15 @@ _NEWTON_FROM = 0.1
 # ... with at most this many Hessian products per direction, solved to the relative residual
 # min(0.5, sqrt(relative gradient)) (a superlinear forcing term, Eisenstat and Walker 1996).
 _NEWTON_CG = 40
+
+
+# ... whose Hessian products (an approximation of the Hessian only steers the direction:
+# the gradient and the stopping rule stay float64) run in float32 for the d x d part, half
+# the arithmetic of the direction's largest product.
+_HESSIAN_DTYPE = np.float32
+
+# BLAS on contiguous float64 vectors: ``y <- a x + y`` in place, and ``x . y`` as a float
+_axpy, _dot = blas.daxpy, blas.ddot
 
 
 def _quartic_step(c1, c2, c3, c4):
@@ -366,16 +376,24 @@ class _DenseLayout:
 
     def hessian_operator(self, x, G):
         """``v -> H v``, the Hessian of the objective (scaled, on the mask) at ``x`` with
-        ``G = W^T W``: ``2 ((W W^T - S_W) V + V G + W (V^T W))``, zero outside the mask."""
+        ``G = W^T W``: ``2 ((W W^T - S_W) V + V G + W (V^T W))``, zero outside the mask.
+
+        ``(W W^T - S_W) V + W (V^T W)`` is one product ``[W W^T - S_W, W] [V; V^T W]``, in
+        float32 (``_HESSIAN_DTYPE``), the rest in float64.
+        """
         W = self._mat(x)
-        R = (W @ W.T - self.S_hi).astype(np.float32)  # once per direction
         d, K, mask2 = self.d, self.K, self.mask2
+        left = np.empty((d, d + K), dtype=_HESSIAN_DTYPE)  # once per direction
+        np.subtract(W @ W.T, self.S_hi, out=left[:, :d])
+        left[:, d:] = W
+        right = np.empty((d + K, K), dtype=_HESSIAN_DTYPE)  # refilled by every product
 
         def hessian_product(v):
             V = v.reshape(d, K)
-            out = (R @ V.astype(np.float32)).astype(np.float64)
+            right[:d] = V
+            np.matmul(V.T, W, out=right[d:])
+            out = (left @ right).astype(np.float64)
             out += V @ G
-            out += W @ (V.T @ W)
             out *= mask2
             return out.reshape(-1)
 
@@ -523,35 +541,29 @@ def _newton_direction(layout, x, grad, pgrad, G, precondition, rel):
     first product). Every iterate is a descent direction. Written out because
     :func:`scipy.sparse.linalg.cg` has no negative-curvature exit and its
     ``LinearOperator`` calls cost more than the products at these sizes; the vector
-    updates are in place (each array call costs more than its arithmetic here).
+    updates are BLAS ``axpy`` in place and the inner products BLAS ``dot`` (one call each,
+    where the call, not its arithmetic, is the cost here).
     """
     r, p = -grad, -pgrad  # new arrays, updated in place below
-    rz = -float(r @ pgrad)
+    rz = _dot(r, p)
     D = None
     hessian_product = layout.hessian_operator(x, G)
-    stop = min(0.25, rel) * float(grad @ grad)  # squared residual: min(0.5, sqrt(rel))^2
-    for j in range(_NEWTON_CG):
+    stop = min(0.25, rel) * _dot(grad, grad)  # squared residual: min(0.5, sqrt(rel))^2
+    for _ in range(_NEWTON_CG):
         Hp = hessian_product(p)
-        curvature = float(p @ Hp)
+        curvature = _dot(p, Hp)
         if not curvature > 0.0:
             return p if D is None else D
         alpha = rz / curvature
-        D = alpha * p if D is None else _axpy(alpha, p, D)
-        r = _axpy(-alpha, Hp, r)
-        if float(r @ r) <= stop:
+        D = p * alpha if D is None else _axpy(p, D, a=alpha)
+        r = _axpy(Hp, r, a=-alpha)
+        if _dot(r, r) <= stop:
             break
         z = precondition(r)
-        rz_next = float(r @ z)
-        p = _axpy(rz_next / rz, p, z)  # z + beta p, in the array of z
+        rz_next = _dot(r, z)
+        p = _axpy(p, z, a=rz_next / rz)  # z + beta p, in the array of z
         rz = rz_next
     return D
-
-
-def _axpy(a, x, y):
-    """``y + a x``, in the array ``y``."""
-    x = x * a
-    y += x
-    return y
 
 
 def _direction(layout, hess, x, grad, pgrad, G, precondition, rel):
