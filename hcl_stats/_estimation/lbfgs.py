@@ -92,8 +92,11 @@ _DENSE_WORK = 2 ** 20
 _NEWTON_FROM = 0.1
 
 # ... with at most this many Hessian products per direction, solved to the relative residual
-# min(0.5, sqrt(relative gradient)) (a superlinear forcing term, Eisenstat and Walker 1996).
+# min(0.5, sqrt(relative gradient)) (a superlinear forcing term, Eisenstat and Walker 1996),
+# but not below _OVERSOLVE tol / (relative gradient): a residual that leaves the next
+# relative gradient near half of tol is all the last direction needs (Kelley 1995, 6.3).
 _NEWTON_CG = 40
+_OVERSOLVE = 0.5
 
 
 # ... whose Hessian products (an approximation of the Hessian only steers the direction:
@@ -533,10 +536,10 @@ def _line_step(layout, x, grad, D, G, B, slope):
     return None if step is None else (float(step[0]), E, F)
 
 
-def _newton_direction(layout, x, grad, pgrad, G, precondition, rel):
+def _newton_direction(layout, x, grad, pgrad, G, precondition, rel, tol):
     """A truncated Newton direction: preconditioned conjugate gradients on
     ``H D = -grad`` from ``D = 0``, stopped at the relative residual
-    ``min(0.5, sqrt(rel))``, after ``_NEWTON_CG`` products, or at a direction of
+    ``min(0.5, max(sqrt(rel), 0.5 tol / rel))`` (see ``_NEWTON_CG``), after ``_NEWTON_CG`` products, or at a direction of
     non-positive curvature (Steihaug 1983; then the iterate so far, or ``-P grad`` on the
     first product). Every iterate is a descent direction. Written out because
     :func:`scipy.sparse.linalg.cg` has no negative-curvature exit and its
@@ -548,7 +551,8 @@ def _newton_direction(layout, x, grad, pgrad, G, precondition, rel):
     rz = _dot(r, p)
     D = None
     hessian_product = layout.hessian_operator(x, G)
-    stop = min(0.25, rel) * _dot(grad, grad)  # squared residual: min(0.5, sqrt(rel))^2
+    forcing = min(0.5, max(math.sqrt(rel), _OVERSOLVE * tol / rel))
+    stop = forcing * forcing * _dot(grad, grad)  # on the squared residual
     for _ in range(_NEWTON_CG):
         Hp = hessian_product(p)
         curvature = _dot(p, Hp)
@@ -566,13 +570,13 @@ def _newton_direction(layout, x, grad, pgrad, G, precondition, rel):
     return D
 
 
-def _direction(layout, hess, x, grad, pgrad, G, precondition, rel):
+def _direction(layout, hess, x, grad, pgrad, G, precondition, rel, tol):
     """``(D, slope, newton)``: the search direction (truncated Newton on the dense layout
     below ``_NEWTON_FROM``, else L-BFGS, restarted from ``-P grad`` when not a descent
     direction), ``grad . D`` and whether the direction is a Newton one."""
     newton = isinstance(layout, _DenseLayout) and rel <= _NEWTON_FROM
     if newton:
-        D = _newton_direction(layout, x, grad, pgrad, G, precondition, rel)
+        D = _newton_direction(layout, x, grad, pgrad, G, precondition, rel, tol)
     else:
         D = -hess.apply(grad, pg=pgrad)
     slope = float(grad @ D)
@@ -639,7 +643,7 @@ def solve_lbfgs(S_W, W_init, mask, n_features, *, max_iter=1000, tol=1e-5, memor
         if n_iter >= max_iter:
             break
         n_iter += 1
-        D, slope, newton = _direction(P, hess, x, grad, pgrad, G, precondition, rel)
+        D, slope, newton = _direction(P, hess, x, grad, pgrad, G, precondition, rel, tol)
         if not slope < 0:
             break
         B = P.product(D, cheap)
