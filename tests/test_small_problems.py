@@ -122,6 +122,33 @@ def test_dense_layout_reaches_the_per_modality_layouts_optimum(seed, noise, monk
     assert np.abs(G - G_ref).max() < 1e-3 * np.abs(G_ref).max()
 
 
+def test_dense_layout_preconditioner_is_the_scaled_gradient_blocks():
+    # one modality without factors (no columns): its rows map to zero
+    widths = [8, 12, 10, 5]
+    structure = Structure({(0, 1, 2): 2, (0, 1): 1, (1, 2): 1, (0,): 1, (2,): 2},
+                          modalities=4)
+    mask = structure.mask(widths)
+    rng = np.random.default_rng(7)
+    W0 = rng.standard_normal(mask.shape) * mask
+    V = rng.standard_normal(mask.shape) * mask
+    layout = lbfgs._layout(np.eye(sum(widths)), mask, widths)
+    assert isinstance(layout, lbfgs._DenseLayout)
+    got = layout.preconditioner(W0)(layout.pack(V)).reshape(mask.shape)
+    # each modality's rows times (G0[C_m, C_m] + 0.3 mean eigenvalue I)^{-1}, by hand
+    expected = np.zeros(mask.shape)
+    start = 0
+    for p in widths:
+        rows = slice(start, start + p)
+        cols = np.flatnonzero(mask[start])
+        if cols.size:
+            g = W0[:, cols].T @ W0[:, cols]
+            ridge = lbfgs._PRECOND_RIDGE * np.trace(g) / len(g) + 1e-12
+            expected[rows.start:rows.stop, cols] = \
+                V[rows][:, cols] @ np.linalg.inv(g + ridge * np.eye(len(g)))
+        start += p
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+
+
 def test_dense_layout_hessian_operator_is_the_gradients_derivative():
     widths = [8, 12, 10]
     S_W, W0, mask = _problem(widths, 0.5, 3)

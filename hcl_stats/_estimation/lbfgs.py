@@ -35,9 +35,9 @@ Per iteration of :func:`solve_lbfgs` (variables: the free entries, :class:`_Pack
   its arithmetic, sets the time of an iteration.
   Once the relative gradient is below ``0.1`` the directions there are truncated Newton
   steps (:func:`_newton_direction`: preconditioned conjugate gradients on the exact
-  Hessian, whose product costs one ``(W W^T - S_W) V`` and two thin products), which reach
-  ``tol`` in a handful of steps where L-BFGS converges linearly; the exact line search and
-  the stopping rule are the same.
+  Hessian, whose product costs one float32 ``[W W^T - S_W, W] [V; V^T W]`` and one
+  ``V G``), which reach ``tol`` in a handful of steps where L-BFGS converges linearly; the
+  exact line search and the stopping rule are the same.
 """
 
 from __future__ import annotations
@@ -539,9 +539,9 @@ def _line_step(layout, x, grad, D, G, B, slope):
 def _newton_direction(layout, x, grad, pgrad, G, precondition, rel, tol):
     """A truncated Newton direction: preconditioned conjugate gradients on
     ``H D = -grad`` from ``D = 0``, stopped at the relative residual
-    ``min(0.5, max(sqrt(rel), 0.5 tol / rel))`` (see ``_NEWTON_CG``), after ``_NEWTON_CG`` products, or at a direction of
-    non-positive curvature (Steihaug 1983; then the iterate so far, or ``-P grad`` on the
-    first product). Every iterate is a descent direction. Written out because
+    ``min(0.5, max(sqrt(rel), 0.5 tol / rel))`` (see ``_NEWTON_CG``), after
+    ``_NEWTON_CG`` products, or at a direction of non-positive curvature (Steihaug 1983;
+    then the iterate so far, or ``-P grad`` on the first product). Every iterate is a descent direction. Written out because
     :func:`scipy.sparse.linalg.cg` has no negative-curvature exit and its
     ``LinearOperator`` calls cost more than the products at these sizes; the vector
     updates are BLAS ``axpy`` in place and the inner products BLAS ``dot`` (one call each,
