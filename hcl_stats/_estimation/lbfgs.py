@@ -381,24 +381,25 @@ class _DenseLayout:
         """``v -> H v``, the Hessian of the objective (scaled, on the mask) at ``x`` with
         ``G = W^T W``: ``2 ((W W^T - S_W) V + V G + W (V^T W))``, zero outside the mask.
 
-        ``(W W^T - S_W) V + W (V^T W)`` is one product ``[W W^T - S_W, W] [V; V^T W]``, in
-        float32 (``_HESSIAN_DTYPE``), the rest in float64.
+        ``(W W^T - S_W) V + W (V^T W)`` is one product ``[W W^T - S_W, W] [V; V^T W]``; it
+        and ``V G`` run in ``_HESSIAN_DTYPE`` (float32), and the masking returns float64.
         """
         W = self._mat(x)
         d, K, mask2 = self.d, self.K, self.mask2
         left = np.empty((d, d + K), dtype=_HESSIAN_DTYPE)  # once per direction
         np.subtract(W @ W.T, self.S_hi, out=left[:, :d])
         left[:, d:] = W
+        G_low = G.astype(_HESSIAN_DTYPE)
         right = np.empty((d + K, K), dtype=_HESSIAN_DTYPE)  # refilled by every product
+        V_low = right[:d]
 
         def hessian_product(v):
             V = v.reshape(d, K)
-            right[:d] = V
+            V_low[...] = V
             np.matmul(V.T, W, out=right[d:])
-            out = (left @ right).astype(np.float64)
-            out += V @ G
-            out *= mask2
-            return out.reshape(-1)
+            out = left @ right
+            out += V_low @ G_low
+            return (out * mask2).reshape(-1)  # float64
 
         return hessian_product
 
