@@ -375,7 +375,9 @@ class _DenseLayout:
 
     def gradient(self, x, A, G):
         """``2 (W G - S_W W)`` on the mask (zero outside)."""
-        return ((self._mat(x) @ G) * self.mask2).ravel() - 2.0 * A
+        out = self._mat(x) @ G
+        out *= self.mask2
+        return _axpy(A, out.reshape(-1), a=-2.0)  # (exact: -2 A has no rounding)
 
     def hessian_operator(self, x, G):
         """``v -> H v``, the Hessian of the objective (scaled, on the mask) at ``x`` with
@@ -385,21 +387,22 @@ class _DenseLayout:
         and ``V G`` run in ``_HESSIAN_DTYPE`` (float32), and the masking returns float64.
         """
         W = self._mat(x)
-        d, K, mask2 = self.d, self.K, self.mask2
-        left = np.empty((d, d + K), dtype=_HESSIAN_DTYPE)  # once per direction
+        d, K = self.d, self.K
+        low = _HESSIAN_DTYPE
+        left = np.empty((d, d + K), dtype=low)  # once per direction
         np.subtract(W @ W.T, self.S_hi, out=left[:, :d])
         left[:, d:] = W
-        G_low = G.astype(_HESSIAN_DTYPE)
-        right = np.empty((d + K, K), dtype=_HESSIAN_DTYPE)  # refilled by every product
-        V_low = right[:d]
+        W_low, G_low, mask2 = left[:, d:], G.astype(low), self.mask2.astype(low)
+        right = np.empty((d + K, K), dtype=low)  # refilled by every product
+        V_low, VW = right[:d], right[d:]
 
         def hessian_product(v):
-            V = v.reshape(d, K)
-            V_low[...] = V
-            np.matmul(V.T, W, out=right[d:])
-            out = left @ right
-            out += V_low @ G_low
-            return (out * mask2).reshape(-1)  # float64
+            V_low[...] = v.reshape(d, K)
+            np.dot(V_low.T, W_low, out=VW)
+            out = np.dot(left, right)
+            out += np.dot(V_low, G_low)
+            out *= mask2
+            return out.astype(np.float64).reshape(-1)
 
         return hessian_product
 
@@ -430,7 +433,7 @@ class _DenseLayout:
         pick = pick.ravel()
 
         def precondition(v):
-            return (v.reshape(d, K) @ blocks).take(pick)
+            return np.dot(v.reshape(d, K), blocks).take(pick)
 
         return precondition
 
