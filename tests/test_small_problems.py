@@ -10,6 +10,7 @@
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.optimize
 
 from hcl_stats import Structure
 from hcl_stats._estimation import lbfgs
@@ -119,6 +120,83 @@ def test_dense_layout_reaches_the_per_modality_layouts_optimum(seed, noise, monk
     assert f == pytest.approx(f_ref, rel=1e-6)
     G, G_ref = W @ W.T, W_ref @ W_ref.T
     assert np.abs(G - G_ref).max() < 1e-3 * np.abs(G_ref).max()
+
+
+def test_dense_layout_preconditioner_is_the_scaled_gradient_blocks():
+    # one modality without factors (no columns): its rows map to zero
+    widths = [8, 12, 10, 5]
+    structure = Structure({(0, 1, 2): 2, (0, 1): 1, (1, 2): 1, (0,): 1, (2,): 2},
+                          modalities=4)
+    mask = structure.mask(widths)
+    rng = np.random.default_rng(7)
+    W0 = rng.standard_normal(mask.shape) * mask
+    V = rng.standard_normal(mask.shape) * mask
+    layout = lbfgs._layout(np.eye(sum(widths)), mask, widths)
+    assert isinstance(layout, lbfgs._DenseLayout)
+    got = layout.preconditioner(W0)(layout.pack(V)).reshape(mask.shape)
+    # each modality's rows times (G0[C_m, C_m] + 0.3 mean eigenvalue I)^{-1}, by hand
+    expected = np.zeros(mask.shape)
+    start = 0
+    for p in widths:
+        rows = slice(start, start + p)
+        cols = np.flatnonzero(mask[start])
+        if cols.size:
+            g = W0[:, cols].T @ W0[:, cols]
+            ridge = lbfgs._PRECOND_RIDGE * np.trace(g) / len(g) + 1e-12
+            expected[rows.start:rows.stop, cols] = \
+                V[rows][:, cols] @ np.linalg.inv(g + ridge * np.eye(len(g)))
+        start += p
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_dense_layout_hessian_operator_is_the_gradients_derivative():
+    widths = [8, 12, 10]
+    S_W, W0, mask = _problem(widths, 0.5, 3)
+    layout = lbfgs._layout(S_W, mask, widths)
+    rng = np.random.default_rng(4)
+    x = layout.pack(W0 / np.sqrt(layout.scale) + 0.1 * rng.standard_normal(mask.shape))
+    v = layout.pack(rng.standard_normal(mask.shape))
+
+    def grad(y):
+        return layout.gradient(y, layout.product(y, cheap=False), layout.gram(y, y))
+
+    h = 1e-6
+    numeric = (grad(x + h * v) - grad(x - h * v)) / (2 * h)
+    Hv = layout.hessian_operator(x, layout.gram(x, x))(v)
+    assert np.all(Hv.reshape(mask.shape)[~mask] == 0.0)
+    # the d x d part of the product runs in float32 (lbfgs._HESSIAN_DTYPE): float32 accuracy
+    np.testing.assert_allclose(Hv, numeric, rtol=1e-5, atol=1e-6 * np.abs(numeric).max())
+
+
+@pytest.mark.parametrize("seed,noise", [(0, 0.5), (5, 2.0)])
+def test_newton_phase_reaches_the_quasi_newton_and_scipy_optimum(seed, noise, monkeypatch):
+    widths = [6, 9, 7]
+    S_W, W0, mask = _problem(widths, noise, seed)
+    W, f, n_iter, converged, rel = lbfgs.solve_lbfgs(S_W, W0, mask, widths, tol=1e-5)
+    assert converged and rel <= 1e-5
+    # L-BFGS throughout (no Newton directions), to the same tolerance
+    monkeypatch.setattr(lbfgs, "_NEWTON_FROM", -1.0)
+    W_q, f_q, n_q, converged_q, _ = lbfgs.solve_lbfgs(S_W, W0, mask, widths, tol=1e-5)
+    assert converged_q
+    # scipy's L-BFGS-B on the free entries, far below the tolerance
+    S = S_W / np.max(np.diagonal(S_W))
+
+    def fun(z):
+        V = np.zeros(mask.shape)
+        V[mask] = z
+        R = V @ V.T - S
+        return 0.5 * np.sum(R * R), (2.0 * R @ V)[mask]
+
+    z0 = (W0 / np.sqrt(np.max(np.diagonal(S_W))))[mask]
+    res = scipy.optimize.minimize(fun, z0, jac=True, method="L-BFGS-B",
+                                  options={"gtol": 1e-13, "ftol": 1e-16, "maxiter": 20000})
+    W_s = np.zeros(mask.shape)
+    W_s[mask] = res.x * np.sqrt(np.max(np.diagonal(S_W)))
+    for other in (W_q, W_s):
+        G, G_ref = W @ W.T, other @ other.T
+        assert np.abs(G - G_ref).max() < 1e-3 * np.abs(G_ref).max()
+    assert f == pytest.approx(0.5 * np.sum((W_s @ W_s.T - S_W) ** 2), rel=1e-6)
+    assert f == pytest.approx(f_q, rel=1e-6)
 
 
 def test_large_problems_keep_the_per_modality_layout():

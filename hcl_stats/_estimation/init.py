@@ -33,7 +33,7 @@ def spectral_init(values, vectors, structure, n_features):
     free = np.eye(K)  # orthonormal basis of latent directions still unused
     order = sorted(structure.subsets, key=lambda s: (len(s), s))
     energy_all = W0.T @ W0
-    for subset in order:
+    for i, subset in enumerate(order):
         r = structure.rank(subset)
         inside = np.zeros(d, dtype=bool)  # the rows of the subset's modalities
         for m in subset:
@@ -57,8 +57,9 @@ def spectral_init(values, vectors, structure, n_features):
             extra = free - directions @ (directions.T @ free)
             directions = np.hstack([directions, orthonormal_basis(extra)])[:, :r]
         R[:, structure.columns(subset)] = directions
-        rest = free - directions @ (directions.T @ free)
-        free = orthonormal_basis(rest)[:, : free.shape[1] - r]
+        if i + 1 < len(order):  # the unused directions, for the subsets still to come
+            rest = free - directions @ (directions.T @ free)
+            free = orthonormal_basis(rest)[:, : free.shape[1] - r]
     W = W0 @ R
     W[~structure.mask(n_features)] = 0.0
     return W
