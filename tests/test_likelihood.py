@@ -160,7 +160,8 @@ def test_global_diagonal_mle_matches_statsmodels_factor():
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         # its BFGS stops at the precision of its loglike
         warnings.simplefilter("ignore", SMConvergenceWarning)
-        fa = Factor(X, n_factor=3, method="ml").fit(opt={"gtol": 1e-9, "maxiter": 20_000})
+        fa = Factor(X, n_factor=3, method="ml").fit(opt={"gtol": 1e-9, "maxiter": 20_000},
+                                                     rng=np.random.default_rng(0))
     R = np.corrcoef(X.T)
     Sigma_sm = fa.loadings @ fa.loadings.T + np.diag(fa.uniqueness)
     sign, logdet = np.linalg.slogdet(Sigma_sm)
