@@ -40,6 +40,7 @@ on entry; the many small decompositions go straight to LAPACK
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from dataclasses import dataclass
@@ -51,7 +52,6 @@ import scipy.stats
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._estimation.rmt import (
     cca_largest_root_threshold,
-    mp_median,
     sphericity_statistic,
     spike_cosine2,
     spike_population,
@@ -71,33 +71,33 @@ _COLUMNS = ["step", "subset", "modality", "component", "statistic", "value", "th
             "selected", "rank"]
 
 
-def _modality_rank(evals, p, df, alpha, kmax):
+def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     """Noise variance and number of eigenvalues above the white-noise edge.
 
     The noise variance solves ``p sigma^2 = trace(S_mm) - sigma^2 sum_j ell_j`` (the trace
     minus the signal variance of the detected spikes, each spike's population size
-    ``ell_j`` recovered from its biased sample eigenvalue), started from the bulk median;
-    the ``j``-th eigenvalue is signal while it exceeds the level-``alpha`` Tracy-Widom
-    threshold for ``p - j`` white features. Both are iterated to a fixed point.
+    ``ell_j`` recovered from its biased sample eigenvalue), started from ``trace / p``
+    (no spike); the ``j``-th eigenvalue is signal while it exceeds the level-``alpha``
+    Tracy-Widom threshold for ``p - j`` white features. Both are iterated to a fixed
+    point, the noise variance by at most 100 steps for each count. ``memo``: a dict
+    shared by the calls on the same ``evals``, ``p`` and ``df`` (only ``kmax`` differing),
+    which then repeat no noise iteration already run.
     """
     nz = min(p, df)
     evals = np.clip(evals[:nz], 0.0, None)
     trace = float(evals.sum())
+    if trace <= 0:
+        return 0.0, 0, []
     gamma = p / df
     k = 0
-    sigma2 = float(np.median(evals) / mp_median(gamma)) if trace > 0 else 0.0
-    thresholds = []
+    sigma2 = trace / p  # the fixed point without spikes
     spikes = evals.tolist()  # Python floats: the fixed point below is scalar work
+    memo = {} if memo is None else memo
     for _ in range(20):
-        if trace <= 0:
-            return 0.0, 0, []
-        for _ in range(100):
-            signal = spike_signal(spikes[:k], sigma2, gamma)
-            new = max(trace / (p + signal), _TINY) if k else trace / p
-            done = abs(new - sigma2) <= 1e-10 * sigma2
-            sigma2 = new
-            if done:
-                break
+        if k:
+            if (k, sigma2) not in memo:
+                memo[(k, sigma2)] = _noise_fixed_point(spikes[:k], sigma2, trace, p, gamma)
+            sigma2 = memo[(k, sigma2)]
         k_new = 0
         thresholds = []
         while k_new < min(kmax, nz - 1):
@@ -110,6 +110,24 @@ def _modality_rank(evals, p, df, alpha, kmax):
             break
         k = k_new
     return sigma2, k, thresholds
+
+
+# from this many spikes on, the noise fixed point evaluates them as an array
+_ARRAY_SPIKES = 32
+
+
+def _noise_fixed_point(spikes, sigma2, trace, p, gamma):
+    """At most 100 steps of ``sigma^2 <- trace / (p + sum_j ell_j(sigma^2))`` from
+    ``sigma2`` (:func:`_modality_rank`), stopped at a relative change of ``1e-10``."""
+    if len(spikes) >= _ARRAY_SPIKES:
+        spikes = np.array(spikes)
+    for _ in range(100):
+        new = max(trace / (p + spike_signal(spikes, sigma2, gamma)), _TINY)
+        done = abs(new - sigma2) <= 1e-10 * sigma2
+        sigma2 = new
+        if done:
+            break
+    return sigma2
 
 
 def _cca_count(A, df, alpha, dims, record=None, subset=None, modality=None, what=""):
@@ -420,9 +438,21 @@ class _Evidence:
                           float(value), float(threshold), bool(selected), rank))
 
     def table(self):
+        """The rows as a DataFrame, with the columns and dtypes ``from_records`` gives.
+
+        Built from columns rather than rows (cheaper): pandas infers the columns of
+        mixed types as ``from_records`` does, the float and bool columns are typed arrays.
+        """
         import pandas as pd
 
-        return pd.DataFrame.from_records(self.rows, columns=_COLUMNS)
+        if not self.rows:
+            return pd.DataFrame.from_records(self.rows, columns=_COLUMNS)
+        columns = dict(zip(_COLUMNS, zip(*self.rows)))
+        data = {name: list(values) for name, values in columns.items()}
+        data["value"] = np.array(columns["value"], dtype=float)
+        data["threshold"] = np.array(columns["threshold"], dtype=float)
+        data["selected"] = np.array(columns["selected"], dtype=bool)
+        return pd.DataFrame(data, copy=False)  # the dict keeps the order of _COLUMNS
 
 
 def _check_selection_params(S, n_features, n_samples, max_rank, names, alpha):
@@ -486,6 +516,14 @@ def _strength_floor(evals, p, df, strength):
     return strength * float(np.clip(evals[:nz], 0.0, None).sum()) / nz
 
 
+@functools.lru_cache(maxsize=64)
+def _normal_isf(alpha):
+    """``scipy.stats.norm.isf(alpha)`` as a float, cached: a selection asks for the same
+    level once per modality, and a call to the distribution object costs far more than
+    the other work of the test."""
+    return float(scipy.stats.norm.isf(alpha))
+
+
 def _white_bulk(evals, p, df, k, alpha, m, record):
     """Whether the eigenvalues of modality ``m`` beyond its ``k`` detected factors are
     those of white noise: John's sphericity test (:func:`rmt.sphericity_statistic`) of
@@ -493,7 +531,7 @@ def _white_bulk(evals, p, df, k, alpha, m, record):
     and a factor they detect stands out of the noise by itself; the strength floor is
     for the spectra that decay with no white bulk."""
     z = sphericity_statistic(evals[k:p], df - k)
-    threshold = float(scipy.stats.norm.isf(alpha))
+    threshold = _normal_isf(alpha)
     white = z <= threshold
     record("strength", (m,), m, None, "sphericity of the eigenvalues beyond the factors "
            "detected (floor applied when above the threshold)", min(z, 1e300), threshold,
@@ -516,7 +554,8 @@ def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
         evals, evecs = small_eigh(S[rows[m], rows[m]])
         evals, evecs = evals[::-1], evecs[:, ::-1]
         kmax = _max_factors(p, df, None if max_rank is None else max_rank * 2 ** (M - 1))
-        sigma2, km, thresholds = _modality_rank(evals, p, df, alpha, kmax)
+        memo = {}  # the two counts below share their noise iterations
+        sigma2, km, thresholds = _modality_rank(evals, p, df, alpha, kmax, memo)
         if strength > 0 and not _white_bulk(evals, p, df, km, alpha, m, record):
             floors[m] = _strength_floor(evals, p, df, strength)
             strong = int(np.sum(evals[:min(p, df)] > floors[m]))
@@ -524,7 +563,7 @@ def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
                    strong, floors[m], True)
             if strong < kmax:  # the count under the floor's cap, as its own fixed point
                 sigma2, km, thresholds = _modality_rank(evals, p, df, alpha,
-                                                        min(kmax, strong))
+                                                        min(kmax, strong), memo)
         noise[m] = sigma2
         for j, t in enumerate(thresholds):
             record("modality rank", (m,), m, j, "eigenvalue", evals[j], t, j < km)
