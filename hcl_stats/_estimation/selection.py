@@ -565,7 +565,7 @@ def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
         gamma = p / df
         s2 = np.array([spike_cosine2(ell, gamma) * ell * sigma2 for ell in
                        (spike_population(evals[j] / sigma2, gamma) for j in range(km))])
-        U.append(np.ascontiguousarray(evecs[:, :km]))  # one layout for every product
+        U.append(evecs[:, :km])
         lam.append(evals[:km])
         sig.append(np.maximum(s2, 1e-3 * sigma2 * np.sqrt(gamma)))
         spectra.append((evals, evecs))
@@ -912,17 +912,19 @@ def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_com
     record = _Evidence(names)
     noise, U, lam, sig, spectra, floors = _reduced_bases(S, rows, n_features, dof, alpha,
                                                          max_rank, strength, record)
-    base = products = _CrossProducts(S, rows, list(U))  # the bases of step 1
+    step1 = list(U)
+    base = _CrossProducts(S, rows, [u.copy() for u in U])  # the bases of step 1
     if augment:
         _augment(S, rows, n_features, dof, a_mod, noise, U, lam, sig, spectra, floors, record,
                  base)
-        products = base.rebased(U)
     k = np.array([u.shape[1] for u in U], dtype=int)
     pair_rank, left = _pair_ranks(S, rows, n_features, dof, a_pair, U, lam, sig, base,
-                                  spectra, record, pairs or {}, products)
+                                  spectra, record, pairs or {}, _CrossProducts(S, rows, U))
     blocks = _shared_blocks(_membership(k, left, record), pair_rank, max_rank, record)
+    # step 5 whitens against the bases of step 1 where step 1b added nothing
+    final = base.rebased([b if u is s else u for u, s, b in zip(U, step1, base.bases)])
     specific, no_factor = _specific_blocks(S, rows, n_features, dof, a_mod, max_rank, U,
-                                           spectra, noise, blocks, floors, record, products)
+                                           spectra, noise, blocks, floors, record, final)
     if len(no_factor) == M:
         raise ValueError(
             "no factor detected in any modality: at this sample size nothing in the data "
