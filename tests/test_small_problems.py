@@ -175,7 +175,7 @@ def test_spike_signal_of_an_array_is_the_sum_of_the_list():
                 spike_signal(spikes.tolist(), sigma2, gamma)
 
 
-@pytest.mark.parametrize("size", [1, 3, 12, 50])
+@pytest.mark.parametrize("size", [1, 3, 12, 80])
 def test_spike_noise_is_the_plain_fixed_point_iteration(size):
     rng = np.random.default_rng(size)
     p, gamma = 3 * size + 20, 0.3

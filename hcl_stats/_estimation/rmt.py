@@ -113,7 +113,7 @@ def spike_signal(spikes, sigma2, gamma):
 
     A noise fixed point evaluates it thousands of times. For a list, one loop over Python
     floats (a function call per eigenvalue cost more than the arithmetic); for an ndarray
-    (worth it for a few dozen eigenvalues and more), the same operations elementwise and
+    (worth it for many eigenvalues), the same operations elementwise and
     the same left-to-right sum (``cumsum``, not NumPy's pairwise ``sum``), so both give
     the same bits.
     """
@@ -136,7 +136,7 @@ def spike_signal(spikes, sigma2, gamma):
 
 
 # from this many spikes on, spike_noise evaluates them as an array
-_ARRAY_SPIKES = 32
+_ARRAY_SPIKES = 64
 
 
 def spike_noise(spikes, sigma2, trace, p, gamma, *, max_iter=100, rtol=1e-10):
@@ -145,10 +145,10 @@ def spike_noise(spikes, sigma2, trace, p, gamma, *, max_iter=100, rtol=1e-10):
     tiny)`` from ``sigma2``, stopped once a step changes ``s`` by at most ``rtol``
     relative.
 
-    For a list of fewer than a few dozen spikes each step runs :func:`spike_signal`'s
-    loop inlined (there a call per step cost more than the step), otherwise
-    :func:`spike_signal` on an array; both are the same operations in the same order, so
-    the result is that of calling :func:`spike_signal` at every step.
+    For fewer than 64 spikes each step runs :func:`spike_signal`'s loop inlined (there a
+    call per step cost more than the step), otherwise :func:`spike_signal` on an array;
+    both are the same operations in the same order, so the result is that of calling
+    :func:`spike_signal` at every step.
     """
     tiny = float(np.finfo(float).tiny)
     floor = math.sqrt(gamma)
