@@ -24,6 +24,7 @@ from hcl_stats._estimation.noise import denoised_eigenpairs
 from hcl_stats._estimation.rmt import spike_noise, spike_population, spike_signal
 from hcl_stats._numerics.linalg import small_eigh, small_svd, top_eigh
 from hcl_stats._statistics.covariance import sample_covariance
+from hcl_stats._structure import subset_label
 from hcl_stats.datasets import make_hierarchical
 
 
@@ -219,6 +220,19 @@ def _recorded_rows(monkeypatch, *args, **kwargs):
     return result, recorders[-1].rows
 
 
+def _from_records(rows, names):
+    """The reference table: each row labelled and converted on its own, then pandas'
+    ``from_records``."""
+    def label(m):
+        return None if m is None else (names[m] if names else m)
+
+    labelled = [(step, None if subset is None else subset_label(subset, names), label(m),
+                 component, statistic, float(value), float(threshold), bool(selected), rank)
+                for step, subset, m, component, statistic, value, threshold, selected, rank
+                in rows]
+    return pd.DataFrame.from_records(labelled, columns=selection_module._COLUMNS)
+
+
 @pytest.mark.parametrize("names", [None, ("a", "b", "c")])
 def test_evidence_table_is_from_records_of_its_rows(monkeypatch, names):
     truth = Structure({(0, 1, 2): 1, (0, 1): 1, (2,): 1})
@@ -226,21 +240,22 @@ def test_evidence_table_is_from_records_of_its_rows(monkeypatch, names):
     S, _, n = sample_covariance(X)
     result, rows = _recorded_rows(monkeypatch, S, [12, 15, 10], n_samples=n, names=names,
                                   max_components=2)
-    expected = pd.DataFrame.from_records(rows, columns=selection_module._COLUMNS)
-    pd.testing.assert_frame_equal(result.evidence, expected, check_exact=True)
+    pd.testing.assert_frame_equal(result.evidence, _from_records(rows, names),
+                                  check_exact=True)
 
 
 def test_evidence_table_infers_mixed_columns_as_from_records():
     record = selection_module._Evidence(None)
     record("budget", None, None, None, "factors selected", 3, 2, True)
-    record("structure", (0, 1), None, None, "mean count", 1.0, 0.5, True, 1)
-    record("membership", (0, 1), 1, 0, "cosine", 0.9, 0.5, True)
-    for rows in (record.rows, record.rows[:1], [record.rows[1]]):
-        got = selection_module._Evidence(None)
-        got.rows = list(rows)
-        pd.testing.assert_frame_equal(
-            got.table(), pd.DataFrame.from_records(rows, columns=selection_module._COLUMNS),
-            check_exact=True)
+    record("structure", (0, 1), None, None, "mean count", 1.0, 0.5, np.True_, 1)
+    record("membership", (0, 1), 1, 0, "cosine", np.float64(0.9), 0.5, True)
+    record("specific rank", (1,), 1, 1, "eigenvalue", np.int64(4), 0.5, False, 0)
+    for rows in (record.rows, record.rows[:1], [record.rows[1]], record.rows[2:]):
+        for names in (None, ("x", "y")):
+            got = selection_module._Evidence(names)
+            got.rows = list(rows)
+            pd.testing.assert_frame_equal(got.table(), _from_records(rows, names),
+                                          check_exact=True)
     assert selection_module._Evidence(None).table().columns.tolist() == \
         selection_module._COLUMNS
 

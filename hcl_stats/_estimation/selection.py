@@ -251,6 +251,8 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
     t_m, _, _ = _cca_count(full, df, alpha, (p, Ko), record, (m,), m,
                            "canonical correlation^2, all features vs others")
     km = Um.shape[1]
+    if t_m == 0 or p - km - 1 <= 0:  # nothing to add, whatever the reduced count
+        return none
     s_m = 0
     if km:
         red = (Um / np.sqrt(evals[:km])).T @ Y
@@ -414,26 +416,24 @@ class SelectionResult:
 
 
 class _Evidence:
-    """Collects the evidence rows, labelling subsets and modalities by name."""
+    """Collects the evidence rows as recorded; the subsets and modalities are labelled by
+    name and the numbers converted when the table is built (once, by columns)."""
 
     def __init__(self, names):
         self.names = names
         self.rows = []
-        self._labels = {None: None}  # subset -> label, as they recur
 
     def modality(self, m):
         return self.names[m] if self.names else m
 
     def __call__(self, step, subset, modality, component, statistic, value, threshold,
                  selected, rank=np.nan):
-        if subset not in self._labels:
-            self._labels[subset] = subset_label(subset, self.names)
-        self.rows.append((step, self._labels[subset], self.modality(modality)
-                          if modality is not None else None, component, statistic,
-                          float(value), float(threshold), bool(selected), rank))
+        self.rows.append((step, subset, modality, component, statistic, value, threshold,
+                          selected, rank))
 
     def table(self):
-        """The rows as a DataFrame, with the columns and dtypes ``from_records`` gives.
+        """The rows as a DataFrame, with the columns and dtypes ``from_records`` gives for
+        the labelled rows.
 
         Built from columns rather than rows (cheaper): pandas infers the columns of
         mixed types as ``from_records`` does, the float and bool columns are typed arrays.
@@ -444,6 +444,11 @@ class _Evidence:
             return pd.DataFrame.from_records(self.rows, columns=_COLUMNS)
         columns = dict(zip(_COLUMNS, zip(*self.rows)))
         data = {name: list(values) for name, values in columns.items()}
+        labels = {s: None if s is None else subset_label(s, self.names)
+                  for s in set(columns["subset"])}
+        data["subset"] = [labels[s] for s in columns["subset"]]
+        data["modality"] = [None if m is None else self.modality(m)
+                            for m in columns["modality"]]
         data["value"] = np.array(columns["value"], dtype=float)
         data["threshold"] = np.array(columns["threshold"], dtype=float)
         data["selected"] = np.array(columns["selected"], dtype=bool)
