@@ -187,9 +187,10 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
 
     The shared directions are the top-``c`` left singular vectors of the cross-covariance
     of the *denoised* ``x_m`` with the other modalities' jointly whitened reduced variables
-    (:meth:`_CrossProducts.cross_whitened`): ``x_m`` is denoised by its linear predictor of the signal,
-    ``(S_mm - sigma^2 I) S_mm^{-1}`` with negative eigenvalues set to 0 (``spectrum`` is the
-    eigendecomposition of ``S_mm``, ``sigma2`` its noise variance), which damps the
+    (:meth:`_CrossProducts.cross_whitened`): ``x_m`` is denoised by its linear predictor
+    of the signal, ``(S_mm - sigma^2 I) S_mm^{-1}`` with negative eigenvalues set to 0
+    (``spectrum`` is the eigendecomposition of ``S_mm``, ``sigma2`` its noise variance),
+    which damps the
     isotropic noise of the cross-covariance in the directions where ``S_mm`` shows no
     signal. ``S_mm`` is compressed to the orthogonal complement of the shared directions
     (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 (noise variance
@@ -735,8 +736,8 @@ def _shared_blocks(counts, pair_rank, max_rank, record):
 def _specific_blocks(S, rows, n_features, dof, alpha, max_rank, U, spectra, noise, blocks,
                      floors, record, products):
     """Step 5: the specific ranks, added to ``blocks``; updates ``noise`` in place where
-    the modality has shared directions (``products``: the :class:`_CrossProducts` of
-    ``U``). Returns the specific ranks and the modalities without any factor."""
+    the modality has shared directions (``products``: a :class:`_CrossProducts` of bases
+    equal to ``U``). Returns the specific ranks and the modalities without any factor."""
     M = len(rows)
     no_factor = []
     specific = np.zeros(M, dtype=int)
