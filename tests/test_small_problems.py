@@ -4,21 +4,28 @@
 * the dense layout of the L-BFGS solver (small problems) against direct formulas of the
   objective's products and gradient, and its solution against a long independent run of the
   per-modality layout;
-* the scalar fixed-point helper of the selection against the spike formula it sums.
+* the scalar fixed-point helpers of the selection against the spike formula they sum and
+  the iteration they shortcut;
+* the selection's evidence table against ``DataFrame.from_records`` of its rows, and the
+  noise step's eigenpairs against NumPy, with no decomposition computed twice.
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.linalg
 import scipy.optimize
 
 from hcl_stats import Structure
 from hcl_stats._estimation import lbfgs
+from hcl_stats._estimation import noise as noise_module
+from hcl_stats._estimation import selection as selection_module
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._estimation.noise import denoised_eigenpairs
-from hcl_stats._estimation.rmt import spike_population, spike_signal
-from hcl_stats._numerics.linalg import small_eigh, small_svd
+from hcl_stats._estimation.rmt import spike_noise, spike_population, spike_signal
+from hcl_stats._numerics.linalg import small_eigh, small_svd, top_eigh
 from hcl_stats._statistics.covariance import sample_covariance
+from hcl_stats._structure import subset_label
 from hcl_stats.datasets import make_hierarchical
 
 
@@ -47,6 +54,28 @@ def test_small_svd_is_scipys_svd(shape):
                 np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(small_svd(view, compute_uv=False),
                                       scipy.linalg.svdvals(view))
+
+
+@pytest.mark.parametrize("n", [1, 4, 30, 141])
+def test_small_eigh_subset_is_scipys_subset(n):
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((n + 5, n))
+    A = A.T @ A
+    for lo, hi in {(n - 1, n - 1), (max(n - 7, 0), n - 1), (0, n // 2)}:
+        for view in (A, A[::-1, ::-1]):
+            w, v = small_eigh(view, subset_by_index=[lo, hi])
+            w_ref, v_ref = scipy.linalg.eigh(view, subset_by_index=[lo, hi])
+            np.testing.assert_array_equal(w, w_ref)
+            np.testing.assert_array_equal(v, v_ref)
+    with pytest.raises(ValueError, match="indices"):
+        small_eigh(A, subset_by_index=[0, n])
+
+
+def test_dense_top_eigh_rejects_non_finite_input():
+    S = np.eye(5)
+    S[1, 2] = S[2, 1] = np.nan
+    with pytest.raises(ValueError, match="infs or NaNs"):
+        top_eigh(S, 2)
 
 
 def test_small_decompositions_pass_other_input_to_scipy():
@@ -214,3 +243,127 @@ def test_spike_signal_is_the_sum_of_spike_populations():
         expected = sum(spike_population(e / sigma2, gamma) for e in spikes)
         assert spike_signal(spikes, sigma2, gamma) == expected
     assert spike_signal([], 1.0, 0.5) == 0
+
+
+def test_spike_signal_of_an_array_is_the_sum_of_the_list():
+    rng = np.random.default_rng(1)
+    for size in (1, 5, 40, 130):
+        spikes = np.sort(rng.uniform(0.0, 12.0, size=size))[::-1]  # some below the edge
+        for sigma2, gamma in ((0.7, 0.05), (1.3, 0.4), (2.0, 1.7)):
+            assert spike_signal(spikes, sigma2, gamma) == \
+                spike_signal(spikes.tolist(), sigma2, gamma)
+
+
+@pytest.mark.parametrize("size", [1, 3, 12, 80])
+def test_spike_noise_is_the_plain_fixed_point_iteration(size):
+    rng = np.random.default_rng(size)
+    p, gamma = 3 * size + 20, 0.3
+    spikes = sorted(rng.uniform(2.0, 30.0, size=size).tolist(), reverse=True)
+    trace = sum(spikes) + float(rng.uniform(0.5, 1.5)) * (p - size)
+    tiny = float(np.finfo(float).tiny)
+    sigma2 = trace / p
+    for _ in range(100):  # the iteration written out, spike_signal at every step
+        new = max(trace / (p + spike_signal(spikes, sigma2, gamma)), tiny)
+        done = abs(new - sigma2) <= 1e-10 * sigma2
+        sigma2 = new
+        if done:
+            break
+    assert spike_noise(spikes, trace / p, trace, p, gamma) == sigma2
+    # run to convergence it solves p s + s spike_signal(s) = trace
+    s = spike_noise(spikes, trace / p, trace, p, gamma, max_iter=100_000, rtol=1e-15)
+    assert s * (p + spike_signal(spikes, s, gamma)) == pytest.approx(trace, rel=1e-12)
+
+
+def test_modality_rank_shares_its_noise_iterations_between_caps():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((300, 40)) @ np.diag(np.linspace(4.0, 1.0, 40))
+    evals = np.linalg.eigvalsh(np.cov(X, rowvar=False))[::-1]
+    memo = {}
+    for kmax in (20, 3, 1, 20):
+        assert selection_module._modality_rank(evals, 40, 299, 0.01, kmax, memo) == \
+            selection_module._modality_rank(evals, 40, 299, 0.01, kmax)
+
+
+def _recorded_rows(monkeypatch, *args, **kwargs):
+    """``select_structure(*args, **kwargs)`` and the rows its evidence table was built from."""
+    recorders = []
+    table = selection_module._Evidence.table
+
+    def keep(self):
+        recorders.append(self)
+        return table(self)
+
+    monkeypatch.setattr(selection_module._Evidence, "table", keep)
+    result = selection_module.select_structure(*args, **kwargs)
+    return result, recorders[-1].rows
+
+
+def _from_records(rows, names):
+    """The reference table: each row labelled and converted on its own, then pandas'
+    ``from_records``."""
+    def label(m):
+        return None if m is None else (names[m] if names else m)
+
+    labelled = [(step, None if subset is None else subset_label(subset, names), label(m),
+                 component, statistic, float(value), float(threshold), bool(selected), rank)
+                for step, subset, m, component, statistic, value, threshold, selected, rank
+                in rows]
+    return pd.DataFrame.from_records(labelled, columns=selection_module._COLUMNS)
+
+
+@pytest.mark.parametrize("names", [None, ("a", "b", "c")])
+def test_evidence_table_is_from_records_of_its_rows(monkeypatch, names):
+    truth = Structure({(0, 1, 2): 1, (0, 1): 1, (2,): 1})
+    X = make_hierarchical(400, [12, 15, 10], truth, singular_values=(1, 2), random_state=3)
+    S, _, n = sample_covariance(X)
+    result, rows = _recorded_rows(monkeypatch, S, [12, 15, 10], n_samples=n, names=names,
+                                  max_components=2)
+    pd.testing.assert_frame_equal(result.evidence, _from_records(rows, names),
+                                  check_exact=True)
+
+
+def test_evidence_table_infers_mixed_columns_as_from_records():
+    record = selection_module._Evidence(None)
+    record("budget", None, None, None, "factors selected", 3, 2, True)
+    record("structure", (0, 1), None, None, "mean count", 1.0, 0.5, np.True_, 1)
+    record("membership", (0, 1), 1, 0, "cosine", np.float64(0.9), 0.5, True)
+    record("specific rank", (1,), 1, 1, "eigenvalue", np.int64(4), 0.5, False, 0)
+    for rows in (record.rows, record.rows[:1], [record.rows[1]], record.rows[2:]):
+        for names in (None, ("x", "y")):
+            got = selection_module._Evidence(names)
+            got.rows = list(rows)
+            pd.testing.assert_frame_equal(got.table(), _from_records(rows, names),
+                                          check_exact=True)
+    assert selection_module._Evidence(None).table().columns.tolist() == \
+        selection_module._COLUMNS
+
+
+@pytest.mark.parametrize("denoise, n_extra", [("isotropic", 1), ("modality", 1),
+                                              ("modality", 0), (np.array([0.4]), 1)])
+def test_denoised_eigenpairs_decompose_each_matrix_once(monkeypatch, denoise, n_extra):
+    widths = [8, 12, 10]
+    X = make_hierarchical(600, widths, STRUCTURE, noise_variance=0.5, random_state=2)
+    S = sample_covariance(X)[0]
+    calls = []
+    top = noise_module.top_eigenpairs
+
+    def counted(A, k, **kwargs):
+        calls.append(A.shape[0])
+        return top(A, k, **kwargs)
+
+    monkeypatch.setattr(noise_module, "top_eigenpairs", counted)
+    noise, S_W, values, vectors = denoised_eigenpairs(S, widths, STRUCTURE, denoise,
+                                                      n_extra=n_extra)
+    K = STRUCTURE.n_components + n_extra
+    ref_values, ref_vectors = np.linalg.eigh(S - np.diag(np.repeat(noise, widths)))
+    np.testing.assert_allclose(values, ref_values[::-1][:K], rtol=1e-10)
+    np.testing.assert_allclose(np.abs(vectors.T @ ref_vectors[:, ::-1][:, :K]),
+                               np.eye(K), atol=1e-6)
+    if isinstance(denoise, str) and denoise == "modality":  # each block, then S_W
+        assert calls == widths + [sum(widths)]
+        for m, rows in enumerate(np.split(np.arange(sum(widths)), np.cumsum(widths)[:-1])):
+            block = np.linalg.eigvalsh(S[np.ix_(rows, rows)])[::-1]
+            r = STRUCTURE.modality_rank(m)
+            assert noise[m] == pytest.approx(block[r:].mean(), rel=1e-10)
+    else:  # one variance: the pairs of S, shifted
+        assert calls == [sum(widths)]

@@ -179,15 +179,21 @@ def top_eigenpairs(S, k, *, random_state=None, approximate=False):
 
 
 class _CovarianceEigen:
-    """Leading eigenpairs of ``S``, computed once on first use (shared by rule and fit)."""
+    """Leading eigenpairs of ``S``, computed once on first use (shared by rule and fit).
 
-    def __init__(self, S, random_state, approximate=False):
+    ``wanted``: the number of pairs the first decomposition computes at least (those the
+    caller will read after the rule), so that a rule asking for fewer does not cause a
+    second one.
+    """
+
+    def __init__(self, S, random_state, approximate=False, wanted=0):
         self.S, self.random_state, self.pairs = S, random_state, None
-        self.approximate = approximate
+        self.approximate, self.wanted = approximate, wanted
 
     def top(self, k):
         if self.pairs is None or self.pairs[0].size < k:
-            self.pairs = top_eigenpairs(self.S, k, random_state=self.random_state,
+            self.pairs = top_eigenpairs(self.S, max(k, self.wanted),
+                                        random_state=self.random_state,
                                         approximate=self.approximate)
         return self.pairs[0][:k]
 
@@ -197,11 +203,13 @@ class _CovarianceEigen:
                               approximate=self.approximate)[0]
 
 
-def covariance_spectrum(S, n_features, structure, *, random_state=None, approximate=False):
+def covariance_spectrum(S, n_features, structure, *, random_state=None, approximate=False,
+                        wanted=0):
     """The :class:`Spectrum` of a covariance ``S`` (any namespace) and its eigenpair cache
-    (``approximate``: see :func:`top_eigenpairs`)."""
+    (``approximate``: see :func:`top_eigenpairs`; ``wanted``: the fewest pairs its first
+    decomposition computes)."""
     n_features = tuple(int(p) for p in n_features)
-    eigen = _CovarianceEigen(S, random_state, approximate)
+    eigen = _CovarianceEigen(S, random_state, approximate, wanted)
     traces = tuple(_trace(S[rows, rows]) for rows in row_slices(n_features))
     spectrum = Spectrum(n_features, structure, _trace(S), traces, eigen.top,
                         lambda m, k: eigen.top_modality(m, k, n_features))
@@ -237,9 +245,10 @@ def denoised_eigenpairs(S, n_features, structure, denoise, *, random_state=None,
                         approximate=False):
     """Noise by the checked ``denoise`` value, ``S_W = S - Psi`` and its top eigenpairs.
 
-    ``K + n_extra`` eigenpairs are returned (``K`` the number of factors), computed in the
-    same eigen-decomposition as those the noise rule uses (``approximate``: see
-    :func:`top_eigenpairs`).
+    ``K + n_extra`` eigenpairs are returned (``K`` the number of factors). With
+    ``n_extra`` and one noise variance for all modalities they are those of ``S``, shifted,
+    from the decomposition the rule reads when it reads one; otherwise those of ``S_W``
+    (``approximate``: see :func:`top_eigenpairs`).
 
     Returns
     -------
@@ -248,11 +257,12 @@ def denoised_eigenpairs(S, n_features, structure, denoise, *, random_state=None,
     values : ndarray of shape (K + n_extra,)
     vectors : ndarray of shape (d, K + n_extra)
     """
-    spectrum, eigen = covariance_spectrum(S, n_features, structure, random_state=random_state,
-                                          approximate=approximate)
     k = min(structure.n_components + int(n_extra), S.shape[0])
-    if n_extra:
-        eigen.top(k)  # one decomposition for the rule and the extra pairs
+    # a rule that reads the spectrum of S computes the extra pairs with it
+    spectrum, eigen = covariance_spectrum(S, n_features, structure, random_state=random_state,
+                                          approximate=approximate, wanted=k)
     noise = estimate_noise(denoise, spectrum)
+    if n_extra and np.ptp(noise) == 0:
+        eigen.top(k)  # one variance: the pairs of S, shifted, whatever the rule read
     return (noise,) + shifted_eigenpairs(S, noise, spectrum.n_features, k, eigen,
                                          random_state=random_state)

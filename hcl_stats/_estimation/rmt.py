@@ -16,8 +16,8 @@ import numpy as np
 import scipy.stats
 
 __all__ = ["tw1_quantile", "mp_edge", "wishart_edge_threshold", "mp_median",
-           "cca_largest_root_threshold", "spike_population", "spike_signal", "spike_cosine2",
-           "sphericity_statistic"]
+           "cca_largest_root_threshold", "spike_population", "spike_signal", "spike_noise",
+           "spike_cosine2", "sphericity_statistic"]
 
 # Chiani (2014): TW1 is well approximated by a shifted gamma law (shape, scale, shift).
 _TW1_GAMMA = (46.446, 0.186054, 9.84801)
@@ -111,17 +111,68 @@ def spike_signal(spikes, sigma2, gamma):
     """``sum(spike_population(e / sigma2, gamma) for e in spikes)``: the total population
     spike behind the sample eigenvalues ``spikes`` at noise variance ``sigma2``.
 
-    One loop over Python floats (a noise fixed point evaluates it thousands of times, where
-    a function call per eigenvalue cost more than the arithmetic).
+    A noise fixed point evaluates it thousands of times. For a list, one loop over Python
+    floats (a function call per eigenvalue cost more than the arithmetic); for an ndarray
+    (worth it for many eigenvalues), the same operations elementwise and
+    the same left-to-right sum (``cumsum``, not NumPy's pairwise ``sum``), so both give
+    the same bits.
     """
     floor = math.sqrt(gamma)
     g4 = 4.0 * gamma
+    if isinstance(spikes, np.ndarray):
+        if spikes.size == 0:
+            return 0
+        b = spikes / sigma2 - 1.0 - gamma
+        disc = b * b - g4
+        real = ~((b <= 0) | (disc <= 0))  # the test of the loop below, NaN included
+        terms = np.where(real, (b + np.sqrt(np.where(real, disc, 0.0))) / 2.0, floor)
+        return float(np.cumsum(terms)[-1])
     terms = []
     for e in spikes:
         b = e / sigma2 - 1.0 - gamma
         disc = b * b - g4
         terms.append(floor if b <= 0 or disc <= 0 else (b + math.sqrt(disc)) / 2.0)
     return sum(terms)
+
+
+# from this many spikes on, spike_noise evaluates them as an array
+_ARRAY_SPIKES = 64
+
+
+def spike_noise(spikes, sigma2, trace, p, gamma, *, max_iter=100, rtol=1e-10):
+    """The noise variance ``s`` with ``p s = trace - s spike_signal(spikes, s, gamma)``: at
+    most ``max_iter`` steps of ``s <- max(trace / (p + spike_signal(spikes, s, gamma)),
+    tiny)`` from ``sigma2``, stopped once a step changes ``s`` by at most ``rtol``
+    relative.
+
+    For fewer than 64 spikes each step runs :func:`spike_signal`'s loop inlined (there a
+    call per step cost more than the step), otherwise :func:`spike_signal` on an array;
+    both are the same operations in the same order, so the result is that of calling
+    :func:`spike_signal` at every step.
+    """
+    tiny = float(np.finfo(float).tiny)
+    floor = math.sqrt(gamma)
+    g4 = 4.0 * gamma
+    sqrt = math.sqrt
+    array = np.array(spikes, dtype=float) if len(spikes) >= _ARRAY_SPIKES else None
+    for _ in range(max_iter):
+        if array is not None:
+            signal = spike_signal(array, sigma2, gamma)
+        else:
+            terms = []
+            for e in spikes:
+                b = e / sigma2 - 1.0 - gamma
+                disc = b * b - g4
+                terms.append(floor if b <= 0 or disc <= 0 else (b + sqrt(disc)) / 2.0)
+            signal = sum(terms)
+        new = trace / (p + signal)
+        if new < tiny:
+            new = tiny
+        done = abs(new - sigma2) <= rtol * sigma2
+        sigma2 = new
+        if done:
+            break
+    return sigma2
 
 
 def spike_cosine2(ell, gamma):

@@ -40,6 +40,7 @@ on entry; the many small decompositions go straight to LAPACK
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from dataclasses import dataclass
@@ -51,11 +52,10 @@ import scipy.stats
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._estimation.rmt import (
     cca_largest_root_threshold,
-    mp_median,
     sphericity_statistic,
     spike_cosine2,
+    spike_noise,
     spike_population,
-    spike_signal,
     wishart_edge_threshold,
 )
 from hcl_stats._input.params import check_positive_int
@@ -65,39 +65,37 @@ from hcl_stats._structure import Structure, check_joint_counts, row_slices, subs
 
 __all__ = ["SelectionResult", "select_structure"]
 
-_TINY = float(np.finfo(float).tiny)
-
 _COLUMNS = ["step", "subset", "modality", "component", "statistic", "value", "threshold",
             "selected", "rank"]
 
 
-def _modality_rank(evals, p, df, alpha, kmax):
+def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     """Noise variance and number of eigenvalues above the white-noise edge.
 
     The noise variance solves ``p sigma^2 = trace(S_mm) - sigma^2 sum_j ell_j`` (the trace
     minus the signal variance of the detected spikes, each spike's population size
-    ``ell_j`` recovered from its biased sample eigenvalue), started from the bulk median;
-    the ``j``-th eigenvalue is signal while it exceeds the level-``alpha`` Tracy-Widom
-    threshold for ``p - j`` white features. Both are iterated to a fixed point.
+    ``ell_j`` recovered from its biased sample eigenvalue), started from ``trace / p``
+    (no spike); the ``j``-th eigenvalue is signal while it exceeds the level-``alpha``
+    Tracy-Widom threshold for ``p - j`` white features. Both are iterated to a fixed
+    point, the noise variance by at most 100 steps for each count. ``memo``: a dict
+    shared by the calls on the same ``evals``, ``p`` and ``df`` (only ``kmax`` differing),
+    which then repeat no noise iteration already run.
     """
     nz = min(p, df)
     evals = np.clip(evals[:nz], 0.0, None)
     trace = float(evals.sum())
+    if trace <= 0:
+        return 0.0, 0, []
     gamma = p / df
     k = 0
-    sigma2 = float(np.median(evals) / mp_median(gamma)) if trace > 0 else 0.0
-    thresholds = []
+    sigma2 = trace / p  # the fixed point without spikes
     spikes = evals.tolist()  # Python floats: the fixed point below is scalar work
+    memo = {} if memo is None else memo
     for _ in range(20):
-        if trace <= 0:
-            return 0.0, 0, []
-        for _ in range(100):
-            signal = spike_signal(spikes[:k], sigma2, gamma)
-            new = max(trace / (p + signal), _TINY) if k else trace / p
-            done = abs(new - sigma2) <= 1e-10 * sigma2
-            sigma2 = new
-            if done:
-                break
+        if k:
+            if (k, sigma2) not in memo:
+                memo[(k, sigma2)] = spike_noise(spikes[:k], sigma2, trace, p, gamma)
+            sigma2 = memo[(k, sigma2)]
         k_new = 0
         thresholds = []
         while k_new < min(kmax, nz - 1):
@@ -131,13 +129,26 @@ def _cca_count(A, df, alpha, dims, record=None, subset=None, modality=None, what
 
 
 class _CrossProducts:
-    """The products of ``S`` with fixed per-modality bases ``U`` (one list for a whole
-    step), each computed once: the cross-whitening of every modality uses the Gram blocks
-    ``U_a^T S_ab U_b`` of all the other pairs."""
+    """The products of ``S`` with fixed per-modality bases ``U``, each computed once: the
+    cross-whitening of every modality (:meth:`cross_whitened`) uses the Gram blocks
+    ``U_a^T S_ab U_b`` of all the other pairs, and steps 1b and 5 whiten the same
+    modalities against the same others where no direction was added in between
+    (:meth:`rebased`)."""
 
     def __init__(self, S, rows, bases):
         self.S, self.rows, self.bases = S, rows, bases
-        self._gram = {}
+        self._gram, self._cross = {}, {}
+
+    def rebased(self, bases):
+        """The products for ``bases``, with those computed here that involve only bases
+        unchanged (the same arrays)."""
+        same = {a for a, (new, old) in enumerate(zip(bases, self.bases)) if new is old}
+        if len(same) == len(bases):
+            return self
+        out = _CrossProducts(self.S, self.rows, bases)
+        out._gram = {key: G for key, G in self._gram.items() if set(key) <= same}
+        out._cross = {key: Y for key, Y in self._cross.items() if set(key[1]) <= same}
+        return out
 
     def right(self, m, a):
         """``S_ma U_a``."""
@@ -150,23 +161,24 @@ class _CrossProducts:
                                   @ self.bases[b])
         return self._gram[(a, b)]
 
-
-def _cross_whitened(products, m, others):
-    """Cross-covariance ``p_m x K_o`` of ``x_m`` with the other modalities' reduced
-    variables ``y_a = U_a^T x_a`` (``a`` in ``others``, ``U_a`` the bases of
-    ``products``, a :class:`_CrossProducts`), whitened jointly (the others' variables are
-    correlated with each other). Its column space is, in the population, the span of the
-    loadings on ``m`` of the factors ``m`` shares with the others, whatever the choice of
-    the bases (the whitening makes it invariant)."""
-    Y = np.hstack([products.right(m, a) for a in others])
-    sizes = [products.bases[a].shape[1] for a in others]
-    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-    G = np.empty((edges[-1], edges[-1]))
-    for i, a in enumerate(others):
-        for j, b in enumerate(others):
-            G[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = products.gram(a, b)
-    w, V = small_eigh((G + G.T) / 2)
-    return Y @ (V / np.sqrt(np.maximum(w, 1e-12 * w.max()))) @ V.T
+    def cross_whitened(self, m, others):
+        """Cross-covariance ``p_m x K_o`` of ``x_m`` with the other modalities' reduced
+        variables ``y_a = U_a^T x_a`` (``a`` in ``others``), whitened jointly (the others'
+        variables are correlated with each other). Its column space is, in the
+        population, the span of the loadings on ``m`` of the factors ``m`` shares with
+        the others, whatever the choice of the bases (the whitening makes it invariant)."""
+        key = (m, tuple(others))
+        if key not in self._cross:
+            Y = np.hstack([self.right(m, a) for a in others])
+            sizes = [self.bases[a].shape[1] for a in others]
+            edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+            G = np.empty((edges[-1], edges[-1]))
+            for i, a in enumerate(others):
+                for j, b in enumerate(others):
+                    G[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = self.gram(a, b)
+            w, V = small_eigh((G + G.T) / 2)
+            self._cross[key] = Y @ (V / np.sqrt(np.maximum(w, 1e-12 * w.max()))) @ V.T
+        return self._cross[key]
 
 
 def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigma2,
@@ -175,9 +187,10 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
 
     The shared directions are the top-``c`` left singular vectors of the cross-covariance
     of the *denoised* ``x_m`` with the other modalities' jointly whitened reduced variables
-    (:func:`_cross_whitened`): ``x_m`` is denoised by its linear predictor of the signal,
-    ``(S_mm - sigma^2 I) S_mm^{-1}`` with negative eigenvalues set to 0 (``spectrum`` is the
-    eigendecomposition of ``S_mm``, ``sigma2`` its noise variance), which damps the
+    (:meth:`_CrossProducts.cross_whitened`): ``x_m`` is denoised by its linear predictor
+    of the signal, ``(S_mm - sigma^2 I) S_mm^{-1}`` with negative eigenvalues set to 0
+    (``spectrum`` is the eigendecomposition of ``S_mm``, ``sigma2`` its noise variance),
+    which damps the
     isotropic noise of the cross-covariance in the directions where ``S_mm`` shows no
     signal. ``S_mm`` is compressed to the orthogonal complement of the shared directions
     (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 (noise variance
@@ -190,7 +203,7 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     Smm = S[rows[m], rows[m]]
     others = [a for a in range(len(rows)) if a != m and U[a].shape[1] > 0]
     if c > 0 and others:
-        Y = _cross_whitened(products or _CrossProducts(S, rows, U), m, others)
+        Y = (products or _CrossProducts(S, rows, U)).cross_whitened(m, others)
         c = min(c, Y.shape[1], p - 1)
         ev, V = spectrum
         # signal share 1 - sigma^2 / ev, zero where ev <= sigma^2 (constant features: ev = 0)
@@ -233,12 +246,14 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
     evals, evecs = spectra[m]
     if evals[-1] <= 0:
         return none
-    Y = _cross_whitened(products or _CrossProducts(S, rows, base), m, others)
+    Y = (products or _CrossProducts(S, rows, base)).cross_whitened(m, others)
     Ko = Y.shape[1]
     full = (evecs / np.sqrt(evals)).T @ Y  # x_m whitened by S_mm (eigenbasis)
     t_m, _, _ = _cca_count(full, df, alpha, (p, Ko), record, (m,), m,
                            "canonical correlation^2, all features vs others")
     km = Um.shape[1]
+    if t_m == 0 or p - km - 1 <= 0:  # nothing to add, whatever the reduced count
+        return none
     s_m = 0
     if km:
         red = (Um / np.sqrt(evals[:km])).T @ Y
@@ -252,14 +267,15 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
     return np.linalg.qr(new)[0]
 
 
-def _augment(S, rows, n_features, dof, alpha, noise, U, lam, sig, spectra, floors, record):
+def _augment(S, rows, n_features, dof, alpha, noise, U, lam, sig, spectra, floors, record,
+             products):
     """Step 1b for every modality, through all the other modalities (the bases used by
     the membership step); see :func:`_extra_directions`. An added direction must carry
-    more variance in its modality than the modality's strength floor. Returns the bases
-    before augmentation."""
+    more variance in its modality than the modality's strength floor. ``products``: the
+    :class:`_CrossProducts` of the bases before augmentation; the entries of ``U`` that
+    change are replaced, not modified."""
     M = len(rows)
-    base = [u.copy() for u in U]
-    products = _CrossProducts(S, rows, base)
+    base = products.bases
     for m in range(M):
         others = [a for a in range(M) if a != m]
         new = _extra_directions(S, rows, n_features, dof(m, *others), alpha, m, others,
@@ -277,14 +293,14 @@ def _augment(S, rows, n_features, dof, alpha, noise, U, lam, sig, spectra, floor
         lam[m] = np.concatenate([lam[m], vals])
         sig[m] = np.concatenate([sig[m], np.maximum(vals - noise[m], 1e-3 * noise[m])])
         record("cross-modal rank", (m,), m, None, "shared directions added", extra, 0.5, True)
-    return base
 
 
-def _whiten(B, Smm):
-    """``B (B^T S_mm B)^{-1/2}``: the reduced variables ``B^T x_m``, whitened."""
+def _whiten(B, Smm, gram=None):
+    """``B (B^T S_mm B)^{-1/2}``: the reduced variables ``B^T x_m``, whitened (``gram``:
+    ``B^T S_mm B`` when the caller holds it)."""
     if B.shape[1] == 0:
         return B
-    w, V = small_eigh(B.T @ Smm @ B)
+    w, V = small_eigh(B.T @ Smm @ B if gram is None else gram)
     return B @ (V / np.sqrt(np.maximum(w, 1e-12 * max(w.max(), 1e-300))))
 
 
@@ -401,28 +417,43 @@ class SelectionResult:
 
 
 class _Evidence:
-    """Collects the evidence rows, labelling subsets and modalities by name."""
+    """Collects the evidence rows as recorded; the subsets and modalities are labelled by
+    name and the numbers converted when the table is built (once, by columns)."""
 
     def __init__(self, names):
         self.names = names
         self.rows = []
-        self._labels = {None: None}  # subset -> label, as they recur
 
     def modality(self, m):
         return self.names[m] if self.names else m
 
     def __call__(self, step, subset, modality, component, statistic, value, threshold,
                  selected, rank=np.nan):
-        if subset not in self._labels:
-            self._labels[subset] = subset_label(subset, self.names)
-        self.rows.append((step, self._labels[subset], self.modality(modality)
-                          if modality is not None else None, component, statistic,
-                          float(value), float(threshold), bool(selected), rank))
+        self.rows.append((step, subset, modality, component, statistic, value, threshold,
+                          selected, rank))
 
     def table(self):
+        """The rows as a DataFrame, with the columns and dtypes ``from_records`` gives for
+        the labelled rows.
+
+        Built from columns rather than rows (cheaper): pandas infers the columns of
+        mixed types as ``from_records`` does, the float and bool columns are typed arrays.
+        """
         import pandas as pd
 
-        return pd.DataFrame.from_records(self.rows, columns=_COLUMNS)
+        if not self.rows:
+            return pd.DataFrame.from_records(self.rows, columns=_COLUMNS)
+        columns = dict(zip(_COLUMNS, zip(*self.rows)))
+        data = {name: list(values) for name, values in columns.items()}
+        labels = {s: None if s is None else subset_label(s, self.names)
+                  for s in set(columns["subset"])}
+        data["subset"] = [labels[s] for s in columns["subset"]]
+        data["modality"] = [None if m is None else self.modality(m)
+                            for m in columns["modality"]]
+        data["value"] = np.array(columns["value"], dtype=float)
+        data["threshold"] = np.array(columns["threshold"], dtype=float)
+        data["selected"] = np.array(columns["selected"], dtype=bool)
+        return pd.DataFrame(data, copy=False)  # the dict keeps the order of _COLUMNS
 
 
 def _check_selection_params(S, n_features, n_samples, max_rank, names, alpha):
@@ -486,6 +517,14 @@ def _strength_floor(evals, p, df, strength):
     return strength * float(np.clip(evals[:nz], 0.0, None).sum()) / nz
 
 
+@functools.lru_cache(maxsize=64)
+def _normal_isf(alpha):
+    """``scipy.stats.norm.isf(alpha)`` as a float, cached: a selection asks for the same
+    level once per modality, and a call to the distribution object costs far more than
+    the other work of the test."""
+    return float(scipy.stats.norm.isf(alpha))
+
+
 def _white_bulk(evals, p, df, k, alpha, m, record):
     """Whether the eigenvalues of modality ``m`` beyond its ``k`` detected factors are
     those of white noise: John's sphericity test (:func:`rmt.sphericity_statistic`) of
@@ -493,7 +532,7 @@ def _white_bulk(evals, p, df, k, alpha, m, record):
     and a factor they detect stands out of the noise by itself; the strength floor is
     for the spectra that decay with no white bulk."""
     z = sphericity_statistic(evals[k:p], df - k)
-    threshold = float(scipy.stats.norm.isf(alpha))
+    threshold = _normal_isf(alpha)
     white = z <= threshold
     record("strength", (m,), m, None, "sphericity of the eigenvalues beyond the factors "
            "detected (floor applied when above the threshold)", min(z, 1e300), threshold,
@@ -516,7 +555,8 @@ def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
         evals, evecs = small_eigh(S[rows[m], rows[m]])
         evals, evecs = evals[::-1], evecs[:, ::-1]
         kmax = _max_factors(p, df, None if max_rank is None else max_rank * 2 ** (M - 1))
-        sigma2, km, thresholds = _modality_rank(evals, p, df, alpha, kmax)
+        memo = {}  # the two counts below share their noise iterations
+        sigma2, km, thresholds = _modality_rank(evals, p, df, alpha, kmax, memo)
         if strength > 0 and not _white_bulk(evals, p, df, km, alpha, m, record):
             floors[m] = _strength_floor(evals, p, df, strength)
             strong = int(np.sum(evals[:min(p, df)] > floors[m]))
@@ -524,7 +564,7 @@ def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
                    strong, floors[m], True)
             if strong < kmax:  # the count under the floor's cap, as its own fixed point
                 sigma2, km, thresholds = _modality_rank(evals, p, df, alpha,
-                                                        min(kmax, strong))
+                                                        min(kmax, strong), memo)
         noise[m] = sigma2
         for j, t in enumerate(thresholds):
             record("modality rank", (m,), m, j, "eigenvalue", evals[j], t, j < km)
@@ -538,17 +578,19 @@ def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
     return noise, U, lam, sig, spectra, floors
 
 
-def _whitened(B, Smm, evals, evecs, p, df):
+def _whitened(B, Smm, evals, evecs, p, df, gram=None):
     """The reduced basis ``B`` whitened (:func:`_whiten`) and all ``p`` features whitened
     by the eigenpairs of ``S_mm`` (``None`` where ``S_mm`` is singular or ``p >= df - 1``)."""
     full = evecs / np.sqrt(evals) if p < df - 1 and evals.min() > 0 else None
-    return _whiten(B, Smm), full
+    return _whiten(B, Smm, gram), full
 
 
 def _whitened_bases(S, rows, n_features, dof, base, spectra):
     """Per modality, the whitened spectral basis and all its features whitened
-    (:func:`_whitened`), for the pair tests."""
-    pieces = [_whitened(base[m], S[rows[m], rows[m]], *spectra[m], n_features[m], dof(m))
+    (:func:`_whitened`), for the pair tests; ``base``: the :class:`_CrossProducts` of the
+    spectral bases."""
+    pieces = [_whitened(base.bases[m], S[rows[m], rows[m]], *spectra[m], n_features[m],
+                        dof(m), base.gram(m, m) if base.bases[m].shape[1] else None)
               for m in range(len(rows))]
     return [w[0] for w in pieces], [w[1] for w in pieces]
 
@@ -608,10 +650,11 @@ def _pair_count(a, b, S, rows, df, cands, level, record):
 
 
 def _pair_ranks(S, rows, n_features, dof, alpha, U, lam, sig, base, spectra, record,
-                pairs=None):
+                pairs, products):
     """Step 2: ``c_ab`` for every pair, each pair test at ``alpha`` split evenly over its
     candidates, and the leading canonical directions of each pair in the signal-whitened
-    coordinates of each of its modalities (``left[(m, a)]``, ``k_m x c_ma``)."""
+    coordinates of each of its modalities (``left[(m, a)]``, ``k_m x c_ma``). ``base`` and
+    ``products``: the :class:`_CrossProducts` of the spectral bases and of ``U``."""
     M = len(rows)
     k = [u.shape[1] for u in U]
     pair_rank = np.zeros((M, M), dtype=int)
@@ -621,12 +664,12 @@ def _pair_ranks(S, rows, n_features, dof, alpha, U, lam, sig, base, spectra, rec
         for b in range(a + 1, M):
             if k[a] == 0 or k[b] == 0:
                 continue
-            C = U[a].T @ S[rows[a], rows[b]] @ U[b]
+            C = products.gram(a, b)  # U_a^T S_ab U_b
             Ua, _, Vbt = small_svd(C / np.sqrt(np.outer(lam[a], lam[b])),
                                           full_matrices=True)
             if (a, b) in (pairs or {}):  # the three blocks from the same samples
                 Sp, rows_p, white = _pair_whitened(pairs[(a, b)], a, b, n_features,
-                                                   dof(a, b), base)
+                                                   dof(a, b), base.bases)
             else:
                 Sp, rows_p, white = S, rows, whitened
             cands = _pair_candidates(a, b, n_features, dof(a, b), white, record)
@@ -691,14 +734,13 @@ def _shared_blocks(counts, pair_rank, max_rank, record):
 
 
 def _specific_blocks(S, rows, n_features, dof, alpha, max_rank, U, spectra, noise, blocks,
-                     floors, record):
+                     floors, record, products):
     """Step 5: the specific ranks, added to ``blocks``; updates ``noise`` in place where
-    the modality has shared directions. Returns the specific ranks and the modalities
-    without any factor."""
+    the modality has shared directions (``products``: a :class:`_CrossProducts` of bases
+    equal to ``U``). Returns the specific ranks and the modalities without any factor."""
     M = len(rows)
     no_factor = []
     specific = np.zeros(M, dtype=int)
-    products = _CrossProducts(S, rows, U)
     for m in range(M):
         shared, df = sum(r for s, r in blocks.items() if m in s), dof(m)
         kmax = _max_factors(n_features[m], df, max_rank)
@@ -876,16 +918,19 @@ def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_com
     record = _Evidence(names)
     noise, U, lam, sig, spectra, floors = _reduced_bases(S, rows, n_features, dof, alpha,
                                                          max_rank, strength, record)
-    base = [u.copy() for u in U]
+    step1 = list(U)
+    base = _CrossProducts(S, rows, [u.copy() for u in U])  # the bases of step 1
     if augment:
-        base = _augment(S, rows, n_features, dof, a_mod, noise, U, lam, sig, spectra, floors,
-                        record)
+        _augment(S, rows, n_features, dof, a_mod, noise, U, lam, sig, spectra, floors, record,
+                 base)
     k = np.array([u.shape[1] for u in U], dtype=int)
     pair_rank, left = _pair_ranks(S, rows, n_features, dof, a_pair, U, lam, sig, base,
-                                  spectra, record, pairs or {})
+                                  spectra, record, pairs or {}, _CrossProducts(S, rows, U))
     blocks = _shared_blocks(_membership(k, left, record), pair_rank, max_rank, record)
+    # step 5 whitens against the bases of step 1 where step 1b added nothing
+    final = base.rebased([b if u is s else u for u, s, b in zip(U, step1, base.bases)])
     specific, no_factor = _specific_blocks(S, rows, n_features, dof, a_mod, max_rank, U,
-                                           spectra, noise, blocks, floors, record)
+                                           spectra, noise, blocks, floors, record, final)
     if len(no_factor) == M:
         raise ValueError(
             "no factor detected in any modality: at this sample size nothing in the data "

@@ -94,7 +94,9 @@ def top_eigh(S, k, *, random_state=None, mixed=False):
     if k == 0:
         return np.zeros(0), np.zeros((d, 0))
     if d <= _DENSE_BELOW or k > _DENSE_FRACTION * d or k >= d - 1:
-        values, vectors = scipy.linalg.eigh(S, subset_by_index=[d - k, d - 1])
+        if not np.isfinite(S).all():  # the check of scipy.linalg.eigh
+            raise ValueError("array must not contain infs or NaNs")
+        values, vectors = small_eigh(S, subset_by_index=[d - k, d - 1])
     else:
         rng = as_generator(random_state)
         v0 = rng.standard_normal(d)
@@ -259,22 +261,36 @@ def _plain_float64(*arrays):
                and a.size for a in arrays)
 
 
-def small_eigh(a, b=None, *, eigvals_only=False):
-    """``scipy.linalg.eigh(a, b, eigvals_only=eigvals_only, check_finite=False)`` (the same
-    LAPACK call, see the comment above), for the small matrices decomposed many times."""
-    if not _plain_float64(a) or (b is not None and not _plain_float64(b)):
-        return scipy.linalg.eigh(a, b, eigvals_only=eigvals_only, check_finite=False)
+def small_eigh(a, b=None, *, eigvals_only=False, subset_by_index=None):
+    """``scipy.linalg.eigh(a, b, eigvals_only=eigvals_only, check_finite=False,
+    subset_by_index=subset_by_index)`` (the same LAPACK call, see the comment above), for
+    the small matrices decomposed many times; ``subset_by_index`` without ``b`` only."""
+    def fallback():
+        return scipy.linalg.eigh(a, b, eigvals_only=eigvals_only, check_finite=False,
+                                 subset_by_index=subset_by_index)
+
+    if not _plain_float64(a) or (b is not None and not _plain_float64(b)) or (
+            b is not None and subset_by_index is not None):
+        return fallback()
     if b is None:
         syevr = _float64_routine("syevr")
         lwork, liwork = _syevr_work(a.shape[0])
-        w, v, _, _, info = syevr(a, compute_v=0 if eigvals_only else 1, lower=1,
-                                 overwrite_a=0, lwork=lwork, liwork=liwork)
+        subset = {}
+        if subset_by_index is not None:
+            lo, hi = (int(i) for i in subset_by_index)
+            if not 0 <= lo <= hi < a.shape[0]:
+                return fallback()  # scipy's error
+            subset = {"range": "I", "il": lo + 1, "iu": hi + 1}  # Fortran indices
+        w, v, found, _, info = syevr(a, compute_v=0 if eigvals_only else 1, lower=1,
+                                     overwrite_a=0, lwork=lwork, liwork=liwork, **subset)
+        if subset:
+            w, v = w[:found], v[:, :found]
     else:
         sygvd = _float64_routine("sygvd")
         w, v, info = sygvd(a, b, itype=1, jobz="N" if eigvals_only else "V", uplo="L",
                            overwrite_a=0, overwrite_b=0)
     if info != 0:  # let scipy raise its error
-        return scipy.linalg.eigh(a, b, eigvals_only=eigvals_only, check_finite=False)
+        return fallback()
     return w if eigvals_only else (w, v)
 
 
