@@ -522,10 +522,15 @@ class _WeightedLayout(_BlockWeights, _PackedLayout):
 
 class _DenseWeightedLayout(_BlockWeights, _DenseLayout):
     """:class:`_DenseLayout` for the block-weighted objective (:class:`_BlockWeights`):
-    the stacks hold every modality, and the ``K x K`` products are taken modality by
-    modality on the dense rows. The same iteration as on :class:`_WeightedLayout` in exact
-    arithmetic, with the dense layout's truncated Newton phase (:meth:`hessian_operator`)
-    and no float32 phase.
+    the stacks hold every modality. The same iteration as on :class:`_WeightedLayout` in
+    exact arithmetic, with the dense layout's truncated Newton phase
+    (:meth:`hessian_operator`) and no float32 phase.
+
+    The per-modality products are whole-array calls, as on the dense layout: with ``V``
+    laid out side by side by modality (``(d, M K)``, row ``i`` of modality ``m`` in the
+    ``m``-th ``K`` columns, zero elsewhere), ``U^T`` times it holds every ``U_m^T V_m``;
+    and ``W`` times a stack laid side by side holds every ``W H_m``, of which one ``take``
+    keeps each row's own modality.
     """
 
     def __init__(self, S_W, mask, n_features, weights):
@@ -534,29 +539,44 @@ class _DenseWeightedLayout(_BlockWeights, _DenseLayout):
         self.S_hi = self._weigh(self.S_hi)
         self.w_stack = self.weights
         widths = [sl.stop - sl.start for sl in self.rows]
+        M, d, K = len(widths), self.d, self.K
         # Omega, for the Hessian's (Omega * (W W^T) - Omega * S_W) V
         self.omega = np.repeat(np.repeat(self.weights, widths, axis=0), widths, axis=1)
+        member = np.repeat(np.arange(M), widths)
+        # flat positions of each row's own modality in a (d, M K) side-by-side array
+        self.pick = (np.arange(d)[:, None] * (M * K) + member[:, None] * K
+                     + np.arange(K)).ravel()
+
+    def _side(self, V):
+        """``V`` laid out side by side by modality, shape ``(d, M K)``."""
+        out = np.zeros((self.d, len(self.rows) * self.K), dtype=V.dtype)
+        out.put(self.pick, V)
+        return out
+
+    def _stack(self, U, side):
+        """The stack of ``U_m^T V_m``, shape ``(M, K, K)``, from ``side = _side(V)``."""
+        K = self.K
+        return (U.T @ side).reshape(K, -1, K).transpose(1, 0, 2)
+
+    def _rows_times(self, W, H):
+        """``W_m H_m`` on every modality's rows, flattened (``H`` a stack)."""
+        side = H.transpose(1, 0, 2).reshape(self.K, -1)
+        return np.dot(W, side).take(self.pick)
 
     def gram(self, U, V):
         """The stack of ``U_m^T V_m``, shape ``(M, K, K)``."""
-        U, V = self._mat(U), self._mat(V)
-        return np.stack([U[sl].T @ V[sl] for sl in self.rows])
+        return self._stack(self._mat(U), self._side(self._mat(V)))
 
     def line_grams(self, x, D):
-        return self.gram(x, D), self.gram(D, D)
-
-    def _rows_times(self, W, H, out):
-        """``out[rows_m] = W[rows_m] @ H[m]`` for every modality; returns ``out``."""
-        for m, sl in enumerate(self.rows):
-            np.matmul(W[sl], H[m], out=out[sl])
-        return out
+        Dm = self._mat(D)
+        side = self._side(Dm)
+        return self._stack(self._mat(x), side), self._stack(Dm, side)
 
     def gradient(self, x, A, G):
         """``2 (W_m H_m - [(Omega * S_W) W]_m)`` on the mask (zero outside)."""
-        W = self._mat(x)
-        out = self._rows_times(W, self.combine(G), np.empty_like(W))
-        out *= self.mask2
-        return _axpy(A, out.reshape(-1), a=-2.0)
+        out = self._rows_times(self._mat(x), self.combine(G))
+        out *= self.mask2.reshape(-1)
+        return _axpy(A, out, a=-2.0)
 
     def hessian_operator(self, x, G):
         """``v -> H v`` of the weighted objective at ``x`` (``G`` its stack): on modality
@@ -568,16 +588,17 @@ class _DenseWeightedLayout(_BlockWeights, _DenseLayout):
         R = (W @ W.T) * self.omega
         R -= self.S_hi
         R, W_low = R.astype(low), W.astype(low)
-        H_low, mask2 = self.combine(G).astype(low), self.mask2.astype(low)
+        W_side = self._side(W_low)
+        H_low, mask2 = self.combine(G).astype(low), self.mask2.reshape(-1).astype(low)
 
         def hessian_product(v):
             V = v.reshape(self.d, self.K).astype(low)
-            Q = self.combine(np.stack([V[sl].T @ W_low[sl] for sl in self.rows]))
-            out = R @ V
-            for m, sl in enumerate(self.rows):
-                out[sl] += V[sl] @ H_low[m] + W_low[sl] @ Q[m]
+            Q = self.combine(self._stack(V, W_side))
+            out = (R @ V).reshape(-1)
+            out += self._rows_times(V, H_low)
+            out += self._rows_times(W_low, Q)
             out *= mask2
-            return out.astype(np.float64).reshape(-1)
+            return out.astype(np.float64)
 
         return hessian_product
 
