@@ -11,7 +11,9 @@ from threadpoolctl import threadpool_limits
 
 from hcl_stats import Structure
 from hcl_stats._estimation.fit import fit_hcl, resolve_solver
-from hcl_stats._estimation.lbfgs import _line_step, _WeightedLayout, solve_lbfgs
+from hcl_stats._estimation import lbfgs
+from hcl_stats._estimation.lbfgs import (_DenseWeightedLayout, _line_step, _WeightedLayout,
+                                          solve_lbfgs)
 from hcl_stats._structure import row_slices
 from hcl_stats.datasets import make_hierarchical
 
@@ -47,9 +49,13 @@ def _problem(rng, widths=WIDTHS, structure=STRUCTURE, noise=0.05):
     return S, mask
 
 
-def test_weighted_objective_and_gradient_match_the_blockwise_formulas(rng):
+LAYOUTS = [_WeightedLayout, _DenseWeightedLayout]  # per-modality and dense variables
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_weighted_objective_and_gradient_match_the_blockwise_formulas(rng, layout):
     S, mask = _problem(rng)
-    P = _WeightedLayout(S, mask, WIDTHS, WEIGHTS)
+    P = layout(S, mask, WIDTHS, WEIGHTS)
     assert P.scale == 1.0
     W = np.where(mask, rng.standard_normal(mask.shape), 0.0)
     x = P.pack(W)
@@ -70,9 +76,10 @@ def test_weighted_objective_and_gradient_match_the_blockwise_formulas(rng):
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
 
 
-def test_weighted_line_step_is_the_exact_minimiser_along_the_line(rng):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_weighted_line_step_is_the_exact_minimiser_along_the_line(rng, layout):
     S, mask = _problem(rng)
-    P = _WeightedLayout(S, mask, WIDTHS, WEIGHTS)
+    P = layout(S, mask, WIDTHS, WEIGHTS)
     W = np.where(mask, rng.standard_normal(mask.shape), 0.0)
     x = P.pack(W)
     A, G = P.product(x, False), P.gram(x, x)
@@ -88,6 +95,37 @@ def test_weighted_line_step_is_the_exact_minimiser_along_the_line(rng):
                                          options={"xatol": 1e-12})
     assert along(t) <= ref.fun + 1e-12 * abs(ref.fun)
     assert t == pytest.approx(ref.x, rel=1e-4)
+
+
+def test_dense_weighted_hessian_is_the_derivative_of_the_blockwise_gradient(rng):
+    S, mask = _problem(rng)
+    P = _DenseWeightedLayout(S, mask, WIDTHS, WEIGHTS)
+    W = np.where(mask, rng.standard_normal(mask.shape), 0.0)
+    V = np.where(mask, rng.standard_normal(mask.shape), 0.0)
+    x = P.pack(W)
+    Hv = P.unpack(P.hessian_operator(x, P.gram(x, x))(P.pack(V)))
+    h = 1e-6
+    numeric = (_gradient(W + h * V, S, WEIGHTS, WIDTHS)
+               - _gradient(W - h * V, S, WEIGHTS, WIDTHS)) / (2 * h)
+    assert np.all(Hv[~mask] == 0.0)
+    # the product runs in float32 (lbfgs._HESSIAN_DTYPE): float32 accuracy
+    np.testing.assert_allclose(Hv, np.where(mask, numeric, 0.0), rtol=1e-5,
+                               atol=1e-6 * np.abs(numeric).max())
+
+
+def test_dense_and_per_modality_weighted_layouts_take_the_same_iteration(rng, monkeypatch):
+    """Without the dense layout's Newton phase both run the same L-BFGS iteration (the
+    per-modality one starts in float32, so they agree to its verification, not bitwise)."""
+    S, mask = _problem(rng)
+    W0 = np.where(mask, rng.standard_normal(mask.shape), 0.0) * 0.3
+    monkeypatch.setattr(lbfgs, "_NEWTON_FROM", -1.0)
+    dense = solve_lbfgs(S, W0, mask, WIDTHS, tol=1e-10, max_iter=5000, block_weights=WEIGHTS)
+    monkeypatch.setattr(lbfgs, "_DENSE_WORK", 0)
+    packed = solve_lbfgs(S, W0, mask, WIDTHS, tol=1e-10, max_iter=5000,
+                         block_weights=WEIGHTS)
+    assert dense[3] and packed[3]
+    np.testing.assert_allclose(dense[0], packed[0], atol=1e-8)
+    assert dense[1] == pytest.approx(packed[1], rel=1e-12)
 
 
 def test_weighted_optimum_matches_scipy_lbfgsb(rng):
@@ -235,9 +273,12 @@ def test_fit_hcl_auto_with_unequal_weights_on_wide_data_runs_lbfgs():
 def test_weighted_fit_runs_in_the_namespace_of_the_covariance():
     xps = pytest.importorskip("array_api_strict")
     S, widths = _covariance(4)
-    host = fit_hcl(S, widths, STRUCTURE, random_state=0, block_weights=WEIGHTS)
+    # NumPy takes the dense layout (Newton directions near the optimum), the strict
+    # namespace the per-modality one: the same optimum, to the tolerance
+    host = fit_hcl(S, widths, STRUCTURE, random_state=0, block_weights=WEIGHTS, tol=1e-10)
     strict = fit_hcl(xps.asarray(S), widths, STRUCTURE, random_state=0,
-                     block_weights=WEIGHTS)
-    assert strict.converged
-    np.testing.assert_allclose(strict.loadings, host.loadings, atol=1e-7)
+                     block_weights=WEIGHTS, tol=1e-10)
+    assert strict.converged and host.converged
+    np.testing.assert_allclose(strict.loadings, host.loadings,
+                               atol=1e-7 * np.abs(host.loadings).max())
     assert strict.objective == pytest.approx(host.objective, rel=1e-10)

@@ -427,7 +427,7 @@ class _DenseLayout:
         pick = np.empty((d, K), dtype=np.intp)
         for m, (rows, cols) in enumerate(zip(self.rows, self.cols)):
             if cols.size:
-                blocks[np.ix_(cols, m * K + cols)] = _scaled_gd(W0[:, cols].T @ W0[:, cols])
+                blocks[np.ix_(cols, m * K + cols)] = _scaled_gd(self.start_curvature(W0, m))
             pick[rows] = (np.arange(rows.start, rows.stop)[:, None] * (len(self.rows) * K)
                           + m * K + np.arange(K))
         pick = pick.ravel()
@@ -437,6 +437,10 @@ class _DenseLayout:
 
         return precondition
 
+    def start_curvature(self, W0, m):
+        """``G0[C_m, C_m]`` of the scaled start ``W0``."""
+        return W0[:, self.cols[m]].T @ W0[:, self.cols[m]]
+
     def objective(self, x, A, G):
         """As :meth:`_PackedLayout.objective`."""
         f = 0.5 * (float(np.sum(self.S_hi * self.S_hi)) - 2.0 * float(x @ A)
@@ -444,8 +448,9 @@ class _DenseLayout:
         return f * self.scale ** 2
 
 
-class _WeightedLayout(_PackedLayout):
-    """:class:`_PackedLayout` for the block-weighted objective.
+class _BlockWeights:
+    """The block-weighted objective's pieces, shared by :class:`_WeightedLayout` and
+    :class:`_DenseWeightedLayout`.
 
     ``f(W) = 1/2 sum_{m,l} w_ml ||W_m W_l^T - S_W[m, l]||_F^2`` with ``w`` symmetric and
     non-negative. With ``Omega`` the ``d x d`` matrix equal to ``w_ml`` on block
@@ -454,18 +459,9 @@ class _WeightedLayout(_PackedLayout):
     in place of the scaled copy), the ``K x K`` statistics are kept per modality (a stack
     of ``(K, K)`` arrays, host) and combined by ``w``: the gradient on modality ``m`` is
     ``2 (W_m H_m - [(Omega * S_W) W]_m)`` with ``H_m = sum_l w_ml G_l``, and ``H_m`` at the
-    start gives the preconditioner.
+    start gives the preconditioner. ``w_stack`` holds the weights between the modalities
+    of the stacks.
     """
-
-    def __init__(self, S_W, mask, n_features, weights):
-        self.weights = np.asarray(weights, dtype=float)
-        super().__init__(S_W, mask, n_features)
-        self.w_active = self.weights[np.ix_(self.active, self.active)]
-        n = len(self.active)
-        # scatter into a per-modality stack: modality i's entries at offset i K^2
-        KK = self.K * self.K
-        self.g_stack = np.concatenate([i * KK + g for i, g in enumerate(self.g_flat)])
-        self.stack_shape = (n, self.K, self.K)
 
     def _weigh(self, S_hi):
         """Weigh the blocks of the scaled copy in place; keep ``||S_W||_w^2``."""
@@ -482,18 +478,9 @@ class _WeightedLayout(_PackedLayout):
     def squared_norm(self):
         return self._squared_norm
 
-    def scatter(self, parts):
-        """Per-modality ``r_m x r_m`` blocks -> a ``(n_active, K, K)`` stack (host)."""
-        flat = self.host(self._concat([self._reshape(p, (-1,)) for p in parts]))
-        return np.bincount(self.g_stack, weights=flat,
-                           minlength=int(np.prod(self.stack_shape))).reshape(self.stack_shape)
-
     def combine(self, G):
         """``H_m = sum_l w_ml G_l`` for the stack ``G``."""
-        return (self.w_active @ G.reshape(len(G), -1)).reshape(G.shape)
-
-    def curvatures(self, G):
-        return list(2.0 * self.combine(G).reshape(len(G), -1))
+        return (self.w_stack @ G.reshape(len(G), -1)).reshape(G.shape)
 
     def inner(self, U, V):
         return float(np.vdot(U, self.combine(V)))
@@ -509,15 +496,128 @@ class _WeightedLayout(_PackedLayout):
         return block.T @ (block * row_weight[:, None])
 
 
+class _WeightedLayout(_BlockWeights, _PackedLayout):
+    """:class:`_PackedLayout` for the block-weighted objective (:class:`_BlockWeights`);
+    the stacks hold the active modalities."""
+
+    def __init__(self, S_W, mask, n_features, weights):
+        self.weights = np.asarray(weights, dtype=float)
+        super().__init__(S_W, mask, n_features)
+        self.w_stack = self.weights[np.ix_(self.active, self.active)]
+        n = len(self.active)
+        # scatter into a per-modality stack: modality i's entries at offset i K^2
+        KK = self.K * self.K
+        self.g_stack = np.concatenate([i * KK + g for i, g in enumerate(self.g_flat)])
+        self.stack_shape = (n, self.K, self.K)
+
+    def scatter(self, parts):
+        """Per-modality ``r_m x r_m`` blocks -> a ``(n_active, K, K)`` stack (host)."""
+        flat = self.host(self._concat([self._reshape(p, (-1,)) for p in parts]))
+        return np.bincount(self.g_stack, weights=flat,
+                           minlength=int(np.prod(self.stack_shape))).reshape(self.stack_shape)
+
+    def curvatures(self, G):
+        return list(2.0 * self.combine(G).reshape(len(G), -1))
+
+
+class _DenseWeightedLayout(_BlockWeights, _DenseLayout):
+    """:class:`_DenseLayout` for the block-weighted objective (:class:`_BlockWeights`):
+    the stacks hold every modality. The same iteration as on :class:`_WeightedLayout` in
+    exact arithmetic, with the dense layout's truncated Newton phase
+    (:meth:`hessian_operator`) and no float32 phase.
+
+    The per-modality products are whole-array calls, as on the dense layout: with ``V``
+    laid out side by side by modality (``(d, M K)``, row ``i`` of modality ``m`` in the
+    ``m``-th ``K`` columns, zero elsewhere), ``U^T`` times it holds every ``U_m^T V_m``;
+    and ``W`` times a stack laid side by side holds every ``W H_m``, of which one ``take``
+    keeps each row's own modality.
+    """
+
+    def __init__(self, S_W, mask, n_features, weights):
+        self.weights = np.asarray(weights, dtype=float)
+        super().__init__(S_W, mask, n_features)
+        self.S_hi = self._weigh(self.S_hi)
+        self.w_stack = self.weights
+        widths = [sl.stop - sl.start for sl in self.rows]
+        M, d, K = len(widths), self.d, self.K
+        # Omega, for the Hessian's (Omega * (W W^T) - Omega * S_W) V
+        self.omega = np.repeat(np.repeat(self.weights, widths, axis=0), widths, axis=1)
+        member = np.repeat(np.arange(M), widths)
+        # flat positions of each row's own modality in a (d, M K) side-by-side array
+        self.pick = (np.arange(d)[:, None] * (M * K) + member[:, None] * K
+                     + np.arange(K)).ravel()
+
+    def _side(self, V):
+        """``V`` laid out side by side by modality, shape ``(d, M K)``."""
+        out = np.zeros((self.d, len(self.rows) * self.K), dtype=V.dtype)
+        out.put(self.pick, V)
+        return out
+
+    def _stack(self, U, side):
+        """The stack of ``U_m^T V_m``, shape ``(M, K, K)``, from ``side = _side(V)``."""
+        K = self.K
+        return (U.T @ side).reshape(K, -1, K).transpose(1, 0, 2)
+
+    def _rows_times(self, W, H):
+        """``W_m H_m`` on every modality's rows, flattened (``H`` a stack)."""
+        side = H.transpose(1, 0, 2).reshape(self.K, -1)
+        return np.dot(W, side).take(self.pick)
+
+    def gram(self, U, V):
+        """The stack of ``U_m^T V_m``, shape ``(M, K, K)``."""
+        return self._stack(self._mat(U), self._side(self._mat(V)))
+
+    def line_grams(self, x, D):
+        Dm = self._mat(D)
+        side = self._side(Dm)
+        return self._stack(self._mat(x), side), self._stack(Dm, side)
+
+    def gradient(self, x, A, G):
+        """``2 (W_m H_m - [(Omega * S_W) W]_m)`` on the mask (zero outside)."""
+        out = self._rows_times(self._mat(x), self.combine(G))
+        out *= self.mask2.reshape(-1)
+        return _axpy(A, out, a=-2.0)
+
+    def hessian_operator(self, x, G):
+        """``v -> H v`` of the weighted objective at ``x`` (``G`` its stack): on modality
+        ``m``, ``2 ([(Omega * (W W^T - S_W)) V]_m + V_m H_m + W_m sum_l w_ml V_l^T W_l)``,
+        zero outside the mask, in ``_HESSIAN_DTYPE`` like :meth:`_DenseLayout.hessian_operator`.
+        """
+        W = self._mat(x)
+        low = _HESSIAN_DTYPE
+        R = (W @ W.T) * self.omega
+        R -= self.S_hi
+        R, W_low = R.astype(low), W.astype(low)
+        W_side = self._side(W_low)
+        H_low, mask2 = self.combine(G).astype(low), self.mask2.reshape(-1).astype(low)
+
+        def hessian_product(v):
+            V = v.reshape(self.d, self.K).astype(low)
+            Q = self.combine(self._stack(V, W_side))
+            out = (R @ V).reshape(-1)
+            out += self._rows_times(V, H_low)
+            out += self._rows_times(W_low, Q)
+            out *= mask2
+            return out.astype(np.float64)
+
+        return hessian_product
+
+    def objective(self, x, A, G):
+        """``1/2 (||S_W||_w^2 - 2 <W, (Omega * S_W) W> + sum_ml w_ml <G_m, G_l>)``."""
+        f = 0.5 * (self.squared_norm() - 2.0 * float(x @ A) + self.inner(G, G))
+        return f * self.scale ** 2
+
+
 def _layout(S_W, mask, n_features, block_weights=None):
-    """:class:`_WeightedLayout` with block weights; else :class:`_DenseLayout` for small
-    float64 NumPy problems and :class:`_PackedLayout` for the others."""
-    if block_weights is not None:
-        return _WeightedLayout(S_W, mask, n_features, block_weights)
+    """:class:`_DenseLayout` for small float64 NumPy problems and :class:`_PackedLayout`
+    for the others; with block weights their weighted forms."""
     d, K = mask.shape
-    if isinstance(S_W, np.ndarray) and S_W.dtype == np.float64 and d * d * K <= _DENSE_WORK:
-        return _DenseLayout(S_W, mask, n_features)
-    return _PackedLayout(S_W, mask, n_features)
+    dense = isinstance(S_W, np.ndarray) and S_W.dtype == np.float64 and d * d * K <= _DENSE_WORK
+    if block_weights is not None:
+        return (_DenseWeightedLayout if dense else _WeightedLayout)(S_W, mask, n_features,
+                                                                    block_weights)
+    return _DenseLayout(S_W, mask, n_features) if dense else _PackedLayout(S_W, mask,
+                                                                           n_features)
 
 
 _TINY = float(np.finfo(float).tiny)

@@ -434,16 +434,19 @@ def _check_values(arrays, wheres, deferred, min_samples, fitting, allow_nan):
     for m in present:
         if deferred[m]:
             continue
-        # one pass for the column ranges, no temporary array; NaN propagates into them
-        value_range = (np.max(arrays[m], axis=0), np.min(arrays[m], axis=0))
-        complete = bool(np.isfinite(value_range[0]).all() and np.isfinite(value_range[1]).all())
+        missing = np.isnan(arrays[m]) if allow_nan else None
+        n_missing[m] = int(np.count_nonzero(missing)) if allow_nan else 0
+        if n_missing[m]:
+            # the ranges of the observed cells (an infinite one still shows in them); a
+            # NaN-propagating max is several times slower on data with NaN
+            observed = ~missing
+            value_range = (np.fmax.reduce(arrays[m], axis=0), np.fmin.reduce(arrays[m], axis=0))
+        else:  # one pass per range, no temporary array; NaN and inf propagate into them
+            value_range = (np.max(arrays[m], axis=0), np.min(arrays[m], axis=0))
+        complete = not n_missing[m]
         largest = check_finite(arrays[m], wheres[m], value_range, allow_nan=allow_nan)
         check_scale(largest, wheres[m], n, d)
-        n_missing[m] = 0
-        if not complete:  # missing cells (allowed): ranges and counts of the observed ones
-            observed = ~np.isnan(arrays[m])
-            n_missing[m] = int(observed.size - np.count_nonzero(observed))
-            value_range = (np.fmax.reduce(arrays[m], axis=0), np.fmin.reduce(arrays[m], axis=0))
+        if not complete:  # missing cells (allowed)
             if fitting:
                 check_observed_counts(observed.sum(axis=0), wheres[m])
             observed_rows[m] = observed.any(axis=1)

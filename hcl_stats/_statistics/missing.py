@@ -112,9 +112,8 @@ def pairwise_covariance(blocks, names=None):
     rows = np.empty((n, len(blocks)), dtype=bool)
     whole = True  # every modality missing by whole rows
     for m, (b, sl) in enumerate(zip(blocks, slices)):
-        b = np.asarray(b)
-        obs = ~np.isnan(b)
-        observed[:, sl] = obs
+        obs = observed[:, sl]
+        np.logical_not(np.isnan(b), out=obs)
         rows[:, m] = obs.any(axis=1)
         whole = whole and bool(np.array_equal(obs.all(axis=1), rows[:, m]))
     feature_counts = observed.sum(axis=0)
@@ -122,10 +121,12 @@ def pairwise_covariance(blocks, names=None):
     _check_counts(feature_counts, joint, widths, names)
     means = []
     for b, sl in zip(blocks, slices):
-        mu = np.nansum(b, axis=0, dtype=np.float64) / feature_counts[sl]
-        part = Xc[:, sl]
-        np.subtract(b, mu, out=part, casting="unsafe")
-        part[~observed[:, sl]] = 0.0
+        part, gone = Xc[:, sl], ~observed[:, sl]
+        np.copyto(part, b, casting="unsafe")
+        part[gone] = 0.0
+        mu = part.sum(axis=0) / feature_counts[sl]
+        part -= mu
+        part[gone] = 0.0
         means.append(mu)
     S = Xc.T @ Xc  # one symmetric product, as for complete data
     if whole:  # the counts are constant on each modality pair
