@@ -350,9 +350,22 @@ class _DenseLayout:
         self.n_free = self.d * self.K
         self.scale = max(float(np.max(np.abs(np.diagonal(S_W)))), np.finfo(float).tiny)
         self.S_hi = np.asarray(S_W, dtype=np.float64) / self.scale
+        # flat positions of each row's own modality in a (d, M K) array whose m-th K
+        # columns belong to modality m (see _by_modality)
+        M, K = len(self.rows), self.K
+        member = np.repeat(np.arange(M), [sl.stop - sl.start for sl in self.rows])
+        self.pick = (np.arange(self.d)[:, None] * (M * K) + member[:, None] * K
+                     + np.arange(K)).ravel()
 
     def _mat(self, v):
         return v.reshape(self.d, self.K)
+
+    def _by_modality(self, V, side):
+        """``V_m B_m`` on every modality's rows, flattened, for the ``(K, K)`` blocks
+        ``B_m`` laid side by side in ``side`` (``(K, M K)``): ``V`` times it holds every
+        modality's product on every row, and one ``take`` keeps each row's own (two array
+        calls, where a loop over the modalities costs two per modality)."""
+        return np.dot(V, side).take(self.pick)
 
     def product(self, v, cheap):
         """``S_W V`` on the mask (zero outside), flattened."""
@@ -416,24 +429,17 @@ class _DenseLayout:
 
     def preconditioner(self, W0):
         """ScaledGD (:meth:`_PackedLayout.preconditioner`): each modality's rows times its
-        block's inverse, placed in a ``(K, K)`` matrix that is zero outside its columns.
-
-        The blocks are side by side in one ``(K, M K)`` matrix; ``V`` times it holds every
-        modality's product on every row, and one ``take`` keeps each row's own (two array
-        calls, where a loop over the modalities costs two per modality).
+        block's inverse, placed in a ``(K, K)`` matrix that is zero outside its columns;
+        the blocks side by side, applied by :meth:`_by_modality`.
         """
         d, K = self.d, self.K
         blocks = np.zeros((K, len(self.rows) * K))
-        pick = np.empty((d, K), dtype=np.intp)
-        for m, (rows, cols) in enumerate(zip(self.rows, self.cols)):
+        for m, cols in enumerate(self.cols):
             if cols.size:
                 blocks[np.ix_(cols, m * K + cols)] = _scaled_gd(self.start_curvature(W0, m))
-            pick[rows] = (np.arange(rows.start, rows.stop)[:, None] * (len(self.rows) * K)
-                          + m * K + np.arange(K))
-        pick = pick.ravel()
 
         def precondition(v):
-            return np.dot(v.reshape(d, K), blocks).take(pick)
+            return self._by_modality(v.reshape(d, K), blocks)
 
         return precondition
 
@@ -529,8 +535,7 @@ class _DenseWeightedLayout(_BlockWeights, _DenseLayout):
     The per-modality products are whole-array calls, as on the dense layout: with ``V``
     laid out side by side by modality (``(d, M K)``, row ``i`` of modality ``m`` in the
     ``m``-th ``K`` columns, zero elsewhere), ``U^T`` times it holds every ``U_m^T V_m``;
-    and ``W`` times a stack laid side by side holds every ``W H_m``, of which one ``take``
-    keeps each row's own modality.
+    ``W_m H_m`` on every modality's rows is :meth:`_DenseLayout._by_modality`.
     """
 
     def __init__(self, S_W, mask, n_features, weights):
@@ -539,13 +544,8 @@ class _DenseWeightedLayout(_BlockWeights, _DenseLayout):
         self.S_hi = self._weigh(self.S_hi)
         self.w_stack = self.weights
         widths = [sl.stop - sl.start for sl in self.rows]
-        M, d, K = len(widths), self.d, self.K
         # Omega, for the Hessian's (Omega * (W W^T) - Omega * S_W) V
         self.omega = np.repeat(np.repeat(self.weights, widths, axis=0), widths, axis=1)
-        member = np.repeat(np.arange(M), widths)
-        # flat positions of each row's own modality in a (d, M K) side-by-side array
-        self.pick = (np.arange(d)[:, None] * (M * K) + member[:, None] * K
-                     + np.arange(K)).ravel()
 
     def _side(self, V):
         """``V`` laid out side by side by modality, shape ``(d, M K)``."""
@@ -560,8 +560,7 @@ class _DenseWeightedLayout(_BlockWeights, _DenseLayout):
 
     def _rows_times(self, W, H):
         """``W_m H_m`` on every modality's rows, flattened (``H`` a stack)."""
-        side = H.transpose(1, 0, 2).reshape(self.K, -1)
-        return np.dot(W, side).take(self.pick)
+        return self._by_modality(W, H.transpose(1, 0, 2).reshape(self.K, -1))
 
     def gram(self, U, V):
         """The stack of ``U_m^T V_m``, shape ``(M, K, K)``."""
