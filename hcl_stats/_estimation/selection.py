@@ -777,7 +777,7 @@ def _factor_strengths(S, rows, n_features, dof, blocks, noise, spectra):
     structure = Structure(blocks, modalities=len(rows))
     K, d = structure.n_components, S.shape[0]
     S_W = S - np.diag(np.repeat(noise, n_features))
-    values, vectors = scipy.linalg.eigh(S_W, subset_by_index=[d - K, d - 1])
+    values, vectors = small_eigh(S_W, subset_by_index=[d - K, d - 1])
     W = spectral_init(values[::-1], vectors[:, ::-1], structure, n_features)
     weight = np.repeat([1.0 / np.sqrt(_strength_floor(spectra[m][0], n_features[m], dof(m), 1.0))
                         for m in range(len(rows))], n_features)
@@ -785,7 +785,7 @@ def _factor_strengths(S, rows, n_features, dof, blocks, noise, spectra):
     for subset in blocks:
         inside = np.concatenate([np.arange(rows[m].start, rows[m].stop) for m in subset])
         B = W[inside][:, structure.columns(subset)] * weight[inside, None]
-        strengths[subset] = scipy.linalg.svdvals(B) ** 2
+        strengths[subset] = small_svd(B, compute_uv=False) ** 2
     return strengths
 
 
