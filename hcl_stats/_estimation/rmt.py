@@ -2,9 +2,10 @@
 
 All functions are closed forms or one-dimensional numerical integrals; nothing here is
 simulated, so the thresholds are deterministic. A structure selection asks for the same
-thresholds many times (the same dimensions, degrees of freedom and level), so they are
-cached; the scalar functions use :mod:`math` (correctly rounded square roots, like
-NumPy's) because they run in loops over Python floats.
+thresholds many times (the same dimensions, degrees of freedom and level), so the
+Tracy-Widom and largest-root thresholds are cached; the scalar functions use :mod:`math`
+(correctly rounded square roots, like NumPy's) because they run in loops over Python
+floats.
 """
 
 from __future__ import annotations
@@ -68,7 +69,6 @@ def _mp_quantile_unit(q, y):
     return float(np.interp(q, cdf, x))
 
 
-@functools.lru_cache(maxsize=256)
 def mp_median(gamma):
     """Median of the non-zero eigenvalues of a white unit-variance sample covariance with
     aspect ratio ``gamma = p / df`` (for ``gamma > 1`` the ``df`` non-zero eigenvalues)."""
@@ -178,7 +178,6 @@ def spike_noise(spikes, sigma2, trace, p, gamma, *, max_iter=100, rtol=1e-10):
 def spike_cosine2(ell, gamma):
     """Squared cosine between a sample spike eigenvector and its population direction."""
     return float(max((1.0 - gamma / ell ** 2) / (1.0 + gamma / ell), 0.0))
-
 
 
 def sphericity_statistic(evals, df):

@@ -181,8 +181,8 @@ class _CrossProducts:
         return self._cross[key]
 
 
-def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigma2,
-                   floor=0.0, products=None):
+def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigma2, floor,
+                   products):
     """Number of factors of modality ``m`` outside its ``c`` shared directions.
 
     The shared directions are the top-``c`` left singular vectors of the cross-covariance
@@ -196,14 +196,14 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 (noise variance
     and Tracy-Widom edge for ``p_m - c`` features). Returns ``(sigma2, r, eigenvalues,
     thresholds)``. At most as many eigenvalues as exceed ``floor`` are counted, and the
-    modality keeps fewer factors than features (``c + r < p_m``). ``products``: the
-    :class:`_CrossProducts` of ``U`` when the caller holds them.
+    modality keeps fewer factors than features (``c + r < p_m``). ``products``: a
+    :class:`_CrossProducts` of bases equal to ``U``.
     """
     p = n_features[m]
     Smm = S[rows[m], rows[m]]
     others = [a for a in range(len(rows)) if a != m and U[a].shape[1] > 0]
     if c > 0 and others:
-        Y = (products or _CrossProducts(S, rows, U)).cross_whitened(m, others)
+        Y = products.cross_whitened(m, others)
         c = min(c, Y.shape[1], p - 1)
         ev, V = spectrum
         # signal share 1 - sigma^2 / ev, zero where ev <= sigma^2 (constant features: ev = 0)
@@ -222,8 +222,7 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     return sigma2, min(r, max(p - 1 - c, 0)), evals, thresholds
 
 
-def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
-                      record=None, products=None):
+def _extra_directions(n_features, df, alpha, m, others, base, spectra, record, products):
     """Shared directions of modality ``m`` that its own spectrum missed, found through the
     modalities ``others``.
 
@@ -235,7 +234,7 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
     spectrum's ``ell > sqrt(p_m / n)``). They are the leading left singular vectors of the
     cross-covariance with the others outside ``span(base[m])``. Returns a ``p_m x e``
     orthonormal matrix orthogonal to ``base[m]`` (``e`` may be 0). ``products``: the
-    :class:`_CrossProducts` of ``base`` when the caller holds them.
+    :class:`_CrossProducts` of ``base``.
     """
     p = n_features[m]
     Um = base[m]
@@ -246,7 +245,7 @@ def _extra_directions(S, rows, n_features, df, alpha, m, others, base, spectra,
     evals, evecs = spectra[m]
     if evals[-1] <= 0:
         return none
-    Y = (products or _CrossProducts(S, rows, base)).cross_whitened(m, others)
+    Y = products.cross_whitened(m, others)
     Ko = Y.shape[1]
     full = (evecs / np.sqrt(evals)).T @ Y  # x_m whitened by S_mm (eigenbasis)
     t_m, _, _ = _cca_count(full, df, alpha, (p, Ko), record, (m,), m,
@@ -278,8 +277,8 @@ def _augment(S, rows, n_features, dof, alpha, noise, U, lam, sig, spectra, floor
     base = products.bases
     for m in range(M):
         others = [a for a in range(M) if a != m]
-        new = _extra_directions(S, rows, n_features, dof(m, *others), alpha, m, others,
-                                base, spectra, record, products)
+        new = _extra_directions(n_features, dof(m, *others), alpha, m, others, base,
+                                spectra, record, products)
         extra = new.shape[1]
         if extra == 0:
             continue
@@ -777,7 +776,7 @@ def _factor_strengths(S, rows, n_features, dof, blocks, noise, spectra):
     structure = Structure(blocks, modalities=len(rows))
     K, d = structure.n_components, S.shape[0]
     S_W = S - np.diag(np.repeat(noise, n_features))
-    values, vectors = scipy.linalg.eigh(S_W, subset_by_index=[d - K, d - 1])
+    values, vectors = small_eigh(S_W, subset_by_index=[d - K, d - 1])
     W = spectral_init(values[::-1], vectors[:, ::-1], structure, n_features)
     weight = np.repeat([1.0 / np.sqrt(_strength_floor(spectra[m][0], n_features[m], dof(m), 1.0))
                         for m in range(len(rows))], n_features)
@@ -785,7 +784,7 @@ def _factor_strengths(S, rows, n_features, dof, blocks, noise, spectra):
     for subset in blocks:
         inside = np.concatenate([np.arange(rows[m].start, rows[m].stop) for m in subset])
         B = W[inside][:, structure.columns(subset)] * weight[inside, None]
-        strengths[subset] = scipy.linalg.svdvals(B) ** 2
+        strengths[subset] = small_svd(B, compute_uv=False) ** 2
     return strengths
 
 
