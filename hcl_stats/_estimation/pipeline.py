@@ -154,11 +154,8 @@ def _rescaled_pairs(pairs, factors, n_features):
     if not pairs or factors is None:
         return pairs
     rows = row_slices(n_features)
-    out = {}
-    for (a, b), C in pairs.items():
-        r = 1.0 / np.sqrt(np.concatenate([factors[rows[a]], factors[rows[b]]]))
-        out[(a, b)] = C * r[:, None] * r[None, :]
-    return out
+    return {(a, b): _rescaled(C, np.concatenate([factors[rows[a]], factors[rows[b]]]), np)
+            for (a, b), C in pairs.items()}
 
 
 def _bind_structure(params, n_features, names, S=None, n_samples=None, joint_counts=None,
