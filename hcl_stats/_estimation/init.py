@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hcl_stats._numerics.linalg import orthonormal_basis, small_eigh
+from hcl_stats._structure import row_slices
 
 
 def spectral_init(values, vectors, structure, n_features):
@@ -28,7 +29,7 @@ def spectral_init(values, vectors, structure, n_features):
     W0 = vectors[:, :K] * np.sqrt(lam)
     if W0.shape[1] < K:  # fewer eigenpairs than factors (tiny problems)
         W0 = np.hstack([W0, np.zeros((d, K - W0.shape[1]))])
-    starts = np.concatenate([[0], np.cumsum(n_features)]).astype(int)
+    rows = row_slices(n_features)
     R = np.zeros((K, K))
     free = np.eye(K)  # orthonormal basis of latent directions still unused
     order = sorted(structure.subsets, key=lambda s: (len(s), s))
@@ -37,7 +38,7 @@ def spectral_init(values, vectors, structure, n_features):
         r = structure.rank(subset)
         inside = np.zeros(d, dtype=bool)  # the rows of the subset's modalities
         for m in subset:
-            inside[starts[m]:starts[m + 1]] = True
+            inside[rows[m]] = True
         # (two copies: one array times its own transpose would take BLAS syrk, whose
         # rounding differs)
         A_in = W0[inside].T @ W0[inside]

@@ -154,24 +154,27 @@ def _rescaled_pairs(pairs, factors, n_features):
     if not pairs or factors is None:
         return pairs
     rows = row_slices(n_features)
-    out = {}
-    for (a, b), C in pairs.items():
-        r = 1.0 / np.sqrt(np.concatenate([factors[rows[a]], factors[rows[b]]]))
-        out[(a, b)] = C * r[:, None] * r[None, :]
-    return out
+    return {(a, b): _rescaled(C, np.concatenate([factors[rows[a]], factors[rows[b]]]), np)
+            for (a, b), C in pairs.items()}
 
 
 def _bind_structure(params, n_features, names, S=None, n_samples=None, joint_counts=None,
                     pairs=None):
-    """The structure bound to the data, and the selection evidence for ``"auto"``."""
-    if isinstance(params["structure"], str):  # "auto": selected from the host covariance
-        return select_structure(np.asarray(to_numpy(S), dtype=float), n_features,
-                                n_samples=n_samples, max_rank=params["max_rank"],
-                                names=names, strength=params["strength"],
-                                max_components=params["max_components"],
-                                joint_counts=_selection_counts(joint_counts, names),
-                                pair_covariances=pairs)
-    return check_structure(params["structure"], n_features, names, n_samples), None
+    """The structure bound to the data, and the selection evidence for ``"auto"``.
+
+    With ``joint_counts`` (missing values) the structure, given or selected, is also
+    checked against the observation pattern (:func:`check_structure`).
+    """
+    structure, selection = params["structure"], None
+    if isinstance(structure, str):  # "auto": selected from the host covariance
+        structure, selection = select_structure(
+            np.asarray(to_numpy(S), dtype=float), n_features, n_samples=n_samples,
+            max_rank=params["max_rank"], names=names, strength=params["strength"],
+            max_components=params["max_components"],
+            joint_counts=_selection_counts(joint_counts, names), pair_covariances=pairs)
+        if joint_counts is None:
+            return structure, selection
+    return check_structure(structure, n_features, names, n_samples, joint_counts), selection
 
 
 def _selection_counts(joint_counts, names):
@@ -192,13 +195,12 @@ def _selection_counts(joint_counts, names):
 
 
 def _missing_kwargs(joint_counts, n_samples):
-    """Extra keyword arguments of the structure check and of ``fit_hcl`` for data with
-    missing values (``joint_counts`` not None): ``(check_kwargs, fit_kwargs)``."""
+    """Extra keyword arguments of ``fit_hcl`` for data with missing values
+    (``joint_counts`` not None)."""
     if joint_counts is None:
-        return {}, {}
+        return {}
     # each covariance block weighs by the samples behind it (docs/estimation.md, section 10)
-    weights = np.asarray(joint_counts, dtype=np.float64) / float(n_samples)
-    return {"joint_counts": joint_counts}, {"block_weights": weights}
+    return {"block_weights": np.asarray(joint_counts, dtype=np.float64) / float(n_samples)}
 
 
 def _device_blocks(xp, blocks, names):
@@ -308,16 +310,17 @@ def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=N
     """
     if joint_counts is not None:  # missing values found by the statistics
         _check_missing(params, plan.xp, "covariance")
-    check_kwargs, fit_kwargs = _missing_kwargs(joint_counts, n_samples)
+    fit_kwargs = _missing_kwargs(joint_counts, n_samples)
     S_fit = plan.xp.asarray(S) if not is_numpy(plan.xp) else np.asarray(to_numpy(S))
     diag = np.diagonal(np.asarray(to_numpy(S), dtype=np.float64)).copy()
     factors = feature_scales(diag, n_features, resolve_scale(params))
     S_fit = _rescaled(S_fit, factors, plan.xp)
-    structure, selection = bound or _bind_structure(
-        params, n_features, names, S_fit, n_samples, joint_counts,
-        _rescaled_pairs(pairs, factors, n_features))
-    if joint_counts is not None:
-        structure = check_structure(structure, n_features, names, n_samples, **check_kwargs)
+    if bound is None or joint_counts is not None:
+        # (a structure bound before the data were read is checked again with the joint
+        # counts, which the statistics give)
+        bound = _bind_structure(params, n_features, names, S_fit, n_samples, joint_counts,
+                                _rescaled_pairs(pairs, factors, n_features))
+    structure, selection = bound
     result = fit_hcl(S_fit, n_features, structure,
                      denoise=resolve_denoise(params), solver=params["solver"],
                      max_iter=params["max_iter"], tol=params["tol"],

@@ -26,10 +26,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from array_api_compat import is_numpy_namespace
 from scipy.linalg import lapack
 
-from hcl_stats._numerics.backend import to_numpy
+from hcl_stats._numerics.backend import is_numpy, to_numpy
 
 __all__ = ["CompactLBFGS"]
 
@@ -62,7 +61,6 @@ class CompactLBFGS:
         self.precondition = precondition if precondition is not None else (lambda v: v)
         self._xp = np if xp is None else xp
         self._dtype = (self._xp.float64 if dtype is None else dtype)
-        self._device = device
         m = self.memory
         kw = {"dtype": self._dtype} if device is None else {"dtype": self._dtype,
                                                               "device": device}
@@ -78,7 +76,7 @@ class CompactLBFGS:
         self._indices = {}
         self._kw = kw
         # float64 NumPy vectors: the host conversions are the identity and are skipped
-        self._on_host = (is_numpy_namespace(self._xp)
+        self._on_host = (is_numpy(self._xp)
                          and np.dtype(self._dtype) == np.float64 and device in (None, "cpu"))
 
     def __len__(self):
