@@ -183,12 +183,12 @@ def check_finite(arr, where, value_range=None, allow_nan=False):
     hi, lo = float(hi), float(lo)
     if np.isfinite(hi) and np.isfinite(lo):
         return max(hi, -lo)
-    missing, infinite = np.isnan(arr), np.isinf(arr)
-    n_missing, n_infinite = int(np.count_nonzero(missing)), int(np.count_nonzero(infinite))
-    if allow_nan:
-        n_missing = 0
-        if not n_infinite:
-            return _observed_largest(arr)
+    infinite = np.isinf(arr)
+    n_infinite = int(np.count_nonzero(infinite))
+    if allow_nan and not n_infinite:
+        return _observed_largest(arr)
+    missing = None if allow_nan else np.isnan(arr)  # allowed NaN are not counted
+    n_missing = 0 if allow_nan else int(np.count_nonzero(missing))
     bad = missing if n_missing else infinite
     rows = bad.any(axis=1) if arr.ndim == 2 else bad
     where_rows = f" in {int(np.count_nonzero(rows))} sample(s), first in row " \
