@@ -32,7 +32,8 @@ from hcl_stats._structure import (
 
 __all__ = ["Blocks", "read_blocks", "check_blocks", "check_structure", "check_total_rank",
            "check_fitted_blocks", "read_fitted_blocks", "check_feature_names",
-           "check_covariance", "check_observed_counts", "check_shared_samples"]
+           "check_covariance", "check_missing_option", "check_observed_counts",
+           "check_shared_samples"]
 
 
 def _frame_to_array(frame, where):
@@ -182,12 +183,12 @@ def check_finite(arr, where, value_range=None, allow_nan=False):
     hi, lo = float(hi), float(lo)
     if np.isfinite(hi) and np.isfinite(lo):
         return max(hi, -lo)
-    missing, infinite = np.isnan(arr), np.isinf(arr)
-    n_missing, n_infinite = int(np.count_nonzero(missing)), int(np.count_nonzero(infinite))
-    if allow_nan:
-        n_missing = 0
-        if not n_infinite:
-            return _observed_largest(arr)
+    infinite = np.isinf(arr)
+    n_infinite = int(np.count_nonzero(infinite))
+    if allow_nan and not n_infinite:
+        return _observed_largest(arr)
+    missing = None if allow_nan else np.isnan(arr)  # allowed NaN are not counted
+    n_missing = 0 if allow_nan else int(np.count_nonzero(missing))
     bad = missing if n_missing else infinite
     rows = bad.any(axis=1) if arr.ndim == 2 else bad
     where_rows = f" in {int(np.count_nonzero(rows))} sample(s), first in row " \
@@ -408,13 +409,14 @@ def read_blocks(X, *, n_features=None, names=None, allow_missing=False, min_samp
         deferred.append(lazy_m and (isinstance(arr, np.memmap) or type(arr) is not np.ndarray))
     if all(a is None for a in arrays):
         raise ValueError("every modality is None: at least one must be observed")
-    allow_nan = _check_missing_option(missing)
+    allow_nan = check_missing_option(missing)
     arrays, index = align_samples(arrays, labels, wheres, reference, outer=allow_nan)
     n_missing = _check_values(arrays, wheres, deferred, min_samples, fitting, allow_nan)
     return Blocks(tuple(arrays), got_names, index, tuple(features), n_missing)
 
 
-def _check_missing_option(missing):
+def check_missing_option(missing):
+    """``missing == "allow"``, after a ValueError unless it is ``"raise"`` or ``"allow"``."""
     if missing not in ("raise", "allow"):
         raise ValueError(f"missing must be 'raise' or 'allow', got {missing!r}")
     return missing == "allow"

@@ -169,23 +169,32 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
     def _warn_noise_exceeds_total(self):
         """Warn when a modality's noise and signal exceed its total variance by over 5%.
 
-        The residual is that of :meth:`explained_variance` (total minus the squared
-        loadings and the noise of the modality's rows), computed without building the
-        table, which cost more than a small fit.
+        The residual is that of :meth:`explained_variance`, from :meth:`_variance_parts`
+        without building the table, which cost more than a small fit.
         """
-        noise = self.feature_noise_variance()
-        for m, rows in enumerate(self._rows()):
+        signal, noise = self._variance_parts()
+        residual = self.total_variance_ - (signal.sum(axis=1) + noise)
+        for m in range(self.n_modalities_):
             total = float(self.total_variance_[m])
-            residual = total - (float(np.sum(self.loadings_[rows] ** 2))
-                                + float(np.sum(noise[rows])))
-            share = -residual / max(total, 1e-300)
+            share = -float(residual[m]) / max(total, 1e-300)
             if share > _NOISE_EXCESS:
                 warnings.warn(
                     f"modality {self.structure_.modality_label(m)}: the fitted noise and "
                     f"signal exceed its total variance by {share:.3g} times the total "
-                    f"(residual {residual:.4g} in explained_variance()): "
+                    f"(residual {float(residual[m]):.4g} in explained_variance()): "
                     f"{self._noise_excess_advice()}",
                     UserWarning, stacklevel=_caller_stacklevel())
+
+    def _variance_parts(self):
+        """``(signal, noise)``: the ``(M, n_blocks)`` ``||B_{m,S}||_F^2`` (blocks in the
+        order of ``structure_.subsets``) and the ``(M,)`` sums of each modality's noise
+        variances."""
+        st = self.structure_
+        rows = self._rows()
+        signal = np.array([[float(np.sum(self.loadings_[r, st.columns(s)] ** 2))
+                            for s in st.subsets] for r in rows]).reshape(len(rows), -1)
+        feature_noise = self.feature_noise_variance()
+        return signal, np.array([float(np.sum(feature_noise[r])) for r in rows])
 
     def _noise_excess_advice(self):
         """The end of the warning of :meth:`_warn_noise_exceeds_total`: what to change."""
@@ -364,14 +373,11 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "loadings_")
         st = self.structure_
-        rows = self._rows()
-        data = {}
-        for s in st.subsets:
-            cols = st.columns(s)
-            data[st.label(s)] = [float(np.sum(self.loadings_[r, cols] ** 2)) for r in rows]
-        table = pd.DataFrame(data, index=[st.modality_label(m) for m in range(len(rows))])
-        noise = self.feature_noise_variance()
-        table["noise"] = [float(np.sum(noise[r])) for r in rows]
+        signal, noise = self._variance_parts()
+        table = pd.DataFrame({st.label(s): signal[:, j].tolist()
+                              for j, s in enumerate(st.subsets)},
+                             index=[st.modality_label(m) for m in range(len(noise))])
+        table["noise"] = noise.tolist()
         table["residual"] = self.total_variance_ - table.sum(axis=1)
         table["total"] = self.total_variance_
         table.index.name = "modality"

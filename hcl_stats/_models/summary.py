@@ -118,12 +118,12 @@ class Summary:
 _OPTIONAL = (
     (("denoise_", "denoise"), "Denoise", False),
     (("scale_", "scale"), "Scale", False),
-    ("solver", "Solver", False),
-    ("objective", "Objective function", False),
-    ("objective_", "Objective", True),
-    ("n_iter_", "Iterations", True),
-    ("converged_", "Converged", True),
-    ("gradient_norm_", "Relative gradient norm", True),
+    (("solver",), "Solver", False),
+    (("objective",), "Objective function", False),
+    (("objective_",), "Objective", True),
+    (("n_iter_",), "Iterations", True),
+    (("converged_",), "Converged", True),
+    (("gradient_norm_",), "Relative gradient norm", True),
 )
 
 
@@ -151,8 +151,7 @@ def model_summary(model):
             ("Total rank K", int(model.n_components_)),
             ("No. blocks", len(st))]
     for attrs, label, fitted in _OPTIONAL:
-        present = [a for a in ((attrs,) if isinstance(attrs, str) else attrs)
-                   if hasattr(model, a)]
+        present = [a for a in attrs if hasattr(model, a)]
         if present:
             value = getattr(model, present[0])
             if fitted or isinstance(value, (str, Real)) or value is None:
@@ -170,9 +169,9 @@ def model_summary(model):
              "its features."]
     joint = getattr(model, "n_joint_samples_", None)
     if joint is not None and np.any(joint < model.n_samples_):
-        labels = pd.Index([st.modality_label(m) for m in range(M)], name="modality")
-        tables["samples"] = pd.DataFrame(np.asarray(joint, dtype=int), index=labels,
-                                         columns=list(labels))
+        tables["samples"] = pd.DataFrame(np.asarray(joint, dtype=int),
+                                         index=modalities.index,
+                                         columns=list(modalities.index))
         notes.append("Samples: those observing each modality (diagonal) and each pair; "
                      "each covariance block was estimated from the samples observing both "
                      "modalities (pairwise covariance).")

@@ -33,7 +33,7 @@ import mmap
 
 import numpy as np
 
-from hcl_stats._input.validation import check_finite
+from hcl_stats._input.validation import check_finite, check_missing_option
 from hcl_stats._numerics.backend import is_dask_array
 from hcl_stats._statistics.covariance import sample_covariance
 from hcl_stats._statistics.missing import (
@@ -359,9 +359,7 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.floa
     # float32: in-memory data within the memory budget take the direct float32 product
     # unless a chunk size is asked for. float64: chunked above CHUNK_BYTES (a fresh float64
     # copy of large data cost more in page faults than the chunked pass)
-    if missing not in ("raise", "allow"):
-        raise ValueError(f"missing must be 'raise' or 'allow', got {missing!r}")
-    allow = missing == "allow"
+    allow = check_missing_option(missing)
     single = np.dtype(dtype) == np.float32
     budget = (MEMORY_BYTES if single and chunk_bytes is None else
               CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes))

@@ -53,6 +53,19 @@ def _joint(rows):
     return rows.T @ rows
 
 
+def _row_pattern(observed, slices):
+    """``(rows, whole)``: the ``(n, M)`` samples observing each modality (at least one of
+    its columns ``slices[m]`` of the ``(n, d)`` mask ``observed``), and whether every
+    modality is missing by whole rows."""
+    rows = np.empty((observed.shape[0], len(slices)), dtype=bool)
+    whole = True
+    for m, sl in enumerate(slices):
+        obs = observed[:, sl]
+        rows[:, m] = obs.any(axis=1)
+        whole = whole and bool(np.array_equal(obs.all(axis=1), rows[:, m]))
+    return rows, whole
+
+
 def _check_counts(feature_counts, joint, widths, names):
     """Every feature observed twice and every modality sharing samples (ValueError)."""
     for m, sl in enumerate(row_slices(widths)):
@@ -109,13 +122,9 @@ def pairwise_covariance(blocks, names=None):
     slices = row_slices(widths)
     Xc = np.empty((n, sum(widths)))
     observed = np.empty((n, sum(widths)), dtype=bool)
-    rows = np.empty((n, len(blocks)), dtype=bool)
-    whole = True  # every modality missing by whole rows
-    for m, (b, sl) in enumerate(zip(blocks, slices)):
-        obs = observed[:, sl]
-        np.logical_not(np.isnan(b), out=obs)
-        rows[:, m] = obs.any(axis=1)
-        whole = whole and bool(np.array_equal(obs.all(axis=1), rows[:, m]))
+    for b, sl in zip(blocks, slices):
+        np.logical_not(np.isnan(b), out=observed[:, sl])
+    rows, whole = _row_pattern(observed, slices)  # whole: every modality missing by rows
     feature_counts = observed.sum(axis=0)
     joint = _joint(rows)
     _check_counts(feature_counts, joint, widths, names)
@@ -172,13 +181,7 @@ class ObservedSums:
         Returns ``Y`` (now with zeros for the missing cells) for the caller's ``Y^T Y``.
         """
         observed = ~np.isnan(Y)
-        M = len(self.edges) - 1
-        rows = np.empty((Y.shape[0], M), dtype=bool)
-        whole = True
-        for m in range(M):
-            obs = observed[:, self.edges[m]:self.edges[m + 1]]
-            rows[:, m] = obs.any(axis=1)
-            whole = whole and bool(np.array_equal(obs.all(axis=1), rows[:, m]))
+        rows, whole = _row_pattern(observed, row_slices(np.diff(self.edges)))
         Y[~observed] = 0.0
         joint = _joint(rows)
         self.rows += Y.shape[0]
