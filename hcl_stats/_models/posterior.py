@@ -29,11 +29,11 @@ from typing import NamedTuple
 import numpy as np
 
 from hcl_stats._estimation.likelihood import LOG_2PI, log_likelihood_samples, observed_rows
-from hcl_stats._estimation.rmt import spike_cosine2, spike_population
+from hcl_stats._estimation.rmt import spike_cosine2, spike_population, spike_score_cosine2
 from hcl_stats._structure import row_slices
 
-__all__ = ["ObservationPattern", "Posterior", "calibrated_loadings", "log_likelihood_observed",
-           "observation_pattern", "posterior_moments"]
+__all__ = ["ObservationPattern", "Posterior", "calibrated_loadings", "error_covariance",
+           "log_likelihood_observed", "observation_pattern", "posterior_moments"]
 
 
 class ObservationPattern(NamedTuple):
@@ -154,41 +154,51 @@ def _group_precision(model, observed, K):
     return precision
 
 
-def _scattered_precisions(pattern, W, psi, model):
-    """``I + W_o^T Psi_o^{-1} W_o`` of each sample with scattered missing cells."""
+def _scattered_products(pattern, W, psi, model, V=None, grams=None):
+    """``W_o^T Psi_o^{-1} V_o`` of each sample with scattered missing cells (``V = W`` and
+    the model's grams when None; ``grams``: the per-modality products of whole rows)."""
     index = pattern.scattered
     K = W.shape[1]
-    precision = np.tile(np.eye(K), (index.size, 1, 1))
-    for m, gram in model.gram.items():
+    V = W if V is None else V
+    grams = model.gram if grams is None else grams
+    out = np.zeros((index.size, K, K))
+    for m, gram in grams.items():
         mask = pattern.missing[m]
         if mask is None:
-            precision += gram
+            out += gram
             continue
-        Wm = W[model.rows[m]]
+        Wm, Vm = W[model.rows[m]], V[model.rows[m]]
         weight = ~mask[index] / psi[model.rows[m]]  # 1 / psi where observed, else 0
-        outer = (Wm[:, :, None] * Wm[:, None, :]).reshape(Wm.shape[0], K * K)
-        precision += (weight @ outer).reshape(index.size, K, K)
-    return precision
+        outer = (Wm[:, :, None] * Vm[:, None, :]).reshape(Wm.shape[0], K * K)
+        out += (weight @ outer).reshape(index.size, K, K)
+    return out
 
 
-def calibrated_loadings(W, psi, structure, n_features, joint_counts):
-    """Loadings whose posterior accounts for the error of estimated loadings (docs/model.md).
+def _scattered_precisions(pattern, W, psi, model):
+    """``I + W_o^T Psi_o^{-1} W_o`` of each sample with scattered missing cells."""
+    return np.eye(W.shape[1]) + _scattered_products(pattern, W, psi, model)
+
+
+def calibrated_loadings(W, psi, structure, n_features, joint_counts, *, samples="new"):
+    """Covariances of the data with the true factors along the fitted loadings (docs/model.md).
 
     A block's loadings estimated from ``N`` samples on its ``p_S`` features are biased the
     way sample principal components are: in the noise-whitened units of the block's rows,
     a direction of population signal ``ell`` shows a fitted signal
     ``mu = (1 + ell)(1 + gamma / ell) - 1`` along a direction whose squared cosine with the
-    true one is ``c^2 = (1 - gamma / ell^2) / (1 + gamma / ell)``, ``gamma = p_S / N``.
-    The best linear predictor of the true score from the data along the fitted direction
-    is then the posterior mean of a factor of signal ``ell c^2``, and its error variance is
-    that factor's posterior variance, on the samples of the fit and on new ones alike
-    (``gamma`` counts the covariance's ``N - 1`` degrees of freedom). So
-    each block ``Psi_S^{-1/2} W_S = U D V^T`` (rows of the modalities in ``S``) has its
-    singular values ``d = sqrt(mu)`` replaced by ``sqrt(ell c^2)``, ``ell`` inverted from
+    true one is ``c^2 = (1 - gamma / ell^2) / (1 + gamma / ell)``, ``gamma = p_S / N``
+    (``gamma`` counts the covariance's ``N - 1`` degrees of freedom). Along the fitted
+    direction, the data of a new sample covary with its true score by ``sqrt(ell c^2)``;
+    the data of a sample of the fit, whose noise shaped the fitted direction, by
+    ``sqrt((1 + mu) c~^2)``, ``c~^2 = (1 - gamma / ell^2) / (1 + 1 / ell)`` the squared
+    cosine of the fitted scores with the true ones
+    (:func:`hcl_stats._estimation.rmt.spike_score_cosine2`). So each block
+    ``Psi_S^{-1/2} W_S = U D V^T`` (rows of the modalities in ``S``) has its singular
+    values ``d = sqrt(mu)`` replaced by the one for ``samples``, ``ell`` inverted from
     ``1 + mu`` (:func:`hcl_stats._estimation.rmt.spike_population`); a direction at or
     below the noise edge ``(1 + sqrt(gamma))^2`` carries no information and gets zero.
     With missing values ``gamma = sum_{m in S} p_m / (N_m - 1)``, ``N_m`` the samples
-    that observe modality ``m``. As ``N`` grows the loadings are returned unchanged.
+    that observe modality ``m``. As ``N`` grows both tend to ``W``.
 
     Parameters
     ----------
@@ -201,6 +211,8 @@ def calibrated_loadings(W, psi, structure, n_features, joint_counts):
         Modality widths.
     joint_counts : array-like of shape (M, M)
         Samples behind the fit: those observing each modality on the diagonal.
+    samples : {"new", "fitted"}, default="new"
+        Whose covariances: samples not in the fit, or the samples of the fit.
 
     Returns
     -------
@@ -216,6 +228,8 @@ def calibrated_loadings(W, psi, structure, n_features, joint_counts):
     >>> round(float(np.linalg.norm(V) ** 2), 4)  # ell = 3.871, c^2 = 0.968
     3.7452
     """
+    if samples not in ("new", "fitted"):
+        raise ValueError(f"samples must be 'new' or 'fitted', got {samples!r}")
     W = np.asarray(W, dtype=np.float64)
     out = W.copy()
     slices = row_slices(n_features)
@@ -232,13 +246,48 @@ def calibrated_loadings(W, psi, structure, n_features, joint_counts):
         for k, value in enumerate(d):
             if 1.0 + value * value > edge:
                 ell = spike_population(1.0 + value * value, gamma)
-                kept[k] = np.sqrt(ell * spike_cosine2(ell, gamma))
+                kept[k] = np.sqrt(ell * spike_cosine2(ell, gamma) if samples == "new" else
+                                  (1.0 + value * value) * spike_score_cosine2(ell, gamma))
         out[rows, cols] = root * ((U * kept) @ Vt)
     return out
 
 
+def error_covariance(C, G, H_new, H_fitted):
+    """Error covariance of the posterior mean of the fitted model, for new samples and for
+    the samples of the fit, whichever is larger (docs/model.md).
+
+    The reported mean is ``A x_o`` with ``A = C W_o^T Psi_o^{-1}``, ``C = (I + G)^{-1}``,
+    ``G = W_o^T Psi_o^{-1} W_o``. With ``V`` the covariances of the data with the true
+    factors (:func:`calibrated_loadings`) and ``H = W_o^T Psi_o^{-1} V_o``, its error
+    ``A x_o - z`` has covariance ``A Sigma A^T - C H - H^T C + I``: for a new sample
+    ``Sigma = V V^T + Psi`` along what ``A`` sees, so ``C G C + (C H - I)(C H - I)^T``;
+    for a sample of the fit ``Sigma`` is the fitted ``W W^T + Psi``, so
+    ``C G C + C G G C - C H - H^T C + I``. Returned: the second plus the positive part of
+    their difference, a covariance at least as large as both. With ``V = W`` both equal
+    ``C``.
+
+    Parameters
+    ----------
+    C, G, H_new, H_fitted : ndarray of shape (..., K, K)
+
+    Returns
+    -------
+    ndarray of shape (..., K, K)
+    """
+    eye = np.eye(C.shape[-1])
+    CG = C @ G
+    base = CG @ C
+    D = C @ H_new - eye
+    new = base + D @ np.swapaxes(D, -1, -2)
+    CH = C @ H_fitted
+    fitted = base + CG @ np.swapaxes(CG, -1, -2) - CH - np.swapaxes(CH, -1, -2) + eye
+    diff = new - fitted
+    w, Q = np.linalg.eigh((diff + np.swapaxes(diff, -1, -2)) / 2.0)
+    return fitted + (Q * np.maximum(w, 0.0)[..., None, :]) @ np.swapaxes(Q, -1, -2)
+
+
 def posterior_moments(blocks, means, W, psi, n_features, *, n_missing=None,
-                      covariance=False, covariance_loadings=None):
+                      covariance=False, calibration=None):
     """Posterior means (and covariances) of the factors given each sample's observed entries.
 
     Parameters
@@ -256,9 +305,11 @@ def posterior_moments(blocks, means, W, psi, n_features, *, n_missing=None,
         Missing cells per modality when known (see :func:`observation_pattern`).
     covariance : bool, default=False
         Also compute the posterior covariances (one inverse per group).
-    covariance_loadings : ndarray of shape (d, K), default=None
-        Loadings for the covariances only (e.g. :func:`calibrated_loadings`); ``W``
-        when None.
+    calibration : tuple of two ndarray of shape (d, K), default=None
+        The covariances of the data with the true factors for new samples and for the
+        samples of the fit (:func:`calibrated_loadings`); the covariances returned are
+        then the error covariances of the means (:func:`error_covariance`). None: the
+        posterior covariances of the model (``W`` taken as known).
 
     Returns
     -------
@@ -285,25 +336,33 @@ def posterior_moments(blocks, means, W, psi, n_features, *, n_missing=None,
     mean = np.empty((rhs.shape[0], K))
     group = np.empty(rhs.shape[0], dtype=int)
     covariances = []
-    Wc = W if covariance_loadings is None else np.asarray(covariance_loadings, np.float64)
-    spread = model if Wc is W else _model_pieces(blocks, Wc, psi, n_features)
+    cross = None
+    if covariance and calibration is not None:
+        cross = [{m: model.scaled[m].T @ np.asarray(V, np.float64)[model.rows[m]]
+                  for m in model.scaled} for V in calibration]
     for g, (observed, index) in enumerate(pattern.groups):
         precision = _group_precision(model, observed, K)
         mean[index] = np.linalg.solve(precision, rhs[index].T).T
         group[index] = g
         if covariance:
-            if spread is not model:
-                precision = _group_precision(spread, observed, K)
-            covariances.append(np.linalg.inv(precision)[None])
+            C = np.linalg.inv(precision)
+            if cross is not None:
+                H_new, H_fit = (sum((h[m] for m in observed), np.zeros((K, K)))
+                                for h in cross)
+                C = error_covariance(C, precision - np.eye(K), H_new, H_fit)
+            covariances.append(C[None])
     index = pattern.scattered
     if index.size:
         precision = _scattered_precisions(pattern, W, psi, model)
         mean[index] = np.linalg.solve(precision, rhs[index][:, :, None])[:, :, 0]
         group[index] = len(pattern.groups) + np.arange(index.size)
         if covariance:
-            if spread is not model:
-                precision = _scattered_precisions(pattern, Wc, psi, spread)
-            covariances.append(np.linalg.inv(precision))
+            C = np.linalg.inv(precision)
+            if cross is not None:
+                H_new, H_fit = (_scattered_products(pattern, W, psi, model, V, h)
+                                for V, h in zip(calibration, cross))
+                C = error_covariance(C, precision - np.eye(K), H_new, H_fit)
+            covariances.append(C)
     cov = np.concatenate(covariances) if covariance else None
     return Posterior(mean, cov, group, pattern.observed)
 
