@@ -197,8 +197,11 @@ def calibrated_loadings(W, psi, structure, n_features, joint_counts, *, samples=
     values ``d = sqrt(mu)`` replaced by the one for ``samples``, ``ell`` inverted from
     ``1 + mu`` (:func:`hcl_stats._estimation.rmt.spike_population`); a direction at or
     below the noise edge ``(1 + sqrt(gamma))^2`` carries no information and gets zero.
-    With missing values ``gamma = sum_{m in S} p_m / (N_m - 1)``, ``N_m`` the samples
-    that observe modality ``m``. As ``N`` grows both tend to ``W``.
+    With missing values ``gamma = sum_{m in S} p_m / (N_{m,S} - 1)``, ``N_{m,S}`` the
+    fewest samples that observe ``m`` together with another modality of ``S`` (those
+    observing ``m`` for a specific block): a shared block's loadings on ``m`` rest on its
+    covariances with the other modalities of ``S``, each estimated from the samples that
+    observe both. As ``N`` grows both tend to ``W``.
 
     Parameters
     ----------
@@ -210,7 +213,8 @@ def calibrated_loadings(W, psi, structure, n_features, joint_counts, *, samples=
     n_features : sequence of int
         Modality widths.
     joint_counts : array-like of shape (M, M)
-        Samples behind the fit: those observing each modality on the diagonal.
+        Samples behind the fit: those observing each pair of modalities together, each
+        modality on the diagonal.
     samples : {"new", "fitted"}, default="new"
         Whose covariances: samples not in the fit, or the samples of the fit.
 
@@ -234,11 +238,12 @@ def calibrated_loadings(W, psi, structure, n_features, joint_counts, *, samples=
     out = W.copy()
     slices = row_slices(n_features)
     widths = np.asarray(n_features, dtype=np.float64)
-    df = np.maximum(np.diagonal(np.asarray(joint_counts, dtype=np.float64)) - 1.0, 1.0)
+    df = np.maximum(np.asarray(joint_counts, dtype=np.float64) - 1.0, 1.0)
     for subset in structure.subsets:
         rows = np.concatenate([np.arange(slices[m].start, slices[m].stop) for m in subset])
         cols = structure.columns(subset)
-        gamma = float(sum(widths[m] / df[m] for m in subset))
+        members = list(subset)
+        gamma = float(sum(widths[m] / df[m, members].min() for m in subset))
         root = np.sqrt(psi[rows])[:, None]
         U, d, Vt = np.linalg.svd(W[rows, cols] / root, full_matrices=False)
         edge = (1.0 + np.sqrt(gamma)) ** 2
