@@ -15,7 +15,7 @@ from scipy.stats import multivariate_normal, norm
 
 from _estimators import true_model
 from hcl_stats import HCL, Structure
-from hcl_stats._models.posterior import calibrated_loadings
+from hcl_stats._models.calibration import calibration
 from hcl_stats.baselines import JIVE, ConcatSVD
 from hcl_stats.datasets import make_hierarchical, mask_modalities
 from hcl_stats.metrics import interval_coverage
@@ -48,30 +48,31 @@ def _with_missing(X, seed=0):
     return T
 
 
-def _calibrations(model):
-    """The covariances of the data with the true factors for new samples and for the
-    samples of the fit (tested against random-matrix theory in test_calibration.py)."""
-    return [calibrated_loadings(model.loadings_, model.feature_noise_variance(),
-                                model.structure_, model.n_features_per_modality_,
-                                model.n_joint_samples_, samples=samples)
-            for samples in ("new", "fitted")]
+def _calibration(model):
+    """What the data carry about the true factors (each piece tested against random-matrix
+    theory in test_calibration.py)."""
+    return calibration(model.loadings_, model.feature_noise_variance(), model.structure_,
+                       model.n_features_per_modality_, model.n_joint_samples_)
 
 
 def _error_covariance(model, x):
     """Covariance of the error ``A x_o - z`` of the posterior mean ``A x_o`` (``A`` by
     brute-force conditioning, :func:`_conditional`), from the explicit ``d x d``
     covariances: ``A Sigma_o A^T - A V_o - V_o^T A^T + I`` with ``(V, Sigma) = (V_new, V_new
-    V_new^T + Psi)`` for a new sample and ``(V_fit, W W^T + Psi)`` for a sample of the fit;
-    the larger of the two (the second plus the positive part of the difference)."""
+    V_new^T + R Psi)`` for a new sample (``R`` the noise ratio of each feature) and
+    ``(V_fit, W W^T + Psi)`` for a sample of the fit; the larger of the two (the second
+    plus the positive part of the difference)."""
     o = ~np.isnan(x)
     K = model.loadings_.shape[1]
     if not o.any():
         return np.eye(K)
-    W, Psi = model.loadings_, np.diag(model.feature_noise_variance())
+    W, psi = model.loadings_, model.feature_noise_variance()
     _, A = _conditional(model, x, return_map=True)
-    V_new, V_fit = _calibrations(model)
+    cal = _calibration(model)
+    ratio = np.repeat(cal.noise_ratio, model.n_features_per_modality_)
     errors = []
-    for V, Sigma in ((V_new, V_new @ V_new.T + Psi), (V_fit, W @ W.T + Psi)):
+    for V, Sigma in ((cal.new, cal.new @ cal.new.T + np.diag(ratio * psi)),
+                     (cal.fitted, W @ W.T + np.diag(psi))):
         AV = A @ V[o]
         errors.append(A @ Sigma[np.ix_(o, o)] @ A.T - AV - AV.T + np.eye(K))
     w, Q = np.linalg.eigh(errors[0] - errors[1])

@@ -29,11 +29,11 @@ from typing import NamedTuple
 import numpy as np
 
 from hcl_stats._estimation.likelihood import LOG_2PI, log_likelihood_samples, observed_rows
-from hcl_stats._estimation.rmt import spike_cosine2, spike_population, spike_score_cosine2
+from hcl_stats._models.calibration import error_covariance
 from hcl_stats._structure import row_slices
 
-__all__ = ["ObservationPattern", "Posterior", "calibrated_loadings", "error_covariance",
-           "log_likelihood_observed", "observation_pattern", "posterior_moments"]
+__all__ = ["ObservationPattern", "Posterior", "log_likelihood_observed", "observation_pattern",
+           "posterior_moments"]
 
 
 class ObservationPattern(NamedTuple):
@@ -179,118 +179,6 @@ def _scattered_precisions(pattern, W, psi, model):
     return np.eye(W.shape[1]) + _scattered_products(pattern, W, psi, model)
 
 
-def calibrated_loadings(W, psi, structure, n_features, joint_counts, *, samples="new"):
-    """Covariances of the data with the true factors along the fitted loadings (docs/model.md).
-
-    A block's loadings estimated from ``N`` samples on its ``p_S`` features are biased the
-    way sample principal components are: in the noise-whitened units of the block's rows,
-    a direction of population signal ``ell`` shows a fitted signal
-    ``mu = (1 + ell)(1 + gamma / ell) - 1`` along a direction whose squared cosine with the
-    true one is ``c^2 = (1 - gamma / ell^2) / (1 + gamma / ell)``, ``gamma = p_S / N``
-    (``gamma`` counts the covariance's ``N - 1`` degrees of freedom). Along the fitted
-    direction, the data of a new sample covary with its true score by ``sqrt(ell c^2)``;
-    the data of a sample of the fit, whose noise shaped the fitted direction, by
-    ``sqrt((1 + mu) c~^2)``, ``c~^2 = (1 - gamma / ell^2) / (1 + 1 / ell)`` the squared
-    cosine of the fitted scores with the true ones
-    (:func:`hcl_stats._estimation.rmt.spike_score_cosine2`). So each block
-    ``Psi_S^{-1/2} W_S = U D V^T`` (rows of the modalities in ``S``) has its singular
-    values ``d = sqrt(mu)`` replaced by the one for ``samples``, ``ell`` inverted from
-    ``1 + mu`` (:func:`hcl_stats._estimation.rmt.spike_population`); a direction at or
-    below the noise edge ``(1 + sqrt(gamma))^2`` carries no information and gets zero.
-    With missing values ``gamma = sum_{m in S} p_m / (N_{m,S} - 1)``, ``N_{m,S}`` the
-    fewest samples that observe ``m`` together with another modality of ``S`` (those
-    observing ``m`` for a specific block): a shared block's loadings on ``m`` rest on its
-    covariances with the other modalities of ``S``, each estimated from the samples that
-    observe both. As ``N`` grows both tend to ``W``.
-
-    Parameters
-    ----------
-    W : ndarray of shape (d, K)
-        Fitted loadings, columns laid out as ``structure``.
-    psi : ndarray of shape (d,)
-        Positive noise variances, one per feature.
-    structure : Structure
-    n_features : sequence of int
-        Modality widths.
-    joint_counts : array-like of shape (M, M)
-        Samples behind the fit: those observing each pair of modalities together, each
-        modality on the diagonal.
-    samples : {"new", "fitted"}, default="new"
-        Whose covariances: samples not in the fit, or the samples of the fit.
-
-    Returns
-    -------
-    ndarray of shape (d, K)
-        Zero where ``W`` is zero by construction.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from hcl_stats import Structure
-    >>> W = np.full((4, 1), 1.0)  # whitened signal mu = 4 on p_S = 4 features
-    >>> V = calibrated_loadings(W, np.ones(4), Structure({(0,): 1}), [4], [[40]])
-    >>> round(float(np.linalg.norm(V) ** 2), 4)  # ell = 3.871, c^2 = 0.968
-    3.7452
-    """
-    if samples not in ("new", "fitted"):
-        raise ValueError(f"samples must be 'new' or 'fitted', got {samples!r}")
-    W = np.asarray(W, dtype=np.float64)
-    out = W.copy()
-    slices = row_slices(n_features)
-    widths = np.asarray(n_features, dtype=np.float64)
-    df = np.maximum(np.asarray(joint_counts, dtype=np.float64) - 1.0, 1.0)
-    for subset in structure.subsets:
-        rows = np.concatenate([np.arange(slices[m].start, slices[m].stop) for m in subset])
-        cols = structure.columns(subset)
-        members = list(subset)
-        gamma = float(sum(widths[m] / df[m, members].min() for m in subset))
-        root = np.sqrt(psi[rows])[:, None]
-        U, d, Vt = np.linalg.svd(W[rows, cols] / root, full_matrices=False)
-        edge = (1.0 + np.sqrt(gamma)) ** 2
-        kept = np.zeros_like(d)
-        for k, value in enumerate(d):
-            if 1.0 + value * value > edge:
-                ell = spike_population(1.0 + value * value, gamma)
-                kept[k] = np.sqrt(ell * spike_cosine2(ell, gamma) if samples == "new" else
-                                  (1.0 + value * value) * spike_score_cosine2(ell, gamma))
-        out[rows, cols] = root * ((U * kept) @ Vt)
-    return out
-
-
-def error_covariance(C, G, H_new, H_fitted):
-    """Error covariance of the posterior mean of the fitted model, for new samples and for
-    the samples of the fit, whichever is larger (docs/model.md).
-
-    The reported mean is ``A x_o`` with ``A = C W_o^T Psi_o^{-1}``, ``C = (I + G)^{-1}``,
-    ``G = W_o^T Psi_o^{-1} W_o``. With ``V`` the covariances of the data with the true
-    factors (:func:`calibrated_loadings`) and ``H = W_o^T Psi_o^{-1} V_o``, its error
-    ``A x_o - z`` has covariance ``A Sigma A^T - C H - H^T C + I``: for a new sample
-    ``Sigma = V V^T + Psi`` along what ``A`` sees, so ``C G C + (C H - I)(C H - I)^T``;
-    for a sample of the fit ``Sigma`` is the fitted ``W W^T + Psi``, so
-    ``C G C + C G G C - C H - H^T C + I``. Returned: the second plus the positive part of
-    their difference, a covariance at least as large as both. With ``V = W`` both equal
-    ``C``.
-
-    Parameters
-    ----------
-    C, G, H_new, H_fitted : ndarray of shape (..., K, K)
-
-    Returns
-    -------
-    ndarray of shape (..., K, K)
-    """
-    eye = np.eye(C.shape[-1])
-    CG = C @ G
-    base = CG @ C
-    D = C @ H_new - eye
-    new = base + D @ np.swapaxes(D, -1, -2)
-    CH = C @ H_fitted
-    fitted = base + CG @ np.swapaxes(CG, -1, -2) - CH - np.swapaxes(CH, -1, -2) + eye
-    diff = new - fitted
-    w, Q = np.linalg.eigh((diff + np.swapaxes(diff, -1, -2)) / 2.0)
-    return fitted + (Q * np.maximum(w, 0.0)[..., None, :]) @ np.swapaxes(Q, -1, -2)
-
-
 def posterior_moments(blocks, means, W, psi, n_features, *, n_missing=None,
                       covariance=False, calibration=None):
     """Posterior means (and covariances) of the factors given each sample's observed entries.
@@ -310,11 +198,12 @@ def posterior_moments(blocks, means, W, psi, n_features, *, n_missing=None,
         Missing cells per modality when known (see :func:`observation_pattern`).
     covariance : bool, default=False
         Also compute the posterior covariances (one inverse per group).
-    calibration : tuple of two ndarray of shape (d, K), default=None
-        The covariances of the data with the true factors for new samples and for the
-        samples of the fit (:func:`calibrated_loadings`); the covariances returned are
-        then the error covariances of the means (:func:`error_covariance`). None: the
-        posterior covariances of the model (``W`` taken as known).
+    calibration : Calibration, default=None
+        What the data carry about the true factors
+        (:func:`hcl_stats._models.calibration.calibration`); the covariances returned are
+        then the error covariances of the means
+        (:func:`hcl_stats._models.calibration.error_covariance`). None: the posterior
+        covariances of the model (``W`` taken as known).
 
     Returns
     -------
@@ -343,8 +232,12 @@ def posterior_moments(blocks, means, W, psi, n_features, *, n_missing=None,
     covariances = []
     cross = None
     if covariance and calibration is not None:
+        # per modality W_m^T Psi_m^{-1} V_m for V: the true noise's loadings-weighted
+        # product, the new samples' and the fitted samples' covariances with the factors
+        ratio = np.repeat(calibration.noise_ratio, n_features)[:, None]
+        partners = (W * ratio, calibration.new, calibration.fitted)
         cross = [{m: model.scaled[m].T @ np.asarray(V, np.float64)[model.rows[m]]
-                  for m in model.scaled} for V in calibration]
+                  for m in model.scaled} for V in partners]
     for g, (observed, index) in enumerate(pattern.groups):
         precision = _group_precision(model, observed, K)
         mean[index] = np.linalg.solve(precision, rhs[index].T).T
@@ -352,9 +245,8 @@ def posterior_moments(blocks, means, W, psi, n_features, *, n_missing=None,
         if covariance:
             C = np.linalg.inv(precision)
             if cross is not None:
-                H_new, H_fit = (sum((h[m] for m in observed), np.zeros((K, K)))
-                                for h in cross)
-                C = error_covariance(C, precision - np.eye(K), H_new, H_fit)
+                products = (sum((h[m] for m in observed), np.zeros((K, K))) for h in cross)
+                C = error_covariance(C, precision - np.eye(K), *products)
             covariances.append(C[None])
     index = pattern.scattered
     if index.size:
@@ -364,9 +256,9 @@ def posterior_moments(blocks, means, W, psi, n_features, *, n_missing=None,
         if covariance:
             C = np.linalg.inv(precision)
             if cross is not None:
-                H_new, H_fit = (_scattered_products(pattern, W, psi, model, V, h)
-                                for V, h in zip(calibration, cross))
-                C = error_covariance(C, precision - np.eye(K), H_new, H_fit)
+                products = (_scattered_products(pattern, W, psi, model, V, h)
+                            for V, h in zip(partners, cross))
+                C = error_covariance(C, precision - np.eye(K), *products)
             covariances.append(C)
     cov = np.concatenate(covariances) if covariance else None
     return Posterior(mean, cov, group, pattern.observed)
