@@ -87,7 +87,7 @@ def test_noise_ratio_recovers_the_true_noise(widths, n):
                               noise_variance=1.0, random_state=seed)
         model = HCL(st, denoise="modality").fit(X)
         rho = noise_ratio(model.loadings_, model.feature_noise_variance(), widths,
-                          model.n_joint_samples_)
+                          model.n_joint_samples_, model.total_variance_)
         fitted.append(model.noise_variance_)
         corrected.append(model.noise_variance_ * rho)
     assert np.all(np.mean(fitted, axis=0) < 0.99)

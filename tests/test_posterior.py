@@ -52,7 +52,8 @@ def _calibration(model):
     """What the data carry about the true factors (each piece tested against random-matrix
     theory in test_calibration.py)."""
     return calibration(model.loadings_, model.feature_noise_variance(), model.structure_,
-                       model.n_features_per_modality_, model.n_joint_samples_)
+                       model.n_features_per_modality_, model.n_joint_samples_,
+                       model.total_variance_)
 
 
 def _error_covariance(model, x):
@@ -146,12 +147,15 @@ def test_none_modality_equals_rows_of_nan(fitted):
 
 
 def test_std_is_the_posterior_spread_when_the_loadings_are_known(fitted):
-    """With the sample count taken as unlimited the calibration vanishes and the standard
-    deviations are the posterior's: Cov(z | x) = I - W^T Sigma^{-1} W for a fully observed
-    sample."""
+    """With the sample count taken as unlimited, and each modality's total variance the
+    fitted signal plus noise, the calibration vanishes and the standard deviations are the
+    posterior's: Cov(z | x) = I - W^T Sigma^{-1} W for a fully observed sample."""
     model, X = fitted
     model = copy.deepcopy(model)
     model.n_joint_samples_ = np.full((3, 3), 10 ** 12)
+    psi = model.feature_noise_variance()
+    model.total_variance_ = np.array([np.sum(model.loadings_[a:b] ** 2) + psi[a:b].sum()
+                                      for a, b in zip(EDGES[:-1], EDGES[1:])])
     T = [x[:30] for x in X]
     Z, Z_std = model.transform(T, return_std=True)
     np.testing.assert_array_equal(Z, model.transform(T))

@@ -330,8 +330,8 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
                             1e-300)
         psi = np.maximum(self.feature_noise_variance(), floor)
         calibrated = calibration(self.loadings_, psi, self.structure_,
-                                 self.n_features_per_modality_,
-                                 self.n_joint_samples_) if covariance else None
+                                 self.n_features_per_modality_, self.n_joint_samples_,
+                                 self.total_variance_) if covariance else None
         post = posterior_moments(list(inputs.arrays), self.means_, self.loadings_, psi,
                                  self.n_features_per_modality_, n_missing=inputs.n_missing,
                                  covariance=covariance, calibration=calibrated)

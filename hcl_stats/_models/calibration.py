@@ -50,19 +50,24 @@ def _degrees_of_freedom(joint_counts):
     return np.maximum(np.asarray(joint_counts, dtype=np.float64) - 1.0, 1.0)
 
 
-def noise_ratio(W, psi, n_features, joint_counts):
+def noise_ratio(W, psi, n_features, joint_counts, total_variance=None):
     """Per modality, the noise variance implied by its fitted spectrum over the fitted one.
 
-    In the noise-whitened units of modality ``m`` the fitted model has the eigenvalues
-    ``1 + mu_j`` (``mu_j`` the squared singular values of ``Psi_m^{-1/2} W_m``) and the
-    trace ``p_m + sum_j mu_j``. Read as the sample eigenvalues of ``N_m`` samples, each
+    In the noise-whitened units of modality ``m`` the fitted model has the leading
+    eigenvalues ``1 + mu_j`` (``mu_j`` the squared singular values of
+    ``Psi_m^{-1/2} W_m``); the data's trace there is ``t = p_m + sum_j mu_j + e / psi_m``,
+    ``e`` what the model leaves of the modality's total variance (``total_variance``
+    minus the fitted signal and noise; zero when not given) and ``psi_m`` its mean noise
+    variance. Read as the sample eigenvalues of ``N_m`` samples, each ``1 + mu_j``
     carries noise beyond its factor's variance, which a noise estimate from the trailing
     eigenvalues misses. The ratio ``rho`` solves the spiked model's trace equation
-    ``p_m rho + rho sum_j ell_j(rho) = p_m + sum_j mu_j``, ``ell_j(rho)`` the population
-    spike behind ``(1 + mu_j) / rho`` at ``gamma = p_m / (N_m - 1)``
-    (:func:`hcl_stats._estimation.rmt.spike_signal`); it is 1 as ``N_m`` grows, and 1 for a
-    modality without factors. Found by scipy's ``brentq`` between 1 (where the equation's
-    left side is at most its right: each ``ell_j <= mu_j``) and ``1 + sum_j mu_j / p_m``.
+    ``p_m rho + rho sum_j ell_j(rho) = t``, ``ell_j(rho)`` the population spike behind
+    ``(1 + mu_j) / rho`` at ``gamma = p_m / (N_m - 1)``
+    (:func:`hcl_stats._estimation.rmt.spike_signal`); as ``N_m`` grows it tends to
+    ``1 + e / (psi_m (p_m - r_m))`` (the trailing mean), which is 1 when the model
+    accounts for the modality's variance. Found by scipy's ``brentq`` between the
+    trailing mean (where the left side is at most ``t``: each ``ell_j <= x_j - 1``) and
+    ``t / p_m``; 1 for a modality without factors.
 
     Parameters
     ----------
@@ -72,6 +77,8 @@ def noise_ratio(W, psi, n_features, joint_counts):
     n_features : sequence of int
     joint_counts : array-like of shape (M, M)
         Samples behind the fit: those observing each modality on the diagonal.
+    total_variance : array-like of shape (M,), default=None
+        The modalities' total variances (traces of ``S_mm``).
 
     Returns
     -------
@@ -93,16 +100,19 @@ def noise_ratio(W, psi, n_features, joint_counts):
         mu = mu[mu > 1e-12 * max(float(mu.max(initial=0.0)), 1.0)]
         if mu.size == 0 or p == 0:
             continue
-        gamma, trace = p / df[m], p + float(mu.sum())
+        trace = p + float(mu.sum())
+        if total_variance is not None:
+            left = total_variance[m] - float(np.sum(W[rows] ** 2)) - float(psi[rows].sum())
+            trace += left / float(psi[rows].mean())
         spikes = (1.0 + mu).tolist()
+        gamma, low, high = p / df[m], (trace - sum(spikes)) / (p - mu.size), trace / p
 
         def excess(rho):
             return p * rho + rho * spike_signal(spikes, rho, gamma) - trace
 
-        high = trace / p
-        if excess(1.0) >= 0.0:  # no spike bias to account for
+        if p <= mu.size or low <= 0 or excess(low) >= 0.0:  # nothing to solve
             continue
-        out[m] = scipy.optimize.brentq(excess, 1.0, high, xtol=1e-12, rtol=1e-12)
+        out[m] = scipy.optimize.brentq(excess, low, high, xtol=1e-12, rtol=1e-12)
     return out
 
 
@@ -194,10 +204,10 @@ def calibrated_loadings(W, psi, structure, n_features, joint_counts, *, samples=
     return out
 
 
-def calibration(W, psi, structure, n_features, joint_counts):
+def calibration(W, psi, structure, n_features, joint_counts, total_variance=None):
     """The :class:`Calibration` of a fitted model (:func:`noise_ratio`, then
     :func:`calibrated_loadings` for new samples and for the samples of the fit)."""
-    rho = noise_ratio(W, psi, n_features, joint_counts)
+    rho = noise_ratio(W, psi, n_features, joint_counts, total_variance)
     new, fitted = (calibrated_loadings(W, psi, structure, n_features, joint_counts,
                                        samples=samples, noise_ratio=rho)
                    for samples in ("new", "fitted"))
