@@ -27,6 +27,8 @@ COMMANDS = {
     "bench-gpu": ("simulations.bench_gpu", "CuPy against NumPy fit time (skips without a GPU)"),
     "likelihood": ("simulations.likelihood_study",
                    "least squares vs likelihood, isotropic vs diagonal noise (M = 3..5)"),
+    "objective": ("simulations.objective_study",
+                  "least squares vs likelihood objective: real-data probes, time, recovery"),
     "bench-scale": ("simulations.bench_scale",
                     "Dask fit of an on-disk array; time and memory of the many-features path"),
     "missing": ("simulations.missing_study",
