@@ -18,6 +18,7 @@ import scipy.stats
 
 __all__ = ["tw1_quantile", "mp_edge", "wishart_edge_threshold", "mp_median",
            "cca_largest_root_threshold", "spike_population", "spike_signal", "spike_noise",
+           "spike_score_cosine2",
            "spike_cosine2", "sphericity_statistic"]
 
 # Chiani (2014): TW1 is well approximated by a shifted gamma law (shape, scale, shift).
@@ -203,3 +204,12 @@ def sphericity_statistic(evals, df):
         return float("inf")
     U = float(np.mean((evals / mean - 1.0) ** 2))
     return (df * U - q - 1.0) / 2.0
+
+
+def spike_score_cosine2(ell, gamma):
+    """Squared cosine between a sample spike's score vector (the right singular vector of
+    the ``n x p`` data) and the true factor scores of the same samples:
+    ``(1 - gamma / ell^2) / (1 + 1 / ell)``, zero at or below the detection limit
+    (Paul 2007; Benaych-Georges and Nadakuditi 2012). :func:`spike_cosine2` is its
+    counterpart for the eigenvector."""
+    return float(max((1.0 - gamma / ell ** 2) / (1.0 + 1.0 / ell), 0.0))

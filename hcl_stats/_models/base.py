@@ -20,7 +20,8 @@ from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
 
 from hcl_stats._input.validation import check_total_rank, read_fitted_blocks
-from hcl_stats._models.posterior import calibrated_loadings, posterior_moments
+from hcl_stats._models.calibration import calibration
+from hcl_stats._models.posterior import posterior_moments
 from hcl_stats._models.scoring import GaussianScoreMixin
 from hcl_stats._models.summary import model_summary
 from hcl_stats._structure import modality_description
@@ -272,14 +273,15 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
             there). Each modality's feature names must be those seen at fit, in the same
             order.
         return_std : bool, default=False
-            Also return the posterior standard deviations ``sqrt(diag C_o)``, with ``C_o``
-            computed from the fitted loadings calibrated for their estimation error: each
-            block's whitened signal is debiased for the high-dimensional spike bias and
-            shrunk by the squared cosine between estimated and true directions
-            (:func:`hcl_stats._models.posterior.calibrated_loadings`; docs/model.md). The
-            intervals ``Z +- 1.96 Z_std`` then cover the true scores about 95% of the time
-            on the samples of the fit and on new ones; with the fitted loadings taken as
-            known they cover less when the modalities are wide for the sample size.
+            Also return standard deviations of the scores: those of their error,
+            accounting for the estimation error of the fitted loadings (each block's
+            high-dimensional spike bias and the cosine between estimated and true
+            directions), the larger of the error on new samples and on the samples of the
+            fit (:func:`hcl_stats._models.calibration.error_covariance`; docs/model.md).
+            The intervals ``Z +- 1.96 Z_std`` then cover the true scores about 95% of
+            the time; the posterior's own ``sqrt(diag C_o)``, which takes the fitted
+            loadings as known, covers less when the modalities are wide for the sample
+            size.
 
         Returns
         -------
@@ -327,12 +329,12 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
         floor = 1e-12 * max(float(np.max(self.total_variance_ / self.n_features_per_modality_)),
                             1e-300)
         psi = np.maximum(self.feature_noise_variance(), floor)
-        spread = calibrated_loadings(self.loadings_, psi, self.structure_,
-                                     self.n_features_per_modality_,
-                                     self.n_joint_samples_) if covariance else None
+        calibrated = calibration(self.loadings_, psi, self.structure_,
+                                 self.n_features_per_modality_, self.n_joint_samples_,
+                                 self.total_variance_) if covariance else None
         post = posterior_moments(list(inputs.arrays), self.means_, self.loadings_, psi,
                                  self.n_features_per_modality_, n_missing=inputs.n_missing,
-                                 covariance=covariance, covariance_loadings=spread)
+                                 covariance=covariance, calibration=calibrated)
         return inputs, post
 
     def get_feature_names_out(self, input_features=None):

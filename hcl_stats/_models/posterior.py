@@ -29,11 +29,11 @@ from typing import NamedTuple
 import numpy as np
 
 from hcl_stats._estimation.likelihood import LOG_2PI, log_likelihood_samples, observed_rows
-from hcl_stats._estimation.rmt import spike_cosine2, spike_population
+from hcl_stats._models.calibration import error_covariance
 from hcl_stats._structure import row_slices
 
-__all__ = ["ObservationPattern", "Posterior", "calibrated_loadings", "log_likelihood_observed",
-           "observation_pattern", "posterior_moments"]
+__all__ = ["ObservationPattern", "Posterior", "log_likelihood_observed", "observation_pattern",
+           "posterior_moments"]
 
 
 class ObservationPattern(NamedTuple):
@@ -154,91 +154,33 @@ def _group_precision(model, observed, K):
     return precision
 
 
-def _scattered_precisions(pattern, W, psi, model):
-    """``I + W_o^T Psi_o^{-1} W_o`` of each sample with scattered missing cells."""
+def _scattered_products(pattern, W, psi, model, V=None, grams=None):
+    """``W_o^T Psi_o^{-1} V_o`` of each sample with scattered missing cells (``V = W`` and
+    the model's grams when None; ``grams``: the per-modality products of whole rows)."""
     index = pattern.scattered
     K = W.shape[1]
-    precision = np.tile(np.eye(K), (index.size, 1, 1))
-    for m, gram in model.gram.items():
+    V = W if V is None else V
+    grams = model.gram if grams is None else grams
+    out = np.zeros((index.size, K, K))
+    for m, gram in grams.items():
         mask = pattern.missing[m]
         if mask is None:
-            precision += gram
+            out += gram
             continue
-        Wm = W[model.rows[m]]
+        Wm, Vm = W[model.rows[m]], V[model.rows[m]]
         weight = ~mask[index] / psi[model.rows[m]]  # 1 / psi where observed, else 0
-        outer = (Wm[:, :, None] * Wm[:, None, :]).reshape(Wm.shape[0], K * K)
-        precision += (weight @ outer).reshape(index.size, K, K)
-    return precision
-
-
-def calibrated_loadings(W, psi, structure, n_features, joint_counts):
-    """Loadings whose posterior accounts for the error of estimated loadings (docs/model.md).
-
-    A block's loadings estimated from ``N`` samples on its ``p_S`` features are biased the
-    way sample principal components are: in the noise-whitened units of the block's rows,
-    a direction of population signal ``ell`` shows a fitted signal
-    ``mu = (1 + ell)(1 + gamma / ell) - 1`` along a direction whose squared cosine with the
-    true one is ``c^2 = (1 - gamma / ell^2) / (1 + gamma / ell)``, ``gamma = p_S / N``.
-    The best linear predictor of the true score from the data along the fitted direction
-    is then the posterior mean of a factor of signal ``ell c^2``, and its error variance is
-    that factor's posterior variance, on the samples of the fit and on new ones alike
-    (``gamma`` counts the covariance's ``N - 1`` degrees of freedom). So
-    each block ``Psi_S^{-1/2} W_S = U D V^T`` (rows of the modalities in ``S``) has its
-    singular values ``d = sqrt(mu)`` replaced by ``sqrt(ell c^2)``, ``ell`` inverted from
-    ``1 + mu`` (:func:`hcl_stats._estimation.rmt.spike_population`); a direction at or
-    below the noise edge ``(1 + sqrt(gamma))^2`` carries no information and gets zero.
-    With missing values ``gamma = sum_{m in S} p_m / (N_m - 1)``, ``N_m`` the samples
-    that observe modality ``m``. As ``N`` grows the loadings are returned unchanged.
-
-    Parameters
-    ----------
-    W : ndarray of shape (d, K)
-        Fitted loadings, columns laid out as ``structure``.
-    psi : ndarray of shape (d,)
-        Positive noise variances, one per feature.
-    structure : Structure
-    n_features : sequence of int
-        Modality widths.
-    joint_counts : array-like of shape (M, M)
-        Samples behind the fit: those observing each modality on the diagonal.
-
-    Returns
-    -------
-    ndarray of shape (d, K)
-        Zero where ``W`` is zero by construction.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from hcl_stats import Structure
-    >>> W = np.full((4, 1), 1.0)  # whitened signal mu = 4 on p_S = 4 features
-    >>> V = calibrated_loadings(W, np.ones(4), Structure({(0,): 1}), [4], [[40]])
-    >>> round(float(np.linalg.norm(V) ** 2), 4)  # ell = 3.871, c^2 = 0.968
-    3.7452
-    """
-    W = np.asarray(W, dtype=np.float64)
-    out = W.copy()
-    slices = row_slices(n_features)
-    widths = np.asarray(n_features, dtype=np.float64)
-    df = np.maximum(np.diagonal(np.asarray(joint_counts, dtype=np.float64)) - 1.0, 1.0)
-    for subset in structure.subsets:
-        rows = np.concatenate([np.arange(slices[m].start, slices[m].stop) for m in subset])
-        cols = structure.columns(subset)
-        gamma = float(sum(widths[m] / df[m] for m in subset))
-        root = np.sqrt(psi[rows])[:, None]
-        U, d, Vt = np.linalg.svd(W[rows, cols] / root, full_matrices=False)
-        edge = (1.0 + np.sqrt(gamma)) ** 2
-        kept = np.zeros_like(d)
-        for k, value in enumerate(d):
-            if 1.0 + value * value > edge:
-                ell = spike_population(1.0 + value * value, gamma)
-                kept[k] = np.sqrt(ell * spike_cosine2(ell, gamma))
-        out[rows, cols] = root * ((U * kept) @ Vt)
+        outer = (Wm[:, :, None] * Vm[:, None, :]).reshape(Wm.shape[0], K * K)
+        out += (weight @ outer).reshape(index.size, K, K)
     return out
 
 
+def _scattered_precisions(pattern, W, psi, model):
+    """``I + W_o^T Psi_o^{-1} W_o`` of each sample with scattered missing cells."""
+    return np.eye(W.shape[1]) + _scattered_products(pattern, W, psi, model)
+
+
 def posterior_moments(blocks, means, W, psi, n_features, *, n_missing=None,
-                      covariance=False, covariance_loadings=None):
+                      covariance=False, calibration=None):
     """Posterior means (and covariances) of the factors given each sample's observed entries.
 
     Parameters
@@ -256,9 +198,12 @@ def posterior_moments(blocks, means, W, psi, n_features, *, n_missing=None,
         Missing cells per modality when known (see :func:`observation_pattern`).
     covariance : bool, default=False
         Also compute the posterior covariances (one inverse per group).
-    covariance_loadings : ndarray of shape (d, K), default=None
-        Loadings for the covariances only (e.g. :func:`calibrated_loadings`); ``W``
-        when None.
+    calibration : Calibration, default=None
+        What the data carry about the true factors
+        (:func:`hcl_stats._models.calibration.calibration`); the covariances returned are
+        then the error covariances of the means
+        (:func:`hcl_stats._models.calibration.error_covariance`). None: the posterior
+        covariances of the model (``W`` taken as known).
 
     Returns
     -------
@@ -285,25 +230,36 @@ def posterior_moments(blocks, means, W, psi, n_features, *, n_missing=None,
     mean = np.empty((rhs.shape[0], K))
     group = np.empty(rhs.shape[0], dtype=int)
     covariances = []
-    Wc = W if covariance_loadings is None else np.asarray(covariance_loadings, np.float64)
-    spread = model if Wc is W else _model_pieces(blocks, Wc, psi, n_features)
+    cross = None
+    if covariance and calibration is not None:
+        # per modality W_m^T Psi_m^{-1} V_m for V: the true noise's loadings-weighted
+        # product, the new samples' and the fitted samples' covariances with the factors
+        ratio = np.repeat(calibration.noise_ratio, n_features)[:, None]
+        partners = (W * ratio, calibration.new, calibration.fitted)
+        cross = [{m: model.scaled[m].T @ np.asarray(V, np.float64)[model.rows[m]]
+                  for m in model.scaled} for V in partners]
     for g, (observed, index) in enumerate(pattern.groups):
         precision = _group_precision(model, observed, K)
         mean[index] = np.linalg.solve(precision, rhs[index].T).T
         group[index] = g
         if covariance:
-            if spread is not model:
-                precision = _group_precision(spread, observed, K)
-            covariances.append(np.linalg.inv(precision)[None])
+            C = np.linalg.inv(precision)
+            if cross is not None:
+                products = (sum((h[m] for m in observed), np.zeros((K, K))) for h in cross)
+                C = error_covariance(C, precision - np.eye(K), *products)
+            covariances.append(C[None])
     index = pattern.scattered
     if index.size:
         precision = _scattered_precisions(pattern, W, psi, model)
         mean[index] = np.linalg.solve(precision, rhs[index][:, :, None])[:, :, 0]
         group[index] = len(pattern.groups) + np.arange(index.size)
         if covariance:
-            if spread is not model:
-                precision = _scattered_precisions(pattern, Wc, psi, spread)
-            covariances.append(np.linalg.inv(precision))
+            C = np.linalg.inv(precision)
+            if cross is not None:
+                products = (_scattered_products(pattern, W, psi, model, V, h)
+                            for V, h in zip(partners, cross))
+                C = error_covariance(C, precision - np.eye(K), *products)
+            covariances.append(C)
     cov = np.concatenate(covariances) if covariance else None
     return Posterior(mean, cov, group, pattern.observed)
 
