@@ -14,6 +14,7 @@ import functools
 import math
 
 import numpy as np
+import scipy.optimize
 import scipy.stats
 
 __all__ = ["tw1_quantile", "mp_edge", "wishart_edge_threshold", "mp_median",
@@ -111,22 +112,11 @@ def spike_signal(spikes, sigma2, gamma):
     """``sum(spike_population(e / sigma2, gamma) for e in spikes)``: the total population
     spike behind the sample eigenvalues ``spikes`` at noise variance ``sigma2``.
 
-    A noise fixed point evaluates it thousands of times. For a list, one loop over Python
-    floats (a function call per eigenvalue cost more than the arithmetic); for an ndarray
-    (worth it for many eigenvalues), the same operations elementwise and
-    the same left-to-right sum (``cumsum``, not NumPy's pairwise ``sum``), so both give
-    the same bits.
+    Written as a loop over Python floats: a function call per eigenvalue would cost more
+    than the arithmetic.
     """
     floor = math.sqrt(gamma)
     g4 = 4.0 * gamma
-    if isinstance(spikes, np.ndarray):
-        if spikes.size == 0:
-            return 0
-        b = spikes / sigma2 - 1.0 - gamma
-        disc = b * b - g4
-        real = ~((b <= 0) | (disc <= 0))  # the test of the loop below, NaN included
-        terms = np.where(real, (b + np.sqrt(np.where(real, disc, 0.0))) / 2.0, floor)
-        return float(np.cumsum(terms)[-1])
     terms = []
     for e in spikes:
         b = e / sigma2 - 1.0 - gamma
@@ -135,44 +125,84 @@ def spike_signal(spikes, sigma2, gamma):
     return sum(terms)
 
 
-# from this many spikes on, spike_noise evaluates them as an array
-_ARRAY_SPIKES = 64
+# at most this many sample points times spikes are evaluated at once by spike_noise
+_BLOCK = 1 << 16
 
 
-def spike_noise(spikes, sigma2, trace, p, gamma, *, max_iter=100, rtol=1e-10):
-    """The noise variance ``s`` with ``p s = trace - s spike_signal(spikes, s, gamma)``: at
-    most ``max_iter`` steps of ``s <- max(trace / (p + spike_signal(spikes, s, gamma)),
-    tiny)`` from ``sigma2``, stopped once a step changes ``s`` by at most ``rtol``
-    relative.
+def _spike_equation(s, spikes, trace, p, gamma):
+    """``p s + sum_j s ell_j(s) - trace`` at each noise variance of the 1-d array ``s``.
 
-    For fewer than 64 spikes each step runs :func:`spike_signal`'s loop inlined (there a
-    call per step cost more than the step), otherwise :func:`spike_signal` on an array;
-    both are the same operations in the same order, so the result is that of calling
-    :func:`spike_signal` at every step.
+    ``s ell(s)`` is written ``(e - s (1 + gamma) + sqrt(e - s (1 + sqrt(gamma))^2)
+    sqrt(e - s (1 - sqrt(gamma))^2)) / 2`` for a spike ``e`` above the detection limit
+    (``s < e / (1 + sqrt(gamma))^2``), ``s sqrt(gamma)`` at or below it: the product of
+    :func:`spike_population` with ``s``, without its ratio ``e / s`` (finite at ``s = 0``,
+    where it is ``e``). The sum over spikes runs left to right (``cumsum``), so a value
+    does not depend on how many ``s`` are evaluated together.
+    """
+    root = math.sqrt(gamma)
+    s = s[:, None]
+    a = spikes - s * (1.0 + root) ** 2
+    above = a > 0
+    b = np.where(above, spikes - s * (1.0 - root) ** 2, 0.0)
+    h = np.where(above, (spikes - s * (1.0 + gamma)
+                         + np.sqrt(np.where(above, a, 0.0)) * np.sqrt(b)) / 2.0, s * root)
+    return p * s[:, 0] + np.cumsum(h, axis=1)[:, -1] - trace
+
+
+def spike_noise(spikes, trace, p, gamma):
+    """The noise variance ``s`` with ``p s = trace - s spike_signal(spikes, s, gamma)``.
+
+    The trace of a spiked covariance is ``sigma^2 (p + sum_j ell_j)``; the equation
+    matches it with each spike's population size ``ell_j`` recovered from its sample
+    eigenvalue at noise variance ``s``. Returns its largest root in ``(0, trace / p]``,
+    the limit of the fixed-point iteration ``s <- trace / (p + spike_signal(spikes, s,
+    gamma))`` from ``trace / p`` (the map is increasing in ``s``), to within four
+    machine epsilons relative (:func:`scipy.optimize.brentq`); the smallest positive
+    float where the spikes carry the whole trace.
+
+    The iteration itself is not used: its steps contract by about the share of the trace
+    the spikes carry, so where one spike carries nearly all of it, it needs a number of
+    steps proportional to ``1 / (1 - share)``. Instead, the left side minus the right,
+    ``F(s)``, is concave between consecutive points ``e_j / (1 + sqrt(gamma))^2`` where a
+    spike crosses the detection limit (``s ell_j(s)`` is linear plus the square root of
+    a product of two positive linear functions above it, linear below), positive at
+    ``trace / p`` and at most 0 at ``s = 0``: the largest root lies in the highest of
+    these intervals with ``F <= 0`` at its lower end, the only root there.
+
+    Examples
+    --------
+    Far above the detection limit ``s ell(s)`` is about ``e - s (1 + gamma)``, so that
+    the root is about the variance outside the spikes over ``p - k (1 + gamma)``:
+
+    >>> s = spike_noise([1e6], 1e6 + 49.0, 50, 0.01)
+    >>> round(s, 4), round(49.0 / (50 - 1.01), 4)
+    (1.0002, 1.0002)
     """
     tiny = float(np.finfo(float).tiny)
-    floor = math.sqrt(gamma)
-    g4 = 4.0 * gamma
-    sqrt = math.sqrt
-    array = np.array(spikes, dtype=float) if len(spikes) >= _ARRAY_SPIKES else None
-    for _ in range(max_iter):
-        if array is not None:
-            signal = spike_signal(array, sigma2, gamma)
-        else:
-            terms = []
-            for e in spikes:
-                b = e / sigma2 - 1.0 - gamma
-                disc = b * b - g4
-                terms.append(floor if b <= 0 or disc <= 0 else (b + sqrt(disc)) / 2.0)
-            signal = sum(terms)
-        new = trace / (p + signal)
-        if new < tiny:
-            new = tiny
-        done = abs(new - sigma2) <= rtol * sigma2
-        sigma2 = new
-        if done:
-            break
-    return sigma2
+    top = trace / p
+    e = np.asarray(spikes, dtype=float)
+    if e.size == 0 or not top > 0:
+        return max(top, tiny) if top > 0 else tiny
+    cuts = np.unique(e / (1.0 + math.sqrt(gamma)) ** 2)[::-1]
+    cuts = np.append(cuts[(cuts > 0) & (cuts < top)], 0.0)
+    step = max(_BLOCK // e.size, 1)
+    hi = top
+    for start in range(0, cuts.size, step):
+        chunk = cuts[start:start + step]
+        values = _spike_equation(chunk, e, trace, p, gamma)
+        below = np.flatnonzero(values <= 0)
+        if below.size:
+            i = below[0]
+            lo = float(chunk[i])
+            hi = float(chunk[i - 1]) if i else hi
+            if values[i] == 0:
+                return max(lo, tiny)
+            root = scipy.optimize.brentq(
+                lambda x: float(_spike_equation(np.array([x]), e, trace, p, gamma)[0]),
+                lo, hi, xtol=tiny, rtol=4 * np.finfo(float).eps, maxiter=500)
+            return max(root, tiny)
+        hi = float(chunk[-1])
+    return tiny  # rounding left no variance outside the spikes
 
 
 def spike_cosine2(ell, gamma):
