@@ -125,49 +125,83 @@ def spike_signal(spikes, sigma2, gamma):
     return sum(terms)
 
 
-# at most this many sample points times spikes are evaluated at once by spike_noise
+# from this many spikes on, spike_noise evaluates its equation at the crossing points in
+# array passes (at most _BLOCK points times spikes each); below, with Python floats
+_ARRAY_SPIKES = 48
 _BLOCK = 1 << 16
 
 
-def _spike_equation(s, spikes, trace, p, gamma):
-    """``p s + sum_j s ell_j(s) - trace`` at each noise variance of the 1-d array ``s``.
-
-    ``s ell(s)`` is written ``(e - s (1 + gamma) + sqrt(e - s (1 + sqrt(gamma))^2)
-    sqrt(e - s (1 - sqrt(gamma))^2)) / 2`` for a spike ``e`` above the detection limit
-    (``s < e / (1 + sqrt(gamma))^2``), ``s sqrt(gamma)`` at or below it: the product of
-    :func:`spike_population` with ``s``, without its ratio ``e / s`` (finite at ``s = 0``,
-    where it is ``e``). The sum over spikes runs left to right (``cumsum``), so a value
-    does not depend on how many ``s`` are evaluated together.
-    """
+def _spike_constants(gamma):
+    """``sqrt(gamma)``, ``1 + gamma``, ``(1 + sqrt(gamma))^2``, ``(1 - sqrt(gamma))^2``."""
     root = math.sqrt(gamma)
-    s = s[:, None]
-    a = spikes - s * (1.0 + root) ** 2
+    return root, 1.0 + gamma, (1.0 + root) ** 2, (1.0 - root) ** 2
+
+
+def _spike_equation(s, spikes, trace, p, gamma):
+    """``p s + sum_j s ell_j(s) - trace`` at the noise variance ``s`` (Python floats).
+
+    ``s ell(s)`` is ``(e - s (1 + gamma) + sqrt(e - s (1 + sqrt(gamma))^2)
+    sqrt(e - s (1 - sqrt(gamma))^2)) / 2`` for a spike ``e`` above the detection limit
+    (``s < e / (1 + sqrt(gamma))^2``) and ``s sqrt(gamma)`` at or below it: ``s`` times
+    :func:`spike_population`, written without the ratio ``e / s`` (so finite at ``s = 0``,
+    where it is ``e``). The terms are added left to right to ``p s - trace``.
+    """
+    root, g1, a2, b2 = _spike_constants(gamma)
+    value = p * s - trace
+    for e in spikes:
+        a = e - s * a2
+        value += (e - s * g1 + math.sqrt(a) * math.sqrt(e - s * b2)) / 2.0 if a > 0 else s * root
+    return value
+
+
+def _spike_equation_at(points, spikes, trace, p, gamma):
+    """:func:`_spike_equation` at each of the noise variances ``points`` (1-d array;
+    ``spikes`` an array): the same operations elementwise, added in the same order
+    (``cumsum``), so the same bits."""
+    root, g1, a2, b2 = _spike_constants(gamma)
+    s = points[:, None]
+    a = spikes - s * a2
     above = a > 0
-    b = np.where(above, spikes - s * (1.0 - root) ** 2, 0.0)
-    h = np.where(above, (spikes - s * (1.0 + gamma)
-                         + np.sqrt(np.where(above, a, 0.0)) * np.sqrt(b)) / 2.0, s * root)
-    return p * s[:, 0] + np.cumsum(h, axis=1)[:, -1] - trace
+    b = np.where(above, spikes - s * b2, 0.0)
+    h = np.where(above, (spikes - s * g1 + np.sqrt(np.where(above, a, 0.0)) * np.sqrt(b)) / 2.0,
+                 s * root)
+    return np.cumsum(np.hstack([p * s - trace, h]), axis=1)[:, -1]
+
+
+def _values_at(points, spikes, trace, p, gamma):
+    """``(point, _spike_equation(point, ...))`` for the ``points`` in their order, lazily:
+    one point at a time for a few spikes, in array passes for many."""
+    if len(spikes) < _ARRAY_SPIKES:
+        for s in points:
+            yield s, _spike_equation(s, spikes, trace, p, gamma)
+        return
+    e = np.array(spikes)
+    step = max(_BLOCK // len(spikes), 1)
+    for start in range(0, len(points), step):
+        chunk = points[start:start + step]
+        yield from zip(chunk, _spike_equation_at(np.array(chunk), e, trace, p, gamma).tolist())
 
 
 def spike_noise(spikes, trace, p, gamma):
     """The noise variance ``s`` with ``p s = trace - s spike_signal(spikes, s, gamma)``.
 
     The trace of a spiked covariance is ``sigma^2 (p + sum_j ell_j)``; the equation
-    matches it with each spike's population size ``ell_j`` recovered from its sample
+    matches it, with each spike's population size ``ell_j`` recovered from its sample
     eigenvalue at noise variance ``s``. Returns its largest root in ``(0, trace / p]``,
     the limit of the fixed-point iteration ``s <- trace / (p + spike_signal(spikes, s,
-    gamma))`` from ``trace / p`` (the map is increasing in ``s``), to within four
-    machine epsilons relative (:func:`scipy.optimize.brentq`); the smallest positive
-    float where the spikes carry the whole trace.
+    gamma))`` from ``trace / p`` (the map is increasing in ``s``), to four machine
+    epsilons relative (:func:`scipy.optimize.brentq`); the smallest positive float where
+    the spikes carry the whole trace.
 
-    The iteration itself is not used: its steps contract by about the share of the trace
+    The iteration itself is not run: its steps contract by about the share of the trace
     the spikes carry, so where one spike carries nearly all of it, it needs a number of
-    steps proportional to ``1 / (1 - share)``. Instead, the left side minus the right,
-    ``F(s)``, is concave between consecutive points ``e_j / (1 + sqrt(gamma))^2`` where a
-    spike crosses the detection limit (``s ell_j(s)`` is linear plus the square root of
-    a product of two positive linear functions above it, linear below), positive at
-    ``trace / p`` and at most 0 at ``s = 0``: the largest root lies in the highest of
-    these intervals with ``F <= 0`` at its lower end, the only root there.
+    steps of the order of ``1 / (1 - share)``. Instead: the left side minus the right,
+    ``F(s)`` (:func:`_spike_equation`), is concave between consecutive crossing points
+    ``e_j / (1 + sqrt(gamma))^2``, where a spike crosses the detection limit (``s
+    ell_j(s)`` is linear plus the square root of a product of two positive linear
+    functions above it, linear below); ``F`` is positive at ``trace / p`` and at most 0
+    at ``s = 0``. So the largest root lies in the highest interval between crossing
+    points with ``F <= 0`` at its lower end, and it is the only root there.
 
     Examples
     --------
@@ -180,28 +214,22 @@ def spike_noise(spikes, trace, p, gamma):
     """
     tiny = float(np.finfo(float).tiny)
     top = trace / p
-    e = np.asarray(spikes, dtype=float)
-    if e.size == 0 or not top > 0:
-        return max(top, tiny) if top > 0 else tiny
-    cuts = np.unique(e / (1.0 + math.sqrt(gamma)) ** 2)[::-1]
-    cuts = np.append(cuts[(cuts > 0) & (cuts < top)], 0.0)
-    step = max(_BLOCK // e.size, 1)
+    spikes = [float(e) for e in spikes]
+    if not top > 0:
+        return tiny
+    if not spikes:
+        return top
+    a2 = _spike_constants(gamma)[2]
+    points = sorted({e / a2 for e in spikes if 0 < e / a2 < top}, reverse=True) + [0.0]
     hi = top
-    for start in range(0, cuts.size, step):
-        chunk = cuts[start:start + step]
-        values = _spike_equation(chunk, e, trace, p, gamma)
-        below = np.flatnonzero(values <= 0)
-        if below.size:
-            i = below[0]
-            lo = float(chunk[i])
-            hi = float(chunk[i - 1]) if i else hi
-            if values[i] == 0:
-                return max(lo, tiny)
-            root = scipy.optimize.brentq(
-                lambda x: float(_spike_equation(np.array([x]), e, trace, p, gamma)[0]),
-                lo, hi, xtol=tiny, rtol=4 * np.finfo(float).eps, maxiter=500)
+    for lo, value in _values_at(points, spikes, trace, p, gamma):
+        if value == 0:
+            return max(lo, tiny)
+        if value < 0:
+            root = scipy.optimize.brentq(_spike_equation, lo, hi, args=(spikes, trace, p, gamma),
+                                         xtol=tiny, rtol=4 * np.finfo(float).eps, maxiter=500)
             return max(root, tiny)
-        hi = float(chunk[-1])
+        hi = lo
     return tiny  # rounding left no variance outside the spikes
 
 

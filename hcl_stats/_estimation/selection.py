@@ -90,12 +90,12 @@ def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     gamma = p / df
     k = 0
     sigma2 = trace / p  # the fixed point without spikes
-    spikes = evals.tolist()  # Python floats: the threshold loop below is scalar work
+    spikes = evals.tolist()  # Python floats: the work below is scalar
     memo = {} if memo is None else memo
     for _ in range(20):
         if k:
             if k not in memo:
-                memo[k] = spike_noise(evals[:k], trace, p, gamma)
+                memo[k] = spike_noise(spikes[:k], trace, p, gamma)
             sigma2 = memo[k]
         k_new = 0
         thresholds = []
