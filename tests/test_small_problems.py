@@ -19,6 +19,7 @@ import scipy.optimize
 from hcl_stats import Structure
 from hcl_stats._estimation import lbfgs
 from hcl_stats._estimation import noise as noise_module
+from hcl_stats._estimation import rmt
 from hcl_stats._estimation import selection as selection_module
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._estimation.noise import denoised_eigenpairs
@@ -269,6 +270,20 @@ def test_spike_noise_is_the_limit_of_the_fixed_point_iteration(size):
             break
     assert done
     assert spike_noise(spikes, trace, p, gamma) == pytest.approx(sigma2, rel=1e-12)
+
+
+def test_noise_equation_in_array_passes_is_the_scalar_equation():
+    # spike_noise's array passes (many spikes) and its scalar evaluation give the same bits,
+    # at points on both sides of each spike's detection limit and at 0
+    rng = np.random.default_rng(7)
+    for size, gamma in ((1, 0.05), (48, 0.4), (130, 2.0)):
+        spikes = np.sort(rng.uniform(0.0, 12.0, size=size))[::-1]
+        trace = float(spikes.sum()) + 5.0
+        points = np.concatenate([[0.0], rng.uniform(0.0, 4.0, size=50),
+                                 spikes / (1 + np.sqrt(gamma)) ** 2])
+        expected = [rmt._spike_equation(s, spikes.tolist(), trace, 60, gamma)
+                    for s in points.tolist()]
+        assert rmt._spike_equation_at(points, spikes, trace, 60, gamma).tolist() == expected
 
 
 def test_modality_rank_shares_its_noise_iterations_between_caps():
