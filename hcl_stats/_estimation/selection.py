@@ -92,7 +92,9 @@ def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     sigma2 = trace / p  # the fixed point without spikes
     spikes = evals.tolist()  # Python floats: the work below is scalar
     memo = {} if memo is None else memo
-    for _ in range(20):
+    # the count only grows (more spikes, a smaller root, lower thresholds) until it is
+    # fixed, so this bound never ends the loop before the fixed point
+    for _ in range(min(kmax, nz - 1) + 2):
         if k:
             if k not in memo:
                 memo[k] = spike_noise(spikes[:k], trace, p, gamma)
