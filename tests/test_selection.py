@@ -13,6 +13,8 @@ from hcl_stats._estimation.rmt import (
     cca_largest_root_threshold,
     mp_median,
     spike_cosine2,
+    spike_noise,
+    spike_signal,
     sphericity_statistic,
     spike_population,
     tw1_quantile,
@@ -90,6 +92,66 @@ def test_spike_inversion_is_consistent():
     assert spike_population(ratio, gamma) == pytest.approx(ell)
     assert spike_cosine2(ell, gamma) == pytest.approx((1 - gamma / ell ** 2) / (1 + gamma / ell))
     assert spike_population(1.0, gamma) == pytest.approx(np.sqrt(gamma))  # below the edge
+
+
+def _largest_root_check(s, spikes, trace, p, gamma):
+    """``s`` solves ``s (p + spike_signal(s)) = trace`` and no larger noise variance up to
+    ``trace / p`` does (the equation's sign on a fine grid above ``s``)."""
+    assert s * (p + spike_signal(spikes, s, gamma)) == pytest.approx(trace, rel=1e-12)
+    grid = np.linspace(s, trace / p, 401)[1:]
+    assert all(x * (p + spike_signal(spikes, x, gamma)) > trace for x in grid)
+
+
+@pytest.mark.parametrize("gamma", [0.02, 0.3, 1.0, 2.5])
+def test_spike_noise_recovers_the_noise_of_a_population_spectrum(gamma):
+    # sample spikes at their Baik-Silverstein locations sigma^2 (1 + ell)(1 + gamma / ell)
+    # and the trace of the population, sigma^2 (p + sum ell): sigma^2 solves the equation
+    p, sigma2 = 60, 0.7
+    for ells in ((40.0, 6.0, 2.0 * np.sqrt(gamma)), (1e7,), (1e6, 3e3, 1.5 * np.sqrt(gamma))):
+        spikes = [sigma2 * (1 + ell) * (1 + gamma / ell) for ell in ells]
+        trace = sigma2 * (p + sum(ells))
+        s = spike_noise(spikes, trace, p, gamma)
+        # conditioning: the trace is known to a rounding, eps trace, and the equation's
+        # slope is about p, so the root to about eps trace / p (1e-10 for ell = 1e7)
+        assert s == pytest.approx(sigma2, rel=1e-14 + 4e-16 * trace / (p * sigma2)), ells
+        _largest_root_check(s, spikes, trace, p, gamma)
+
+
+def test_spike_noise_solves_the_equation_on_random_spectra(rng):
+    # spikes on both sides of the detection limit, some carrying nearly all the trace
+    for gamma in (0.01, 0.2, 1.0, 3.0):
+        for share in (0.5, 0.99, 1 - 1e-9):
+            p = int(rng.integers(5, 200))
+            spikes = sorted(rng.uniform(0.1, 30.0, size=int(rng.integers(1, p))).tolist(),
+                            reverse=True)
+            rest = sum(spikes) * (1 - share) / share
+            trace = sum(spikes) + rest
+            _largest_root_check(spike_noise(spikes, trace, p, gamma), spikes, trace, p, gamma)
+    assert spike_noise([3.0, 1.0], 4.0, 10, 0.5) == np.finfo(float).tiny  # nothing left
+    assert spike_noise([], 5.0, 10, 0.5) == 0.5
+
+
+@pytest.mark.parametrize("n, p, ells", [(1000, 40, (1e5,)), (1000, 40, (20.0, 5.0, 2.0)),
+                                        (1000, 300, (30.0, 8.0, 3.0)),
+                                        (300, 500, (1e4, 40.0, 10.0))])
+def test_noise_variance_of_a_simulated_spiked_covariance(rng, n, p, ells):
+    # the selection's noise variance against the true one, within sampling error (the
+    # relative sd of the variance outside the spikes is about sqrt(2 / (n (p - k)))); one
+    # spike carrying nearly all the variance (the first case) included
+    from hcl_stats._estimation.selection import _modality_rank
+
+    sigma2, k = 2.0, len(ells)
+    sd = np.sqrt(2.0 / (n * (p - k)))
+    errors = []
+    for _ in range(5):
+        Q = np.linalg.qr(rng.standard_normal((p, k)))[0]
+        X = rng.standard_normal((n, p)) * np.sqrt(sigma2)
+        X += (rng.standard_normal((n, k)) * np.sqrt(np.array(ells) * sigma2)) @ Q.T
+        ev = np.linalg.eigvalsh(np.cov(X, rowvar=False))[::-1]
+        s, _, _ = _modality_rank(ev, p, n - 1, 0.01, min(p, n - 1) // 2)
+        errors.append(s / sigma2 - 1)
+    assert np.max(np.abs(errors)) < 4.5 * sd, errors
+    assert abs(np.mean(errors)) < 3 * sd / np.sqrt(len(errors)), errors
 
 
 def test_sphericity_statistic_is_standard_normal_under_white_noise(rng):

@@ -4,8 +4,8 @@
 * the dense layout of the L-BFGS solver (small problems) against direct formulas of the
   objective's products and gradient, and its solution against a long independent run of the
   per-modality layout;
-* the scalar fixed-point helpers of the selection against the spike formula they sum and
-  the iteration they shortcut;
+* the scalar helpers of the selection's noise step against the spike formula they sum and
+  the fixed-point iteration whose limit they solve for;
 * the selection's evidence table against ``DataFrame.from_records`` of its rows, and the
   noise step's eigenpairs against NumPy, with no decomposition computed twice.
 """
@@ -19,6 +19,7 @@ import scipy.optimize
 from hcl_stats import Structure
 from hcl_stats._estimation import lbfgs
 from hcl_stats._estimation import noise as noise_module
+from hcl_stats._estimation import rmt
 from hcl_stats._estimation import selection as selection_module
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._estimation.noise import denoised_eigenpairs
@@ -255,23 +256,34 @@ def test_spike_signal_of_an_array_is_the_sum_of_the_list():
 
 
 @pytest.mark.parametrize("size", [1, 3, 12, 80])
-def test_spike_noise_is_the_plain_fixed_point_iteration(size):
+def test_spike_noise_is_the_limit_of_the_fixed_point_iteration(size):
     rng = np.random.default_rng(size)
     p, gamma = 3 * size + 20, 0.3
     spikes = sorted(rng.uniform(2.0, 30.0, size=size).tolist(), reverse=True)
     trace = sum(spikes) + float(rng.uniform(0.5, 1.5)) * (p - size)
-    tiny = float(np.finfo(float).tiny)
     sigma2 = trace / p
-    for _ in range(100):  # the iteration written out, spike_signal at every step
-        new = max(trace / (p + spike_signal(spikes, sigma2, gamma)), tiny)
-        done = abs(new - sigma2) <= 1e-10 * sigma2
+    for _ in range(100_000):  # the iteration written out, run to convergence
+        new = trace / (p + spike_signal(spikes, sigma2, gamma))
+        done = abs(new - sigma2) <= 1e-15 * sigma2
         sigma2 = new
         if done:
             break
-    assert spike_noise(spikes, trace / p, trace, p, gamma) == sigma2
-    # run to convergence it solves p s + s spike_signal(s) = trace
-    s = spike_noise(spikes, trace / p, trace, p, gamma, max_iter=100_000, rtol=1e-15)
-    assert s * (p + spike_signal(spikes, s, gamma)) == pytest.approx(trace, rel=1e-12)
+    assert done
+    assert spike_noise(spikes, trace, p, gamma) == pytest.approx(sigma2, rel=1e-12)
+
+
+def test_noise_equation_in_array_passes_is_the_scalar_equation():
+    # spike_noise's array passes (many spikes) and its scalar evaluation give the same bits,
+    # at points on both sides of each spike's detection limit and at 0
+    rng = np.random.default_rng(7)
+    for size, gamma in ((1, 0.05), (48, 0.4), (130, 2.0)):
+        spikes = np.sort(rng.uniform(0.0, 12.0, size=size))[::-1]
+        trace = float(spikes.sum()) + 5.0
+        points = np.concatenate([[0.0], rng.uniform(0.0, 4.0, size=50),
+                                 spikes / (1 + np.sqrt(gamma)) ** 2])
+        expected = [rmt._spike_equation(s, spikes.tolist(), trace, 60, gamma)
+                    for s in points.tolist()]
+        assert rmt._spike_equation_at(points, spikes, trace, 60, gamma).tolist() == expected
 
 
 def test_modality_rank_shares_its_noise_iterations_between_caps():

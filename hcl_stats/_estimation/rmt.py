@@ -14,6 +14,7 @@ import functools
 import math
 
 import numpy as np
+import scipy.optimize
 import scipy.stats
 
 __all__ = ["tw1_quantile", "mp_edge", "wishart_edge_threshold", "mp_median",
@@ -112,22 +113,11 @@ def spike_signal(spikes, sigma2, gamma):
     """``sum(spike_population(e / sigma2, gamma) for e in spikes)``: the total population
     spike behind the sample eigenvalues ``spikes`` at noise variance ``sigma2``.
 
-    A noise fixed point evaluates it thousands of times. For a list, one loop over Python
-    floats (a function call per eigenvalue cost more than the arithmetic); for an ndarray
-    (worth it for many eigenvalues), the same operations elementwise and
-    the same left-to-right sum (``cumsum``, not NumPy's pairwise ``sum``), so both give
-    the same bits.
+    Written as a loop over Python floats: a function call per eigenvalue would cost more
+    than the arithmetic.
     """
     floor = math.sqrt(gamma)
     g4 = 4.0 * gamma
-    if isinstance(spikes, np.ndarray):
-        if spikes.size == 0:
-            return 0
-        b = spikes / sigma2 - 1.0 - gamma
-        disc = b * b - g4
-        real = ~((b <= 0) | (disc <= 0))  # the test of the loop below, NaN included
-        terms = np.where(real, (b + np.sqrt(np.where(real, disc, 0.0))) / 2.0, floor)
-        return float(np.cumsum(terms)[-1])
     terms = []
     for e in spikes:
         b = e / sigma2 - 1.0 - gamma
@@ -136,44 +126,112 @@ def spike_signal(spikes, sigma2, gamma):
     return sum(terms)
 
 
-# from this many spikes on, spike_noise evaluates them as an array
-_ARRAY_SPIKES = 64
+# from this many spikes on, spike_noise evaluates its equation at the crossing points in
+# array passes (at most _BLOCK points times spikes each); below, with Python floats
+_ARRAY_SPIKES = 48
+_BLOCK = 1 << 16
 
 
-def spike_noise(spikes, sigma2, trace, p, gamma, *, max_iter=100, rtol=1e-10):
-    """The noise variance ``s`` with ``p s = trace - s spike_signal(spikes, s, gamma)``: at
-    most ``max_iter`` steps of ``s <- max(trace / (p + spike_signal(spikes, s, gamma)),
-    tiny)`` from ``sigma2``, stopped once a step changes ``s`` by at most ``rtol``
-    relative.
+def _spike_constants(gamma):
+    """``sqrt(gamma)``, ``1 + gamma``, ``(1 + sqrt(gamma))^2``, ``(1 - sqrt(gamma))^2``."""
+    root = math.sqrt(gamma)
+    return root, 1.0 + gamma, (1.0 + root) ** 2, (1.0 - root) ** 2
 
-    For fewer than 64 spikes each step runs :func:`spike_signal`'s loop inlined (there a
-    call per step cost more than the step), otherwise :func:`spike_signal` on an array;
-    both are the same operations in the same order, so the result is that of calling
-    :func:`spike_signal` at every step.
+
+def _spike_equation(s, spikes, trace, p, gamma):
+    """``p s + sum_j s ell_j(s) - trace`` at the noise variance ``s`` (Python floats).
+
+    ``s ell(s)`` is ``(e - s (1 + gamma) + sqrt(e - s (1 + sqrt(gamma))^2)
+    sqrt(e - s (1 - sqrt(gamma))^2)) / 2`` for a spike ``e`` above the detection limit
+    (``s < e / (1 + sqrt(gamma))^2``) and ``s sqrt(gamma)`` at or below it: ``s`` times
+    :func:`spike_population`, written without the ratio ``e / s`` (so finite at ``s = 0``,
+    where it is ``e``). The terms are added left to right to ``p s - trace``.
+    """
+    root, g1, a2, b2 = _spike_constants(gamma)
+    value = p * s - trace
+    for e in spikes:
+        a = e - s * a2
+        value += (e - s * g1 + math.sqrt(a) * math.sqrt(e - s * b2)) / 2.0 if a > 0 else s * root
+    return value
+
+
+def _spike_equation_at(points, spikes, trace, p, gamma):
+    """:func:`_spike_equation` at each of the noise variances ``points`` (1-d array;
+    ``spikes`` an array): the same operations elementwise, added in the same order
+    (``cumsum``), so the same bits."""
+    root, g1, a2, b2 = _spike_constants(gamma)
+    s = points[:, None]
+    a = spikes - s * a2
+    above = a > 0
+    b = np.where(above, spikes - s * b2, 0.0)
+    h = np.where(above, (spikes - s * g1 + np.sqrt(np.where(above, a, 0.0)) * np.sqrt(b)) / 2.0,
+                 s * root)
+    return np.cumsum(np.hstack([p * s - trace, h]), axis=1)[:, -1]
+
+
+def _values_at(points, spikes, trace, p, gamma):
+    """``(point, _spike_equation(point, ...))`` for the ``points`` in their order, lazily:
+    one point at a time for a few spikes, in array passes for many."""
+    if len(spikes) < _ARRAY_SPIKES:
+        for s in points:
+            yield s, _spike_equation(s, spikes, trace, p, gamma)
+        return
+    e = np.array(spikes)
+    step = max(_BLOCK // len(spikes), 1)
+    for start in range(0, len(points), step):
+        chunk = points[start:start + step]
+        yield from zip(chunk, _spike_equation_at(np.array(chunk), e, trace, p, gamma).tolist())
+
+
+def spike_noise(spikes, trace, p, gamma):
+    """The noise variance ``s`` with ``p s = trace - s spike_signal(spikes, s, gamma)``.
+
+    The trace of a spiked covariance is ``sigma^2 (p + sum_j ell_j)``; the equation
+    matches it, with each spike's population size ``ell_j`` recovered from its sample
+    eigenvalue at noise variance ``s``. Returns its largest root in ``(0, trace / p]``,
+    the limit of the fixed-point iteration ``s <- trace / (p + spike_signal(spikes, s,
+    gamma))`` from ``trace / p`` (the map is increasing in ``s``), to four machine
+    epsilons relative (:func:`scipy.optimize.brentq`); the smallest positive float where
+    the spikes carry the whole trace.
+
+    The iteration itself is not run: its steps contract by about the share of the trace
+    the spikes carry, so where one spike carries nearly all of it, it needs a number of
+    steps of the order of ``1 / (1 - share)``. Instead: the left side minus the right,
+    ``F(s)`` (:func:`_spike_equation`), is concave between consecutive crossing points
+    ``e_j / (1 + sqrt(gamma))^2``, where a spike crosses the detection limit (``s
+    ell_j(s)`` is linear plus the square root of a product of two positive linear
+    functions above it, linear below); ``F`` is positive at ``trace / p`` and at most 0
+    at ``s = 0``. So the largest root lies in the highest interval between crossing
+    points with ``F <= 0`` at its lower end, and it is the only root there.
+
+    Examples
+    --------
+    Far above the detection limit ``s ell(s)`` is about ``e - s (1 + gamma)``, so that
+    the root is about the variance outside the spikes over ``p - k (1 + gamma)``:
+
+    >>> s = spike_noise([1e6], 1e6 + 49.0, 50, 0.01)
+    >>> round(s, 4), round(49.0 / (50 - 1.01), 4)
+    (1.0002, 1.0002)
     """
     tiny = float(np.finfo(float).tiny)
-    floor = math.sqrt(gamma)
-    g4 = 4.0 * gamma
-    sqrt = math.sqrt
-    array = np.array(spikes, dtype=float) if len(spikes) >= _ARRAY_SPIKES else None
-    for _ in range(max_iter):
-        if array is not None:
-            signal = spike_signal(array, sigma2, gamma)
-        else:
-            terms = []
-            for e in spikes:
-                b = e / sigma2 - 1.0 - gamma
-                disc = b * b - g4
-                terms.append(floor if b <= 0 or disc <= 0 else (b + sqrt(disc)) / 2.0)
-            signal = sum(terms)
-        new = trace / (p + signal)
-        if new < tiny:
-            new = tiny
-        done = abs(new - sigma2) <= rtol * sigma2
-        sigma2 = new
-        if done:
-            break
-    return sigma2
+    top = trace / p
+    spikes = [float(e) for e in spikes]
+    if not top > 0:
+        return tiny
+    if not spikes:
+        return top
+    a2 = _spike_constants(gamma)[2]
+    points = sorted({e / a2 for e in spikes if 0 < e / a2 < top}, reverse=True) + [0.0]
+    hi = top
+    for lo, value in _values_at(points, spikes, trace, p, gamma):
+        if value == 0:
+            return max(lo, tiny)
+        if value < 0:
+            root = scipy.optimize.brentq(_spike_equation, lo, hi, args=(spikes, trace, p, gamma),
+                                         xtol=tiny, rtol=4 * np.finfo(float).eps, maxiter=500)
+            return max(root, tiny)
+        hi = lo
+    return tiny  # rounding left no variance outside the spikes
 
 
 def spike_cosine2(ell, gamma):

@@ -75,11 +75,12 @@ def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     The noise variance solves ``p sigma^2 = trace(S_mm) - sigma^2 sum_j ell_j`` (the trace
     minus the signal variance of the detected spikes, each spike's population size
     ``ell_j`` recovered from its biased sample eigenvalue), started from ``trace / p``
-    (no spike); the ``j``-th eigenvalue is signal while it exceeds the level-``alpha``
-    Tracy-Widom threshold for ``p - j`` white features. Both are iterated to a fixed
-    point, the noise variance by at most 100 steps for each count. ``memo``: a dict
+    (no spike); for each count of spikes it is the equation's root
+    (:func:`hcl_stats._estimation.rmt.spike_noise`). The ``j``-th eigenvalue is signal
+    while it exceeds the level-``alpha`` Tracy-Widom threshold for ``p - j`` white
+    features; noise variance and count are iterated to a fixed point. ``memo``: a dict
     shared by the calls on the same ``evals``, ``p`` and ``df`` (only ``kmax`` differing),
-    which then repeat no noise iteration already run.
+    which then solve for no count of spikes twice.
     """
     nz = min(p, df)
     evals = np.clip(evals[:nz], 0.0, None)
@@ -89,13 +90,15 @@ def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     gamma = p / df
     k = 0
     sigma2 = trace / p  # the fixed point without spikes
-    spikes = evals.tolist()  # Python floats: the fixed point below is scalar work
+    spikes = evals.tolist()  # Python floats: the work below is scalar
     memo = {} if memo is None else memo
-    for _ in range(20):
+    # the count only grows (more spikes, a smaller root, lower thresholds) until it is
+    # fixed, so this bound never ends the loop before the fixed point
+    for _ in range(min(kmax, nz - 1) + 2):
         if k:
-            if (k, sigma2) not in memo:
-                memo[(k, sigma2)] = spike_noise(spikes[:k], sigma2, trace, p, gamma)
-            sigma2 = memo[(k, sigma2)]
+            if k not in memo:
+                memo[k] = spike_noise(spikes[:k], trace, p, gamma)
+            sigma2 = memo[k]
         k_new = 0
         thresholds = []
         while k_new < min(kmax, nz - 1):
