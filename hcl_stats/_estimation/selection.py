@@ -964,8 +964,10 @@ def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_com
         raise ValueError(
             "no factor detected in any modality: at this sample size nothing in the data "
             "stands out of the noise (check the data, or give a structure)")
-    blocks = _fewer_than_features(S, rows, n_features, dof, blocks, noise, spectra, record)
-    specific = np.array([blocks.get((m,), 0) for m in range(M)], dtype=int)
+    capped = _fewer_than_features(S, rows, n_features, dof, blocks, noise, spectra, record)
+    if capped is not blocks:
+        blocks = capped
+        specific = np.array([blocks.get((m,), 0) for m in range(M)], dtype=int)
     detected = M - len(no_factor)
     if max_components is not None:
         blocks = _budget(S, rows, n_features, dof, blocks, noise, spectra, max_components,
