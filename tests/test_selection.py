@@ -21,6 +21,7 @@ from hcl_stats._estimation.rmt import (
     wishart_edge_threshold,
 )
 from hcl_stats._statistics.covariance import sample_covariance
+from hcl_stats._structure import row_slices
 from hcl_stats.datasets import make_hierarchical
 from hcl_stats.selection import select_structure, structure_stability
 
@@ -600,3 +601,29 @@ def test_selection_identical_with_one_and_two_blas_threads():
         pd.testing.assert_frame_equal(one.evidence, two.evidence, check_exact=True)
         for field in ("noise_variance", "modality_rank", "pair_rank", "specific_rank"):
             np.testing.assert_array_equal(getattr(one, field), getattr(two, field))
+
+
+def test_a_modality_keeps_fewer_factors_than_features():
+    """Blocks that give a modality as many factors as it has features lose its weakest
+    factor (the step that follows the consensus ranks). Here the true structure has one
+    specific factor on the 4-feature modality, the blocks offered two: the spurious second
+    one, noise, is dropped and the truth is what remains."""
+    from hcl_stats._estimation import selection as sel
+
+    truth = Structure({(0, 1): 2, (0,): 1, (1,): 2})
+    X = make_hierarchical(4000, [4, 12], truth, singular_values=(1.5, 2.5), noise_variance=0.2,
+                          random_state=0)
+    S = np.cov(np.hstack(X), rowvar=False)
+    rows = row_slices([4, 12])
+    spectra = [(w[::-1], V[:, ::-1]) for w, V in (np.linalg.eigh(S[r, r]) for r in rows)]
+    noise = np.full(2, 0.2)
+    record = sel._Evidence(None)
+    offered = {(0, 1): 2, (0,): 2, (1,): 2}
+    kept = sel._fewer_than_features(S, rows, [4, 12], sel._Dof(4000), offered, noise, spectra,
+                                    record)
+    assert kept == dict(truth.blocks)
+    capped = [row for row in record.rows if row[0] == "modality cap"]
+    assert [(row[1], row[2], row[-1]) for row in capped] == [((0,), 0, 1)]
+    # nothing to cap: the blocks are returned as they are
+    assert sel._fewer_than_features(S, rows, [4, 12], sel._Dof(4000), dict(truth.blocks),
+                                    noise, spectra, record) == dict(truth.blocks)

@@ -25,6 +25,8 @@ Nothing is enumerated over candidate structures; one function per step
    modalities, rounded to best reproduce the tested pair ranks (:func:`_consensus`).
 5. :func:`_specific_blocks`: each modality's specific rank, from the spectrum of ``S_mm``
    compressed to the complement of its estimated shared directions.
+5b. :func:`_fewer_than_features`: a modality that the consensus ranks give as many factors
+   as features loses its weakest (:func:`_factor_strengths`) until it has fewer.
 6. :func:`_budget` (only with ``max_components``): at most that many factors, the
    strongest (:func:`_factor_strengths`), the weakest block ranks dropped first.
 
@@ -376,7 +378,8 @@ class SelectionResult:
     evidence : pandas.DataFrame
         One row per test or decision, columns ``step`` ("strength", "modality rank",
         "cross-modal rank", "pair rank", "membership", "structure", "specific rank",
-        and "budget" with ``max_components``),
+        "modality cap" where a modality had as many factors as features, and "budget"
+        with ``max_components``),
         ``subset``,
         ``modality``, ``component``, ``statistic``, ``value``, ``threshold``, ``selected``,
         ``rank``.
@@ -791,6 +794,30 @@ def _factor_strengths(S, rows, n_features, dof, blocks, noise, spectra):
     return strengths
 
 
+def _fewer_than_features(S, rows, n_features, dof, blocks, noise, spectra, record):
+    """A modality keeps fewer factors than features: where the blocks give modality ``m``
+    ``p_m`` factors or more (shared subsets whose consensus ranks add up beyond what the
+    modality holds), its weakest factors (:func:`_factor_strengths`) go first, each from
+    the end of its block, until it has ``p_m - 1``. Returns the new ``blocks``."""
+    def load(ranks, m):
+        return sum(r for subset, r in ranks.items() if m in subset)
+
+    over = [m for m, p in enumerate(n_features) if load(blocks, m) >= p]
+    if not over:
+        return blocks
+    strengths = _factor_strengths(S, rows, n_features, dof, blocks, noise, spectra)
+    ranks = dict(blocks)
+    for m in over:
+        while load(ranks, m) >= n_features[m]:
+            value, subset = min((strengths[s][ranks[s] - 1], s) for s, r in ranks.items()
+                                if m in s and r > 0)
+            ranks[subset] -= 1
+            record("modality cap", subset, m, ranks[subset],
+                   "variance over the mean eigenvalue, summed over the subset's modalities",
+                   value, n_features[m] - 1, False, ranks[subset])
+    return {subset: r for subset, r in ranks.items() if r > 0}
+
+
 def _budget(S, rows, n_features, dof, blocks, noise, spectra, max_components, record):
     """Keep the ``max_components`` strongest factors (:func:`_factor_strengths`): the
     weakest factors go first, each from the end of its block, and a subset whose rank
@@ -937,6 +964,10 @@ def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_com
         raise ValueError(
             "no factor detected in any modality: at this sample size nothing in the data "
             "stands out of the noise (check the data, or give a structure)")
+    capped = _fewer_than_features(S, rows, n_features, dof, blocks, noise, spectra, record)
+    if capped is not blocks:
+        blocks = capped
+        specific = np.array([blocks.get((m,), 0) for m in range(M)], dtype=int)
     detected = M - len(no_factor)
     if max_components is not None:
         blocks = _budget(S, rows, n_features, dof, blocks, noise, spectra, max_components,
