@@ -1,16 +1,19 @@
 """Missing modalities: block recovery, calibration of the scores and fit time.
 
-``python -m simulations missing [--reps 20] [--designs small wide] [--out results]
+``python -m simulations missing [--reps 20] [--designs small wide weak] [--out results]
 [--timing-reps 3] [--timing-repeats 5] [--quick]``
 
 Designs (three modalities of unequal widths, unequal ranks: a global block of rank 2, the
 pair {1, 2} of rank 1, specific blocks of ranks 1, 2 and 3; new loadings for every
 replication from :func:`hcl_stats.datasets.make_hierarchical`, block singular values
-uniform on ``[1, 2]``, noise variance 1):
+uniform on ``[1, 2]`` unless said otherwise, noise variance 1):
 
 * ``small``: widths (30, 60, 100), ``n = 1000``;
 * ``wide``: widths (50, 150, 400), ``n = 2000`` (``d = 600``: the complete data may take
-  the growing-subspace solver, the weighted fit takes L-BFGS).
+  the growing-subspace solver, the weighted fit takes L-BFGS);
+* ``weak`` (only when asked for, ``--designs weak``): widths (40, 80, 120), ``n = 600``,
+  block singular values uniform on ``[0.5, 1.5]`` (the ``make_hierarchical`` default):
+  several factors near the detection limit, for the calibration of the intervals there.
 
 Each replication draws complete data, then for each mechanism (``"mcar"``; ``"mar"``:
 the chance of missing a modality rises with modality 0's first principal score) and each
@@ -86,7 +89,10 @@ class Design:
     noise_variance: float = 1.0
 
 
-DESIGNS = {"small": Design((30, 60, 100), 1000), "wide": Design((50, 150, 400), 2000)}
+DESIGNS = {"small": Design((30, 60, 100), 1000), "wide": Design((50, 150, 400), 2000),
+           "weak": Design((40, 80, 120), 600, singular_values=(0.5, 1.5))}
+# the designs a plain run takes ("weak" on request)
+DEFAULT_DESIGNS = ("small", "wide")
 
 
 # -- the fits -------------------------------------------------------------------------------
@@ -248,7 +254,7 @@ def results_file(out):
     return Path(out) / "missing.csv"
 
 
-def run_study(*, designs=tuple(DESIGNS), reps=20, out="results", mechanisms=MECHANISMS,
+def run_study(*, designs=DEFAULT_DESIGNS, reps=20, out="results", mechanisms=MECHANISMS,
               fractions=FRACTIONS, selection=True, timing_reps=3, timing_repeats=5, n=None,
               progress=False):
     """Run (or resume) the study; returns the path of its results file.
@@ -399,7 +405,7 @@ def _parser():
     p = argparse.ArgumentParser(prog="python -m simulations missing", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=20, help="replications per design")
-    p.add_argument("--designs", nargs="+", choices=list(DESIGNS), default=list(DESIGNS))
+    p.add_argument("--designs", nargs="+", choices=list(DESIGNS), default=list(DEFAULT_DESIGNS))
     p.add_argument("--out", default="results", help="folder of missing.csv")
     p.add_argument("--timing-reps", type=int, default=3,
                    help="replications in which the fit time is measured")
