@@ -307,6 +307,7 @@ def _recorded_rows(monkeypatch, *args, **kwargs):
 
     monkeypatch.setattr(selection_module._Evidence, "table", keep)
     result = selection_module.select_structure(*args, **kwargs)
+    result.evidence  # the table is built on first access
     return result, recorders[-1].rows
 
 

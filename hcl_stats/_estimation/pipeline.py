@@ -160,18 +160,20 @@ def _rescaled_pairs(pairs, factors, n_features):
 
 def _bind_structure(params, n_features, names, S=None, n_samples=None, joint_counts=None,
                     pairs=None):
-    """The structure bound to the data, and the selection evidence for ``"auto"``.
+    """The structure bound to the data, and for ``"auto"`` the selection's
+    :class:`hcl_stats._estimation.selection.SelectionResult` (None for a given structure).
 
     With ``joint_counts`` (missing values) the structure, given or selected, is also
     checked against the observation pattern (:func:`check_structure`).
     """
     structure, selection = params["structure"], None
     if isinstance(structure, str):  # "auto": selected from the host covariance
-        structure, selection = select_structure(
+        selection = select_structure(
             np.asarray(to_numpy(S), dtype=float), n_features, n_samples=n_samples,
             max_rank=params["max_rank"], names=names, strength=params["strength"],
             max_components=params["max_components"],
             joint_counts=_selection_counts(joint_counts, names), pair_covariances=pairs)
+        structure = selection.structure
         if joint_counts is None:
             return structure, selection
     return check_structure(structure, n_features, names, n_samples, joint_counts), selection

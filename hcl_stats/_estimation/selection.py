@@ -43,7 +43,7 @@ from __future__ import annotations
 import functools
 import itertools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral
 
 import numpy as np
@@ -379,7 +379,8 @@ class SelectionResult:
         and "budget" with ``max_components``),
         ``subset``,
         ``modality``, ``component``, ``statistic``, ``value``, ``threshold``, ``selected``,
-        ``rank``.
+        ``rank``. Built from the recorded rows on first access (a fit that never reads
+        it does not pay for the table), then kept.
     noise_variance : ndarray of shape (M,)
         Noise variance per modality (re-estimated outside the shared directions).
     modality_rank : ndarray of shape (M,)
@@ -399,7 +400,8 @@ class SelectionResult:
     """
 
     structure: Structure
-    evidence: object
+    #: the rows of :attr:`evidence` as recorded (an ``_Evidence``), or the table itself
+    records: object = field(repr=False)
     noise_variance: np.ndarray
     modality_rank: np.ndarray
     pair_rank: np.ndarray
@@ -407,6 +409,12 @@ class SelectionResult:
     no_factor: list
     alpha: float
     n_samples: int
+
+    @functools.cached_property
+    def evidence(self):
+        """The evidence table (see the class docstring), built on first access."""
+        records = self.records
+        return records.table() if isinstance(records, _Evidence) else records
 
     def __iter__(self):
         return iter((self.structure, self.evidence))
@@ -950,5 +958,5 @@ def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_com
         warnings.warn(
             f"no factor {why} in modality {label}: it is modelled as noise only (zero "
             "loadings)", UserWarning, stacklevel=3)
-    return SelectionResult(Structure(blocks, modalities=names or M), record.table(), noise,
+    return SelectionResult(Structure(blocks, modalities=names or M), record, noise,
                            k, pair_rank, specific, no_factor, alpha, n)
