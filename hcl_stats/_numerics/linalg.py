@@ -18,7 +18,7 @@ from threadpoolctl import ThreadpoolController
 
 from hcl_stats._numerics.random import as_generator
 
-__all__ = ["top_eigh", "lanczos_top", "flip_signs", "orthonormal_basis", "procrustes_rotation",
+__all__ = ["dense_eigh", "top_eigh", "top_eigvals", "lanczos_top", "flip_signs", "orthonormal_basis", "procrustes_rotation",
            "lapack_svd", "small_eigh", "small_svd",
            "truncated_svd", "singular_values"]
 
@@ -93,9 +93,8 @@ def top_eigh(S, k, *, random_state=None, mixed=False):
     k = int(min(k, d))
     if k == 0:
         return np.zeros(0), np.zeros((d, 0))
-    if d <= _DENSE_BELOW or k > _DENSE_FRACTION * d or k >= d - 1:
-        if not np.isfinite(S).all():  # the check of scipy.linalg.eigh
-            raise ValueError("array must not contain infs or NaNs")
+    if dense_eigh(d, k):
+        _check_finite(S)
         values, vectors = small_eigh(S, subset_by_index=[d - k, d - 1])
     else:
         rng = as_generator(random_state)
@@ -109,6 +108,35 @@ def top_eigh(S, k, *, random_state=None, mixed=False):
                                                             tol=1e-12)
     order = np.argsort(values)[::-1]
     return values[order], flip_signs(vectors[:, order])
+
+
+def dense_eigh(d, k):
+    """Whether :func:`top_eigh` and :func:`lanczos_top` take the top ``k`` eigenpairs of
+    a ``d x d`` matrix from a dense LAPACK call."""
+    return d <= _DENSE_BELOW or k > _DENSE_FRACTION * d or k >= d - 1
+
+
+def _check_finite(S):
+    if not np.isfinite(S).all():  # the check of scipy.linalg.eigh
+        raise ValueError("array must not contain infs or NaNs")
+
+
+def top_eigvals(S, k, *, random_state=None, mixed=False):
+    """The eigenvalues of :func:`top_eigh` (decreasing), without its eigenvectors where
+    LAPACK gives the same values without them.
+
+    On a float64 matrix that :func:`top_eigh` decomposes densely, fewer than all of its
+    eigenvalues come from LAPACK's bisection (``syevr`` with a range of indices), whose
+    values do not depend on whether eigenvectors are computed too: the same bits, without
+    the inverse iterations and the back-transformation of the vectors. Otherwise
+    :func:`top_eigh`'s values.
+    """
+    d = S.shape[0]
+    k = int(min(k, d))
+    if 0 < k < d and dense_eigh(d, k) and isinstance(S, np.ndarray) and S.dtype == np.float64:
+        _check_finite(S)
+        return small_eigh(S, eigvals_only=True, subset_by_index=[d - k, d - 1])[::-1]
+    return top_eigh(S, k, random_state=random_state, mixed=mixed)[0]
 
 
 def _top_eigh_mixed(S, k, v0):
@@ -164,7 +192,7 @@ def lanczos_top(S, k, *, rtol=1e-6, block=None, max_dim=None, random_state=None)
     """
     d = S.shape[0]
     k = int(min(k, d))
-    if k == 0 or d <= _DENSE_BELOW or k > _DENSE_FRACTION * d or k >= d - 1:
+    if k == 0 or dense_eigh(d, k):
         return (*top_eigh(S, k, random_state=random_state, mixed=True), 0)
     b = int(block) if block is not None else k
     cap = int(min(d, max_dim if max_dim is not None else max(20 * k, 300)))
