@@ -5,7 +5,7 @@ import pytest
 import scipy.linalg
 
 from hcl_stats._input.validation import check_covariance
-from hcl_stats._numerics.linalg import lanczos_top, top_eigh, top_eigvals
+from hcl_stats._numerics.linalg import lanczos_top, small_qr, top_eigh, top_eigvals
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,15 @@ def test_top_eigvals_are_the_values_of_top_eigh(d):
                                        atol=1e-12 * reference[0])
     with pytest.raises(ValueError, match="infs or NaNs"):
         top_eigvals(np.full((4, 4), np.nan), 2)
+
+
+@pytest.mark.parametrize("shape", [(5, 1), (8, 3), (16, 16), (64, 11), (120, 32), (50, 40), (300, 140)])
+def test_small_qr_is_numpys_reduced_q(shape):
+    rng = np.random.default_rng(shape[0])
+    A = rng.standard_normal(shape)
+    for a in (A, A[::-1]):  # contiguous and strided
+        Q = small_qr(a)
+        np.testing.assert_allclose(Q, np.linalg.qr(a)[0], rtol=0, atol=1e-12)
+        assert Q.flags.c_contiguous  # as NumPy's, for products that read it alike
+        np.testing.assert_allclose(Q.T @ Q, np.eye(shape[1]), atol=1e-12)
+        np.testing.assert_allclose(Q @ (Q.T @ a), a, atol=1e-12)

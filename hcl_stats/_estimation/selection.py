@@ -60,7 +60,7 @@ from hcl_stats._estimation.rmt import (
 )
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._input.validation import check_covariance
-from hcl_stats._numerics.linalg import serial_blas, small_eigh, small_svd
+from hcl_stats._numerics.linalg import serial_blas, small_eigh, small_qr, small_svd
 from hcl_stats._structure import Structure, check_joint_counts, row_slices, subset_label
 
 __all__ = ["SelectionResult", "select_structure"]
@@ -266,7 +266,7 @@ def _extra_directions(n_features, df, alpha, m, others, base, spectra, record, p
     resid = Y - Um @ (Um.T @ Y)
     new = small_svd(resid)[0][:, :extra]
     new = new - Um @ (Um.T @ new)
-    return np.linalg.qr(new)[0]
+    return small_qr(new)
 
 
 def _augment(S, rows, n_features, dof, alpha, noise, U, lam, sig, spectra, floors, record,
@@ -689,7 +689,7 @@ def _pair_ranks(S, rows, n_features, dof, alpha, U, lam, sig, base, spectra, rec
             if c:
                 for m, Q in ((a, Ua[:, :c]), (b, Vbt[:c].T)):
                     Qs = Q * np.sqrt(lam[m] / sig[m])[:, None]
-                    left[(m, b if m == a else a)] = np.linalg.qr(Qs)[0]
+                    left[(m, b if m == a else a)] = small_qr(Qs)
     return pair_rank, left
 
 

@@ -16,10 +16,16 @@ import scipy.sparse.linalg
 from scipy.linalg import lapack
 from threadpoolctl import ThreadpoolController
 
+
 from hcl_stats._numerics.random import as_generator
 
+try:  # the LAPACK NumPy links (see small_qr)
+    from numpy.linalg import lapack_lite as _lapack_lite
+except ImportError:  # pragma: no cover - not in every NumPy
+    _lapack_lite = None
+
 __all__ = ["dense_eigh", "top_eigh", "top_eigvals", "lanczos_top", "flip_signs", "orthonormal_basis", "procrustes_rotation",
-           "lapack_svd", "small_eigh", "small_svd",
+           "lapack_svd", "small_eigh", "small_qr", "small_svd",
            "truncated_svd", "singular_values"]
 
 # Below this size, or when more than this fraction of the spectrum is wanted, a dense
@@ -320,6 +326,30 @@ def small_eigh(a, b=None, *, eigvals_only=False, subset_by_index=None):
     if info != 0:  # let scipy raise its error
         return fallback()
     return w if eigvals_only else (w, v)
+
+
+def small_qr(a):
+    """``numpy.linalg.qr(a)[0]`` (the reduced ``Q``) of a tall or square float64 matrix.
+
+    The same LAPACK calls as NumPy's (``geqrf`` with its queried workspace, then
+    ``orgqr``, from the LAPACK that NumPy links, through ``numpy.linalg.lapack_lite``),
+    so the same bits, without the per-call overhead of ``numpy.linalg.qr``: several times
+    the routines' cost on the few-column matrices of the structure selection. Anything
+    else, or a NumPy without that module, goes to ``numpy.linalg.qr``.
+    """
+    if _lapack_lite is None or not _plain_float64(a) or a.shape[0] < a.shape[1]:
+        return np.linalg.qr(a)[0]
+    m, n = a.shape
+    f = np.array(a.T, order="C")  # a in Fortran order, overwritten by the factorisation
+    tau, work = np.empty(n), np.empty(1)
+    _lapack_lite.dgeqrf(m, n, f, m, tau, work, -1, 0)  # workspace query, as NumPy's
+    lwork = max(int(work[0]), n, 1)
+    work = np.empty(lwork)
+    if _lapack_lite.dgeqrf(m, n, f, m, tau, work, lwork, 0)["info"] != 0 or \
+            _lapack_lite.dorgqr(m, n, n, f, m, tau, work, lwork, 0)["info"] != 0:
+        return np.linalg.qr(a)[0]  # (NumPy's answer, or its error)
+    # in NumPy's (C) order: the products that read Q round as they do with NumPy's
+    return np.ascontiguousarray(f.T)
 
 
 def small_svd(a, *, compute_uv=True, full_matrices=False):
