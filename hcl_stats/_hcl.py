@@ -335,7 +335,7 @@ class HCL(CovarianceFactorModel):
         params = self._validate_params()
         inputs = read_blocks(X, lazy=True, fitting=True, missing="allow")
         blocks, names = list(inputs.arrays), inputs.names
-        plan = plan_fit(params, blocks, complete=inputs.complete)
+        plan = plan_fit(params, blocks, complete=inputs.complete, checked=inputs.checked)
         self._store(*run_fit(params, plan, blocks, names), params=params, names=names,
                     n_samples=blocks[0].shape[0])
         return self._record_input(inputs)

@@ -284,6 +284,13 @@ class Blocks:
         return not any(self.n_missing)
 
     @property
+    def checked(self):
+        """Whether every modality's values were read here and found finite and complete
+        (in-memory NumPy arrays without missing values): the statistics need not check
+        them again."""
+        return bool(self.n_missing) and all(k == 0 for k in self.n_missing)
+
+    @property
     def n_samples(self):
         """Number of samples (rows)."""
         return next(a.shape[0] for a in self.arrays if a is not None)
