@@ -290,6 +290,9 @@ class Structure:
         return self._key(subset)
 
     def _key(self, subset):
+        if type(subset) is tuple and subset in self._offsets and all(
+                type(m) is int for m in subset):
+            return subset  # already a canonical key (the fitting code's lookups)
         key = _as_subset_key(subset)
         if self._names is not None and any(isinstance(m, str) for m in key):
             try:
@@ -310,7 +313,8 @@ class Structure:
 
     def rank(self, subset):
         """Rank of the block for ``subset``."""
-        return dict(self._blocks)[self._key(subset)]
+        start, stop = self._offsets[self._key(subset)]
+        return stop - start
 
     def columns(self, subset):
         """Column slice of ``subset``'s block in the loading matrix."""
