@@ -21,9 +21,11 @@ def row_slices(n_features):
     >>> row_slices([2, 3])
     [slice(0, 2, None), slice(2, 5, None)]
     """
-    widths = np.asarray(n_features, dtype=int).reshape(-1)
-    stops = np.cumsum(widths)
-    return [slice(int(stop - width), int(stop)) for width, stop in zip(widths, stops)]
+    slices, start = [], 0
+    for width in np.asarray(n_features, dtype=int).reshape(-1).tolist():
+        slices.append(slice(start, start + width))
+        start += width
+    return slices
 
 
 def modality_description(m, names=None):

@@ -264,7 +264,7 @@ def sphericity_statistic(evals, df):
     >>> abs(sphericity_statistic(np.linalg.eigvalsh(np.cov(X, rowvar=False)), 1999)) < 3
     True
     """
-    evals = np.clip(np.asarray(evals, dtype=float), 0.0, None)
+    evals = np.maximum(np.asarray(evals, dtype=float), 0.0)  # (np.clip's min-only case)
     q, mean = len(evals), float(np.mean(evals)) if len(evals) else 0.0
     if q < 2 or mean <= 0:
         return float("inf")

@@ -83,7 +83,7 @@ def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     which then solve for no count of spikes twice.
     """
     nz = min(p, df)
-    evals = np.clip(evals[:nz], 0.0, None)
+    evals = np.maximum(evals[:nz], 0.0)  # np.clip(..., 0.0, None), without its wrappers
     trace = float(evals.sum())
     if trace <= 0:
         return 0.0, 0, []
@@ -524,7 +524,7 @@ def _strength_floor(evals, p, df, strength):
     a modality: the least variance a factor must carry (the Kaiser-Guttman rule for
     ``strength = 1``: a factor explains more than an average direction of the modality)."""
     nz = min(p, df)
-    return strength * float(np.clip(evals[:nz], 0.0, None).sum()) / nz
+    return strength * float(np.maximum(evals[:nz], 0.0).sum()) / nz
 
 
 @functools.lru_cache(maxsize=64)
