@@ -231,8 +231,10 @@ class HCL(CovarianceFactorModel):
         everywhere for complete data and :meth:`fit_from_covariance`. With missing
         values, ``structure="auto"`` selects with the smallest entry as the sample count
         (a conservative choice for the pairs observed more often).
-    selection_ : object
-        With ``structure="auto"``: the evidence of the structure selection.
+    selection_ : pandas.DataFrame
+        With ``structure="auto"``: the evidence table of the structure selection (one
+        row per test or decision, :attr:`hcl_stats.selection.SelectionResult.evidence`),
+        built on first access.
 
     Examples
     --------
@@ -333,7 +335,7 @@ class HCL(CovarianceFactorModel):
         params = self._validate_params()
         inputs = read_blocks(X, lazy=True, fitting=True, missing="allow")
         blocks, names = list(inputs.arrays), inputs.names
-        plan = plan_fit(params, blocks, complete=inputs.complete)
+        plan = plan_fit(params, blocks, complete=inputs.complete, checked=inputs.checked)
         self._store(*run_fit(params, plan, blocks, names), params=params, names=names,
                     n_samples=blocks[0].shape[0])
         return self._record_input(inputs)
@@ -353,12 +355,23 @@ class HCL(CovarianceFactorModel):
                  "init_loadings_": result.init_loadings, "path_": result.path,
                  "reduced_ranks_": result.reduced_ranks}
         if selection is not None:
-            extra["selection_"] = selection
+            # the evidence table is built when selection_ is first read
+            extra["_selection"] = selection
         self._set_fitted(structure=structure, loadings=result.loadings, means=result.means,
                          noise_variance=result.noise_variance,
                          total_variance=result.total_variance, names=names,
                          n_samples=n_samples, joint_counts=joint_counts, extra=extra)
         return self
+
+    @property
+    def selection_(self):
+        """With ``structure="auto"``: the evidence table of the structure selection
+        (:attr:`hcl_stats.selection.SelectionResult.evidence`), built on first access."""
+        selection = self.__dict__.get("_selection")
+        if selection is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute "
+                                 "'selection_' (it is set by a fit with structure='auto')")
+        return selection.evidence
 
     def _noise_rule(self):
         return self.denoise_ if isinstance(self.denoise_, str) else None

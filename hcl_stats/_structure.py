@@ -21,9 +21,11 @@ def row_slices(n_features):
     >>> row_slices([2, 3])
     [slice(0, 2, None), slice(2, 5, None)]
     """
-    widths = np.asarray(n_features, dtype=int).reshape(-1)
-    stops = np.cumsum(widths)
-    return [slice(int(stop - width), int(stop)) for width, stop in zip(widths, stops)]
+    slices, start = [], 0
+    for width in np.asarray(n_features, dtype=int).reshape(-1).tolist():
+        slices.append(slice(start, start + width))
+        start += width
+    return slices
 
 
 def modality_description(m, names=None):
@@ -290,6 +292,9 @@ class Structure:
         return self._key(subset)
 
     def _key(self, subset):
+        if type(subset) is tuple and subset in self._offsets and all(
+                type(m) is int for m in subset):
+            return subset  # already a canonical key (the fitting code's lookups)
         key = _as_subset_key(subset)
         if self._names is not None and any(isinstance(m, str) for m in key):
             try:
@@ -310,7 +315,8 @@ class Structure:
 
     def rank(self, subset):
         """Rank of the block for ``subset``."""
-        return dict(self._blocks)[self._key(subset)]
+        start, stop = self._offsets[self._key(subset)]
+        return stop - start
 
     def columns(self, subset):
         """Column slice of ``subset``'s block in the loading matrix."""

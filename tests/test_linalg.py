@@ -5,7 +5,7 @@ import pytest
 import scipy.linalg
 
 from hcl_stats._input.validation import check_covariance
-from hcl_stats._numerics.linalg import lanczos_top, top_eigh
+from hcl_stats._numerics.linalg import lanczos_top, small_qr, top_eigh, top_eigvals
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,35 @@ def test_lanczos_top_small_matrices_use_lapack():
     values, vectors, n_products = lanczos_top(S, 5)
     assert n_products == 0
     np.testing.assert_allclose(values, scipy.linalg.eigvalsh(S)[::-1][:5], rtol=1e-10)
+
+
+@pytest.mark.parametrize("d", [5, 16, 120])
+def test_top_eigvals_are_the_values_of_top_eigh(d):
+    """The values without the vectors are the same bits (LAPACK's bisection computes them
+    either way), also with repeated eigenvalues and on a non-contiguous block."""
+    rng = np.random.default_rng(d)
+    A = rng.standard_normal((d + 3, d + 3))
+    spread = A @ A.T
+    Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    repeated = (Q * np.repeat([3.0, 1.0], [d // 2, d - d // 2])) @ Q.T
+    for S in (spread[1:d + 1, 1:d + 1], (repeated + repeated.T) / 2):
+        reference = scipy.linalg.eigvalsh(S)[::-1]
+        for k in sorted({1, 2, d // 3, d - 1} - {0}):
+            values = top_eigvals(S, k)
+            np.testing.assert_array_equal(values, top_eigh(S, k)[0])
+            np.testing.assert_allclose(values, reference[:k], rtol=1e-10,
+                                       atol=1e-12 * reference[0])
+    with pytest.raises(ValueError, match="infs or NaNs"):
+        top_eigvals(np.full((4, 4), np.nan), 2)
+
+
+@pytest.mark.parametrize("shape", [(5, 1), (8, 3), (16, 16), (64, 11), (120, 32), (50, 40), (300, 140)])
+def test_small_qr_is_numpys_reduced_q(shape):
+    rng = np.random.default_rng(shape[0])
+    A = rng.standard_normal(shape)
+    for a in (A, A[::-1]):  # contiguous and strided
+        Q = small_qr(a)
+        np.testing.assert_allclose(Q, np.linalg.qr(a)[0], rtol=0, atol=1e-12)
+        assert Q.flags.c_contiguous  # as NumPy's, for products that read it alike
+        np.testing.assert_allclose(Q.T @ Q, np.eye(shape[1]), atol=1e-12)
+        np.testing.assert_allclose(Q @ (Q.T @ a), a, atol=1e-12)

@@ -219,3 +219,25 @@ def test_given_noise_variances_need_the_data_units():
     with pytest.raises(ValueError, match="scale=None"):
         HCL({(0, 1): 1}, denoise=[0.5, 0.5], scale="modality").fit(X)
     assert HCL({(0, 1): 1}, denoise=[0.5, 0.5]).fit(X).noise_variance_.tolist() == [0.5, 0.5]
+
+
+def test_in_memory_values_are_checked_once_per_fit(monkeypatch, data):
+    """``read_blocks`` checks in-memory arrays; the statistics then skip their own pass
+    over the values, which the direct statistics still make when called alone."""
+    import hcl_stats._statistics.chunked as chunked
+
+    calls = []
+    check = chunked.check_finite
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(chunked, "check_finite", counted)
+    HCL(ST, denoise="modality").fit(data)
+    assert calls == []
+    chunked.covariance_statistics(list(data), missing="allow")
+    assert len(calls) == len(data)
+    bad = np.where(np.arange(data[1].shape[1]) == 2, np.inf, data[1])
+    with pytest.raises(ValueError, match="modality 1.*infinite"):
+        HCL(ST, denoise="modality").fit([data[0], bad, data[2]])

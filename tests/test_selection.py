@@ -1,6 +1,7 @@
 """Tests of structure selection (hcl_stats.selection) against simulated ground truth and
 Monte Carlo / closed-form oracles."""
 
+import pickle
 import time
 import warnings
 
@@ -346,6 +347,21 @@ def test_hcl_auto_with_names_and_max_rank():
     assert model.loadings_.shape == (3 * P, truth.n_components)
     capped = HCL("auto", max_rank=1).fit(X)
     assert max(capped.structure_.ranks) == 1
+
+
+def test_selection_evidence_is_built_on_first_access_and_kept():
+    truth = Structure({(0, 1, 2): 2, (1, 2): 1, (0,): 1})
+    X = make_hierarchical(N, [P] * 3, truth, singular_values=(1, 2), random_state=12)
+    S, _, n = sample_covariance(X)
+    result = select_structure(S, [P] * 3, n_samples=n)
+    assert "evidence" not in vars(result)  # nothing built by the selection itself
+    assert result.evidence is result.evidence and result[1] is result.evidence
+    model = HCL(scale=None).fit(X)  # selects from S itself
+    pd.testing.assert_frame_equal(model.selection_, result.evidence, check_exact=True)
+    again = pickle.loads(pickle.dumps(model))
+    pd.testing.assert_frame_equal(again.selection_, model.selection_, check_exact=True)
+    given = HCL(truth).fit(X)
+    assert not hasattr(given, "selection_")
 
 
 def test_input_validation():

@@ -307,6 +307,7 @@ def _recorded_rows(monkeypatch, *args, **kwargs):
 
     monkeypatch.setattr(selection_module._Evidence, "table", keep)
     result = selection_module.select_structure(*args, **kwargs)
+    result.evidence  # the table is built on first access
     return result, recorders[-1].rows
 
 
@@ -357,13 +358,16 @@ def test_denoised_eigenpairs_decompose_each_matrix_once(monkeypatch, denoise, n_
     X = make_hierarchical(600, widths, STRUCTURE, noise_variance=0.5, random_state=2)
     S = sample_covariance(X)[0]
     calls = []
-    top = noise_module.top_eigenpairs
 
-    def counted(A, k, **kwargs):
-        calls.append(A.shape[0])
-        return top(A, k, **kwargs)
+    def counting(decompose):
+        def counted(A, k, **kwargs):
+            calls.append(A.shape[0])
+            return decompose(A, k, **kwargs)
+        return counted
 
-    monkeypatch.setattr(noise_module, "top_eigenpairs", counted)
+    # (the rule reads only the blocks' eigenvalues, top_eigvals)
+    for name in ("top_eigenpairs", "top_eigvals"):
+        monkeypatch.setattr(noise_module, name, counting(getattr(noise_module, name)))
     noise, S_W, values, vectors = denoised_eigenpairs(S, widths, STRUCTURE, denoise,
                                                       n_extra=n_extra)
     K = STRUCTURE.n_components + n_extra

@@ -20,7 +20,13 @@ from hcl_stats._numerics.backend import (
     is_numpy,
     to_numpy,
 )
-from hcl_stats._numerics.linalg import flip_signs, lanczos_top, top_eigh
+from hcl_stats._numerics.linalg import (
+    dense_eigh,
+    flip_signs,
+    lanczos_top,
+    top_eigh,
+    top_eigvals,
+)
 from hcl_stats._structure import row_slices
 
 __all__ = ["NOISE_RULES", "Spectrum", "check_denoise", "covariance_spectrum",
@@ -199,7 +205,11 @@ class _CovarianceEigen:
 
     def top_modality(self, m, k, n_features):
         rows = row_slices(n_features)[m]
-        return top_eigenpairs(self.S[rows, rows], k, random_state=self.random_state,
+        S_mm = self.S[rows, rows]
+        if is_numpy(get_namespace(S_mm)) and dense_eigh(S_mm.shape[0], k):
+            # the values of top_eigenpairs' dense LAPACK call, without its eigenvectors
+            return top_eigvals(S_mm, k)
+        return top_eigenpairs(S_mm, k, random_state=self.random_state,
                               approximate=self.approximate)[0]
 
 

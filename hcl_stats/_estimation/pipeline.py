@@ -61,6 +61,8 @@ class FitPlan:
     path: str  #: "covariance" or "reduced"
     xp: Any  #: namespace of the covariance and the solver (NumPy, CuPy, ...)
     on_host: bool  #: whether the data statistics are computed by NumPy (chunked for lazy input)
+    #: whether the blocks are in-memory NumPy arrays already found finite and complete
+    checked: bool = False
 
 
 def _is_device(block):
@@ -109,12 +111,13 @@ def _check_missing(params, xp, path):
                          f"run on {xp.__name__}: pass backend='numpy'")
 
 
-def plan_fit(params, blocks, complete=True):
+def plan_fit(params, blocks, complete=True, checked=False):
     """The :class:`FitPlan` of ``fit`` on checked ``params`` and (unread) blocks.
 
     ``complete``: whether the in-memory blocks were found without missing values (those
     of memmaps and Dask arrays are found by the statistics, which :func:`run_fit` then
-    checks likewise).
+    checks likewise). ``checked``: whether every block's values were read and found
+    finite and complete (``Blocks.checked``), so that the statistics skip their checks.
     """
     lazy = any(is_dask_array(b) or isinstance(b, np.memmap) for b in blocks)
     dask = any(is_dask_array(b) for b in blocks)
@@ -136,7 +139,8 @@ def plan_fit(params, blocks, complete=True):
         path = "covariance" if auto else auto_path(blocks)
     if not complete:
         _check_missing(params, xp, path)
-    return FitPlan(path=path, xp=xp, on_host=lazy or is_numpy(xp))
+    return FitPlan(path=path, xp=xp, on_host=lazy or is_numpy(xp),
+                   checked=bool(checked) and not lazy)
 
 
 def plan_from_covariance(params, S):
@@ -160,18 +164,20 @@ def _rescaled_pairs(pairs, factors, n_features):
 
 def _bind_structure(params, n_features, names, S=None, n_samples=None, joint_counts=None,
                     pairs=None):
-    """The structure bound to the data, and the selection evidence for ``"auto"``.
+    """The structure bound to the data, and for ``"auto"`` the selection's
+    :class:`hcl_stats._estimation.selection.SelectionResult` (None for a given structure).
 
     With ``joint_counts`` (missing values) the structure, given or selected, is also
     checked against the observation pattern (:func:`check_structure`).
     """
     structure, selection = params["structure"], None
     if isinstance(structure, str):  # "auto": selected from the host covariance
-        structure, selection = select_structure(
+        selection = select_structure(
             np.asarray(to_numpy(S), dtype=float), n_features, n_samples=n_samples,
             max_rank=params["max_rank"], names=names, strength=params["strength"],
             max_components=params["max_components"],
             joint_counts=_selection_counts(joint_counts, names), pair_covariances=pairs)
+        structure = selection.structure
         if joint_counts is None:
             return structure, selection
     return check_structure(structure, n_features, names, n_samples, joint_counts), selection
@@ -230,7 +236,7 @@ def _statistics(plan, blocks, names):
         # a small product runs on one BLAS thread: waking (and, on a busy machine, the
         # spinning of) a thread pool costs more than the product
         with serial_blas() if n * d * d <= _SERIAL_COVARIANCE else contextlib.nullcontext():
-            return covariance_statistics(blocks, names, missing="allow")
+            return covariance_statistics(blocks, names, missing="allow", checked=plan.checked)
     return (*sample_covariance(_device_blocks(plan.xp, blocks, names)), None)
 
 

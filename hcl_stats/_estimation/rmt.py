@@ -147,11 +147,16 @@ def _spike_equation(s, spikes, trace, p, gamma):
     :func:`spike_population`, written without the ratio ``e / s`` (so finite at ``s = 0``,
     where it is ``e``). The terms are added left to right to ``p s - trace``.
     """
-    root, g1, a2, b2 = _spike_constants(gamma)
+    return _spike_residual(s, spikes, trace, p, *_spike_constants(gamma))
+
+
+def _spike_residual(s, spikes, trace, p, root, g1, a2, b2, sqrt=math.sqrt):
+    """:func:`_spike_equation` with the constants of ``gamma`` (:func:`_spike_constants`)
+    given: the root finder evaluates it many times at one ``gamma``."""
     value = p * s - trace
     for e in spikes:
         a = e - s * a2
-        value += (e - s * g1 + math.sqrt(a) * math.sqrt(e - s * b2)) / 2.0 if a > 0 else s * root
+        value += (e - s * g1 + sqrt(a) * sqrt(e - s * b2)) / 2.0 if a > 0 else s * root
     return value
 
 
@@ -173,8 +178,9 @@ def _values_at(points, spikes, trace, p, gamma):
     """``(point, _spike_equation(point, ...))`` for the ``points`` in their order, lazily:
     one point at a time for a few spikes, in array passes for many."""
     if len(spikes) < _ARRAY_SPIKES:
+        constants = _spike_constants(gamma)
         for s in points:
-            yield s, _spike_equation(s, spikes, trace, p, gamma)
+            yield s, _spike_residual(s, spikes, trace, p, *constants)
         return
     e = np.array(spikes)
     step = max(_BLOCK // len(spikes), 1)
@@ -220,14 +226,16 @@ def spike_noise(spikes, trace, p, gamma):
         return tiny
     if not spikes:
         return top
-    a2 = _spike_constants(gamma)[2]
+    constants = _spike_constants(gamma)
+    a2 = constants[2]
     points = sorted({e / a2 for e in spikes if 0 < e / a2 < top}, reverse=True) + [0.0]
     hi = top
     for lo, value in _values_at(points, spikes, trace, p, gamma):
         if value == 0:
             return max(lo, tiny)
         if value < 0:
-            root = scipy.optimize.brentq(_spike_equation, lo, hi, args=(spikes, trace, p, gamma),
+            root = scipy.optimize.brentq(_spike_residual, lo, hi,
+                                         args=(spikes, trace, p, *constants),
                                          xtol=tiny, rtol=4 * np.finfo(float).eps, maxiter=500)
             return max(root, tiny)
         hi = lo
@@ -256,7 +264,7 @@ def sphericity_statistic(evals, df):
     >>> abs(sphericity_statistic(np.linalg.eigvalsh(np.cov(X, rowvar=False)), 1999)) < 3
     True
     """
-    evals = np.clip(np.asarray(evals, dtype=float), 0.0, None)
+    evals = np.maximum(np.asarray(evals, dtype=float), 0.0)  # (np.clip's min-only case)
     q, mean = len(evals), float(np.mean(evals)) if len(evals) else 0.0
     if q < 2 or mean <= 0:
         return float("inf")

@@ -45,7 +45,7 @@ from __future__ import annotations
 import functools
 import itertools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral
 
 import numpy as np
@@ -62,7 +62,7 @@ from hcl_stats._estimation.rmt import (
 )
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._input.validation import check_covariance
-from hcl_stats._numerics.linalg import serial_blas, small_eigh, small_svd
+from hcl_stats._numerics.linalg import serial_blas, small_eigh, small_qr, small_svd
 from hcl_stats._structure import Structure, check_joint_counts, row_slices, subset_label
 
 __all__ = ["SelectionResult", "select_structure"]
@@ -85,7 +85,7 @@ def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     which then solve for no count of spikes twice.
     """
     nz = min(p, df)
-    evals = np.clip(evals[:nz], 0.0, None)
+    evals = np.maximum(evals[:nz], 0.0)  # np.clip(..., 0.0, None), without its wrappers
     trace = float(evals.sum())
     if trace <= 0:
         return 0.0, 0, []
@@ -268,7 +268,7 @@ def _extra_directions(n_features, df, alpha, m, others, base, spectra, record, p
     resid = Y - Um @ (Um.T @ Y)
     new = small_svd(resid)[0][:, :extra]
     new = new - Um @ (Um.T @ new)
-    return np.linalg.qr(new)[0]
+    return small_qr(new)
 
 
 def _augment(S, rows, n_features, dof, alpha, noise, U, lam, sig, spectra, floors, record,
@@ -382,7 +382,8 @@ class SelectionResult:
         with ``max_components``),
         ``subset``,
         ``modality``, ``component``, ``statistic``, ``value``, ``threshold``, ``selected``,
-        ``rank``.
+        ``rank``. Built from the recorded rows on first access (a fit that never reads
+        it does not pay for the table), then kept.
     noise_variance : ndarray of shape (M,)
         Noise variance per modality (re-estimated outside the shared directions).
     modality_rank : ndarray of shape (M,)
@@ -402,7 +403,8 @@ class SelectionResult:
     """
 
     structure: Structure
-    evidence: object
+    #: the rows of :attr:`evidence` as recorded (an ``_Evidence``), or the table itself
+    records: object = field(repr=False)
     noise_variance: np.ndarray
     modality_rank: np.ndarray
     pair_rank: np.ndarray
@@ -410,6 +412,12 @@ class SelectionResult:
     no_factor: list
     alpha: float
     n_samples: int
+
+    @functools.cached_property
+    def evidence(self):
+        """The evidence table (see the class docstring), built on first access."""
+        records = self.records
+        return records.table() if isinstance(records, _Evidence) else records
 
     def __iter__(self):
         return iter((self.structure, self.evidence))
@@ -519,7 +527,7 @@ def _strength_floor(evals, p, df, strength):
     a modality: the least variance a factor must carry (the Kaiser-Guttman rule for
     ``strength = 1``: a factor explains more than an average direction of the modality)."""
     nz = min(p, df)
-    return strength * float(np.clip(evals[:nz], 0.0, None).sum()) / nz
+    return strength * float(np.maximum(evals[:nz], 0.0).sum()) / nz
 
 
 @functools.lru_cache(maxsize=64)
@@ -684,7 +692,7 @@ def _pair_ranks(S, rows, n_features, dof, alpha, U, lam, sig, base, spectra, rec
             if c:
                 for m, Q in ((a, Ua[:, :c]), (b, Vbt[:c].T)):
                     Qs = Q * np.sqrt(lam[m] / sig[m])[:, None]
-                    left[(m, b if m == a else a)] = np.linalg.qr(Qs)[0]
+                    left[(m, b if m == a else a)] = small_qr(Qs)
     return pair_rank, left
 
 
@@ -981,5 +989,5 @@ def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_com
         warnings.warn(
             f"no factor {why} in modality {label}: it is modelled as noise only (zero "
             "loadings)", UserWarning, stacklevel=3)
-    return SelectionResult(Structure(blocks, modalities=names or M), record.table(), noise,
+    return SelectionResult(Structure(blocks, modalities=names or M), record, noise,
                            k, pair_rank, specific, no_factor, alpha, n)

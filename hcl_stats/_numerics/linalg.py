@@ -16,10 +16,16 @@ import scipy.sparse.linalg
 from scipy.linalg import lapack
 from threadpoolctl import ThreadpoolController
 
+
 from hcl_stats._numerics.random import as_generator
 
-__all__ = ["top_eigh", "lanczos_top", "flip_signs", "orthonormal_basis", "procrustes_rotation",
-           "lapack_svd", "small_eigh", "small_svd",
+try:  # the LAPACK NumPy links (see small_qr)
+    from numpy.linalg import lapack_lite as _lapack_lite
+except ImportError:  # pragma: no cover - not in every NumPy
+    _lapack_lite = None
+
+__all__ = ["dense_eigh", "top_eigh", "top_eigvals", "lanczos_top", "flip_signs", "orthonormal_basis", "procrustes_rotation",
+           "lapack_svd", "small_eigh", "small_qr", "small_svd",
            "truncated_svd", "singular_values"]
 
 # Below this size, or when more than this fraction of the spectrum is wanted, a dense
@@ -93,9 +99,8 @@ def top_eigh(S, k, *, random_state=None, mixed=False):
     k = int(min(k, d))
     if k == 0:
         return np.zeros(0), np.zeros((d, 0))
-    if d <= _DENSE_BELOW or k > _DENSE_FRACTION * d or k >= d - 1:
-        if not np.isfinite(S).all():  # the check of scipy.linalg.eigh
-            raise ValueError("array must not contain infs or NaNs")
+    if dense_eigh(d, k):
+        _check_finite(S)
         values, vectors = small_eigh(S, subset_by_index=[d - k, d - 1])
     else:
         rng = as_generator(random_state)
@@ -109,6 +114,35 @@ def top_eigh(S, k, *, random_state=None, mixed=False):
                                                             tol=1e-12)
     order = np.argsort(values)[::-1]
     return values[order], flip_signs(vectors[:, order])
+
+
+def dense_eigh(d, k):
+    """Whether :func:`top_eigh` and :func:`lanczos_top` take the top ``k`` eigenpairs of
+    a ``d x d`` matrix from a dense LAPACK call."""
+    return d <= _DENSE_BELOW or k > _DENSE_FRACTION * d or k >= d - 1
+
+
+def _check_finite(S):
+    if not np.isfinite(S).all():  # the check of scipy.linalg.eigh
+        raise ValueError("array must not contain infs or NaNs")
+
+
+def top_eigvals(S, k, *, random_state=None, mixed=False):
+    """The eigenvalues of :func:`top_eigh` (decreasing), without its eigenvectors where
+    LAPACK gives the same values without them.
+
+    On a float64 matrix that :func:`top_eigh` decomposes densely, fewer than all of its
+    eigenvalues come from LAPACK's bisection (``syevr`` with a range of indices), whose
+    values do not depend on whether eigenvectors are computed too: the same bits, without
+    the inverse iterations and the back-transformation of the vectors. Otherwise
+    :func:`top_eigh`'s values.
+    """
+    d = S.shape[0]
+    k = int(min(k, d))
+    if 0 < k < d and dense_eigh(d, k) and isinstance(S, np.ndarray) and S.dtype == np.float64:
+        _check_finite(S)
+        return small_eigh(S, eigvals_only=True, subset_by_index=[d - k, d - 1])[::-1]
+    return top_eigh(S, k, random_state=random_state, mixed=mixed)[0]
 
 
 def _top_eigh_mixed(S, k, v0):
@@ -164,7 +198,7 @@ def lanczos_top(S, k, *, rtol=1e-6, block=None, max_dim=None, random_state=None)
     """
     d = S.shape[0]
     k = int(min(k, d))
-    if k == 0 or d <= _DENSE_BELOW or k > _DENSE_FRACTION * d or k >= d - 1:
+    if k == 0 or dense_eigh(d, k):
         return (*top_eigh(S, k, random_state=random_state, mixed=True), 0)
     b = int(block) if block is not None else k
     cap = int(min(d, max_dim if max_dim is not None else max(20 * k, 300)))
@@ -292,6 +326,30 @@ def small_eigh(a, b=None, *, eigvals_only=False, subset_by_index=None):
     if info != 0:  # let scipy raise its error
         return fallback()
     return w if eigvals_only else (w, v)
+
+
+def small_qr(a):
+    """``numpy.linalg.qr(a)[0]`` (the reduced ``Q``) of a tall or square float64 matrix.
+
+    The same LAPACK calls as NumPy's (``geqrf`` with its queried workspace, then
+    ``orgqr``, from the LAPACK that NumPy links, through ``numpy.linalg.lapack_lite``),
+    so the same bits, without the per-call overhead of ``numpy.linalg.qr``: several times
+    the routines' cost on the few-column matrices of the structure selection. Anything
+    else, or a NumPy without that module, goes to ``numpy.linalg.qr``.
+    """
+    if _lapack_lite is None or not _plain_float64(a) or a.shape[0] < a.shape[1]:
+        return np.linalg.qr(a)[0]
+    m, n = a.shape
+    f = np.array(a.T, order="C")  # a in Fortran order, overwritten by the factorisation
+    tau, work = np.empty(n), np.empty(1)
+    _lapack_lite.dgeqrf(m, n, f, m, tau, work, -1, 0)  # workspace query, as NumPy's
+    lwork = max(int(work[0]), n, 1)
+    work = np.empty(lwork)
+    if _lapack_lite.dgeqrf(m, n, f, m, tau, work, lwork, 0)["info"] != 0 or \
+            _lapack_lite.dorgqr(m, n, n, f, m, tau, work, lwork, 0)["info"] != 0:
+        return np.linalg.qr(a)[0]  # (NumPy's answer, or its error)
+    # in NumPy's (C) order: the products that read Q round as they do with NumPy's
+    return np.ascontiguousarray(f.T)
 
 
 def small_svd(a, *, compute_uv=True, full_matrices=False):

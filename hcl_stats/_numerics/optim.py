@@ -23,6 +23,7 @@ The result is the same matrix as the two-loop recursion. See ``docs/estimation.m
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -31,6 +32,16 @@ from scipy.linalg import lapack
 from hcl_stats._numerics.backend import is_numpy, to_numpy
 
 __all__ = ["CompactLBFGS"]
+
+
+@functools.lru_cache(maxsize=8)
+def _upper_masks(memory):
+    """The upper-triangle masks of sizes ``0..memory`` (read only; shared by the solvers
+    of a process, built once per memory size rather than per solve)."""
+    masks = tuple(np.triu(np.ones((j, j))) for j in range(memory + 1))
+    for mask in masks:
+        mask.setflags(write=False)
+    return masks
 
 
 class CompactLBFGS:
@@ -71,7 +82,7 @@ class CompactLBFGS:
         self._SY = np.zeros((m, m))  # s_i . y_j, storage order (host)
         self._YPY = np.zeros((m, m))  # y_i . P y_j, storage order (host)
         self._order = []  # storage slots, oldest first
-        self._upper = [np.triu(np.ones((j, j))) for j in range(m + 1)]
+        self._upper = _upper_masks(m)
         # index arrays of each chronological order of the slots (a few orders recur)
         self._indices = {}
         self._kw = kw

@@ -304,7 +304,7 @@ def _dask_statistics(blocks, names, chunk_bytes, allow_nan=False):
 
 
 def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.float64,
-                          missing="raise"):
+                          missing="raise", checked=False):
     """Unbiased covariance, means and sample count of the stacked modalities.
 
     Parameters
@@ -329,6 +329,10 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.floa
         its observed mean, each entry averaged over the samples observing both features;
         :mod:`hcl_stats._statistics.missing`), float64 unless ``dtype`` asks for float32;
         complete data give the same result as with ``"raise"``.
+    checked : bool, default=False
+        The blocks are in-memory NumPy arrays already found finite and without missing
+        values (by :func:`hcl_stats._input.validation.read_blocks`, ``Blocks.checked``):
+        the direct computation does not check them again.
 
     Returns
     -------
@@ -369,9 +373,9 @@ def covariance_statistics(blocks, names=None, *, chunk_bytes=None, dtype=np.floa
     elif needs_chunks(blocks, budget, itemsize=4 if single else 8):
         S, means, n, counts = _numpy_statistics(blocks, names, chunk_bytes, allow)
     else:  # in-memory data: the direct computation
-        for m, b in enumerate(blocks):
+        for m, b in enumerate(blocks if not checked else ()):
             check_finite(b, modality_description(m, names), allow_nan=allow)
-        if allow and any(has_missing(np.asarray(b)) for b in blocks):
+        if allow and not checked and any(has_missing(np.asarray(b)) for b in blocks):
             S, means, n, counts = pairwise_covariance(blocks, names)
         else:
             result = sample_covariance(blocks, dtype=np.float32 if single else None)
