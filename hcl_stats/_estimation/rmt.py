@@ -19,8 +19,7 @@ import scipy.stats
 
 __all__ = ["tw1_quantile", "mp_edge", "wishart_edge_threshold", "mp_median",
            "cca_largest_root_threshold", "spike_population", "spike_signal", "spike_noise",
-           "spike_score_cosine2",
-           "spike_cosine2", "sphericity_statistic"]
+           "spike_cosine2", "spike_score_cosine2", "sphericity_statistic"]
 
 # Chiani (2014): TW1 is well approximated by a shifted gamma law (shape, scale, shift).
 _TW1_GAMMA = (46.446, 0.186054, 9.84801)
@@ -247,6 +246,15 @@ def spike_cosine2(ell, gamma):
     return float(max((1.0 - gamma / ell ** 2) / (1.0 + gamma / ell), 0.0))
 
 
+def spike_score_cosine2(ell, gamma):
+    """Squared cosine between a sample spike's score vector (the right singular vector of
+    the ``n x p`` data) and the true factor scores of the same samples:
+    ``(1 - gamma / ell^2) / (1 + 1 / ell)``, zero at or below the detection limit
+    (Paul 2007; Benaych-Georges and Nadakuditi 2012). :func:`spike_cosine2` is its
+    counterpart for the eigenvector."""
+    return float(max((1.0 - gamma / ell ** 2) / (1.0 + 1.0 / ell), 0.0))
+
+
 def sphericity_statistic(evals, df):
     """John's sphericity statistic of a sample covariance, standardised for high dimension.
 
@@ -271,11 +279,3 @@ def sphericity_statistic(evals, df):
     U = float(np.mean((evals / mean - 1.0) ** 2))
     return (df * U - q - 1.0) / 2.0
 
-
-def spike_score_cosine2(ell, gamma):
-    """Squared cosine between a sample spike's score vector (the right singular vector of
-    the ``n x p`` data) and the true factor scores of the same samples:
-    ``(1 - gamma / ell^2) / (1 + 1 / ell)``, zero at or below the detection limit
-    (Paul 2007; Benaych-Georges and Nadakuditi 2012). :func:`spike_cosine2` is its
-    counterpart for the eigenvector."""
-    return float(max((1.0 - gamma / ell ** 2) / (1.0 + 1.0 / ell), 0.0))

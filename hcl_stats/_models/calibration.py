@@ -21,13 +21,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import scipy.optimize
 
 from hcl_stats._estimation.rmt import (
     spike_cosine2,
     spike_population,
+    spike_noise,
     spike_score_cosine2,
-    spike_signal,
 )
 from hcl_stats._structure import row_slices
 
@@ -65,9 +64,9 @@ def noise_ratio(W, psi, n_features, joint_counts, total_variance=None):
     ``(1 + mu_j) / rho`` at ``gamma = p_m / (N_m - 1)``
     (:func:`hcl_stats._estimation.rmt.spike_signal`); as ``N_m`` grows it tends to
     ``1 + e / (psi_m (p_m - r_m))`` (the trailing mean), which is 1 when the model
-    accounts for the modality's variance. Found by scipy's ``brentq`` between the
-    trailing mean (where the left side is at most ``t``: each ``ell_j <= x_j - 1``) and
-    ``t / p_m``; 1 for a modality without factors.
+    accounts for the modality's variance. It is the largest root of that equation,
+    :func:`hcl_stats._estimation.rmt.spike_noise` (the selection's noise equation, in
+    these units); 1 for a modality without factors or without variance outside them.
 
     Parameters
     ----------
@@ -105,14 +104,9 @@ def noise_ratio(W, psi, n_features, joint_counts, total_variance=None):
             left = total_variance[m] - float(np.sum(W[rows] ** 2)) - float(psi[rows].sum())
             trace += left / float(psi[rows].mean())
         spikes = (1.0 + mu).tolist()
-        gamma, low, high = p / df[m], (trace - sum(spikes)) / (p - mu.size), trace / p
-
-        def excess(rho):
-            return p * rho + rho * spike_signal(spikes, rho, gamma) - trace
-
-        if p <= mu.size or low <= 0 or excess(low) >= 0.0:  # nothing to solve
+        if p <= mu.size or trace <= sum(spikes):  # no variance left outside the spikes
             continue
-        out[m] = scipy.optimize.brentq(excess, low, high, xtol=1e-12, rtol=1e-12)
+        out[m] = spike_noise(spikes, trace, p, p / df[m])
     return out
 
 
@@ -176,8 +170,15 @@ def calibrated_loadings(W, psi, structure, n_features, joint_counts, *, samples=
     """
     if samples not in ("new", "fitted"):
         raise ValueError(f"samples must be 'new' or 'fitted', got {samples!r}")
+    new, fitted = _calibrated_pair(W, psi, structure, n_features, joint_counts, noise_ratio)
+    return new if samples == "new" else fitted
+
+
+def _calibrated_pair(W, psi, structure, n_features, joint_counts, noise_ratio):
+    """:func:`calibrated_loadings` for new samples and for the samples of the fit, from one
+    decomposition of each block."""
     W = np.asarray(W, dtype=np.float64)
-    out = W.copy()
+    new, fitted = W.copy(), W.copy()
     slices = row_slices(n_features)
     widths = np.asarray(n_features, dtype=np.float64)
     df = _degrees_of_freedom(joint_counts)
@@ -193,25 +194,23 @@ def calibrated_loadings(W, psi, structure, n_features, joint_counts, *, samples=
         U, d, Vt = np.linalg.svd(W[rows, cols] / root, full_matrices=False)
         edge = (1.0 + np.sqrt(gamma)) ** 2
         offset = 1.0 / float(ratio.mean())
-        kept = np.zeros_like(d)
+        kept_new, kept_fitted = np.zeros_like(d), np.zeros_like(d)
         for k, value in enumerate(d):
             x = value * value + offset
             if x > edge:
                 ell = spike_population(x, gamma)
-                kept[k] = np.sqrt(ell * spike_cosine2(ell, gamma) if samples == "new" else
-                                  x * spike_score_cosine2(ell, gamma))
-        out[rows, cols] = root * ((U * kept) @ Vt)
-    return out
+                kept_new[k] = np.sqrt(ell * spike_cosine2(ell, gamma))
+                kept_fitted[k] = np.sqrt(x * spike_score_cosine2(ell, gamma))
+        new[rows, cols] = root * ((U * kept_new) @ Vt)
+        fitted[rows, cols] = root * ((U * kept_fitted) @ Vt)
+    return new, fitted
 
 
 def calibration(W, psi, structure, n_features, joint_counts, total_variance=None):
     """The :class:`Calibration` of a fitted model (:func:`noise_ratio`, then
     :func:`calibrated_loadings` for new samples and for the samples of the fit)."""
     rho = noise_ratio(W, psi, n_features, joint_counts, total_variance)
-    new, fitted = (calibrated_loadings(W, psi, structure, n_features, joint_counts,
-                                       samples=samples, noise_ratio=rho)
-                   for samples in ("new", "fitted"))
-    return Calibration(new, fitted, rho)
+    return Calibration(*_calibrated_pair(W, psi, structure, n_features, joint_counts, rho), rho)
 
 
 def error_covariance(C, G, G_noise, H_new, H_fitted):
