@@ -644,11 +644,11 @@ def _newton_direction(layout, x, grad, pgrad, G, precondition, rel, tol):
     ``H D = -grad`` from ``D = 0``, stopped at the relative residual
     ``min(0.5, max(sqrt(rel), 0.5 tol / rel))`` (see ``_NEWTON_CG``), after
     ``_NEWTON_CG`` products, or at a direction of non-positive curvature (Steihaug 1983;
-    then the iterate so far, or ``-P grad`` on the first product). Every iterate is a descent direction. Written out because
-    :func:`scipy.sparse.linalg.cg` has no negative-curvature exit and its
-    ``LinearOperator`` calls cost more than the products at these sizes; the vector
-    updates are BLAS ``axpy`` in place and the inner products BLAS ``dot`` (one call each,
-    where the call, not its arithmetic, is the cost here).
+    then the iterate so far, or ``-P grad`` on the first product). Every iterate is a
+    descent direction. Written out because :func:`scipy.sparse.linalg.cg` has no
+    negative-curvature exit and its ``LinearOperator`` calls cost more than the products
+    at these sizes; the vector updates are BLAS ``axpy`` in place and the inner products
+    BLAS ``dot`` (one call each, where the call, not its arithmetic, is the cost here).
     """
     r, p = -grad, -pgrad  # new arrays, updated in place below
     rz = _dot(r, p)

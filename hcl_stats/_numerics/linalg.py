@@ -16,7 +16,6 @@ import scipy.sparse.linalg
 from scipy.linalg import lapack
 from threadpoolctl import ThreadpoolController
 
-
 from hcl_stats._numerics.random import as_generator
 
 try:  # the LAPACK NumPy links (see small_qr)
@@ -24,8 +23,9 @@ try:  # the LAPACK NumPy links (see small_qr)
 except ImportError:  # pragma: no cover - not in every NumPy
     _lapack_lite = None
 
-__all__ = ["dense_eigh", "top_eigh", "top_eigvals", "lanczos_top", "flip_signs", "orthonormal_basis", "procrustes_rotation",
-           "lapack_svd", "small_eigh", "small_qr", "small_svd",
+__all__ = ["dense_eigh", "top_eigh", "top_eigvals", "lanczos_top", "flip_signs",
+           "orthonormal_basis", "procrustes_rotation", "lapack_svd", "small_eigh", "small_qr",
+           "small_svd",
            "truncated_svd", "singular_values"]
 
 # Below this size, or when more than this fraction of the spectrum is wanted, a dense
