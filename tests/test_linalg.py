@@ -80,6 +80,22 @@ def test_lanczos_top_matches_lapack(spiked, block):
     np.testing.assert_allclose(vectors.T @ vectors, np.eye(k), atol=1e-5)
 
 
+def test_lanczos_top_more_values_than_one_check_interval():
+    # one vector per block and k above the number of blocks between Ritz checks: the first
+    # check must wait until the basis holds k vectors (it once asked LAPACK for more
+    # Ritz values than the Krylov matrix had)
+    rng = np.random.default_rng(3)
+    d, k = 400, 45
+    Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    spectrum = np.concatenate([np.linspace(60.0, 10.0, k), rng.uniform(0.5, 1.5, d - k)])
+    S = (Q * spectrum) @ Q.T
+    values, vectors, n_products = lanczos_top(S, k, rtol=1e-4, block=1, random_state=0)
+    assert values.shape == (k,) and vectors.shape == (d, k)
+    exact = scipy.linalg.eigvalsh(S)[::-1][:k]
+    assert values.sum() == pytest.approx(exact.sum(), rel=1e-5)
+    np.testing.assert_allclose(values, exact, rtol=1e-3)
+
+
 def test_lanczos_top_small_matrices_use_lapack():
     rng = np.random.default_rng(1)
     A = rng.standard_normal((50, 50))

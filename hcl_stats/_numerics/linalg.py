@@ -224,7 +224,8 @@ def lanczos_top(S, k, *, rtol=1e-6, block=None, max_dim=None, random_state=None)
             T[j:j + b, :j + b] = H
             T[:j + b, j:j + b] = H.T
             m = j + b
-            if (m // b) % every == 0 or m + b > cap:  # Ritz values every few blocks
+            # Ritz values every few blocks, once the basis holds the k that are wanted
+            if m >= k and ((m // b) % every == 0 or m + b > cap):
                 values, Y = scipy.linalg.eigh(T[:m, :m], subset_by_index=[m - k, m - 1],
                                               check_finite=False)
                 total = float(values.sum())
