@@ -230,3 +230,19 @@ def test_bench_real_times_every_stage_and_leaves_the_package_unchanged():
     views = load_breast_cancer_modalities().views
     standardised = {k: (v - v.mean(0)) / v.std(0) for k, v in views.items()}
     assert row["K"] == HCL().fit(standardised).n_components_
+
+
+def test_probe_accuracies_select_the_structure_inside_each_training_fold():
+    # "auto": HCL() selects on the training fold, and PCA gets that fold's dimension; the
+    # probe of a factor model that keeps the class direction beats chance clearly
+    from simulations.real_data import probe_accuracies
+
+    data = load_breast_cancer_modalities()
+    views = {k: (v - v.mean(0)) / v.std(0) for k, v in data.views.items()}
+    out = probe_accuracies(views, data.target, "auto", folds=3, methods=["HCL", "PCA"])
+    assert out.loc["HCL", "dimension"] == out.loc["PCA", "dimension"] >= 1
+    chance = max(np.mean(data.target), 1 - np.mean(data.target))
+    assert out.loc["HCL", "accuracy"] > chance + 0.2
+    assert out["error"].eq("").all()
+    with pytest.raises(ValueError, match="'auto'"):
+        probe_accuracies(views, data.target, "full", folds=3)

@@ -92,8 +92,10 @@ print(f"figure: {figure_path}")
 #
 # Does the structured representation keep what matters? Each factor model is fitted on
 # the training folds only, its scores are frozen, and a logistic regression on them
-# predicts malignancy on the held-out fold. All methods get the same number of factors.
+# predicts malignancy on the held-out fold. `HCL()` selects its structure on each training
+# fold (the selection is part of the fit), and the other methods get that fold's number of
+# factors (JIVE: its ranks per modality).
 
 # %%
-probes = probe_accuracies(X, y, model.structure_, folds=3 if SMALL else 5)
+probes = probe_accuracies(X, y, "auto", folds=3 if SMALL else 5)
 print(probes.drop(columns="error").round(3))
