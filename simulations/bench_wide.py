@@ -27,15 +27,15 @@ anything on a shared machine.
 from __future__ import annotations
 
 import argparse
-import warnings
+import pathlib
 
 import numpy as np
 import pandas as pd
-from sklearn.decomposition import PCA
 
-from hcl_stats import HCL, Structure
+from hcl_stats import Structure
 from hcl_stats.datasets import make_hierarchical
-from simulations.bench_real import STAGES, TIMERS, timed_stages
+from simulations import bench_real
+from simulations.bench_real import STAGES, TIMERS
 
 __all__ = ["DESIGNS", "bench_design", "main", "make_design"]
 
@@ -64,17 +64,8 @@ def make_design(n, p, M, random_state=0):
 
 
 def _one_round(X, Xcat, clock):
-    totals = dict.fromkeys(STAGES, 0.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with timed_stages(totals, clock):
-            t0 = clock()
-            model = HCL().fit(X)
-            fit_s = clock() - t0
-    totals["other"] = fit_s - sum(totals.values())
-    t0 = clock()
-    PCA(model.n_components_, random_state=0).fit(Xcat)
-    pca_s = clock() - t0
+    """:func:`simulations.bench_real`'s round (fit by stage, PCA), then ``Xc.T @ Xc``."""
+    model, fit_s, pca_s, totals = bench_real._one_round(X, Xcat, clock)
     t0 = clock()
     Xc = Xcat - Xcat.mean(axis=0)
     Xc.T @ Xc
@@ -120,9 +111,7 @@ def main(argv=None):
     print("\nwhere the fit's time goes (seconds, medians over rounds):\n")
     print(table[list(STAGES)].to_string(float_format=lambda v: f"{v:.3f}"))
     if args.out:
-        import os
-
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out)
     return 0
 

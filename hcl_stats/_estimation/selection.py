@@ -38,6 +38,9 @@ All the linear algebra runs on one BLAS thread (:func:`select_structure`), so th
 decisions at a threshold do not depend on the thread count. ``S`` is checked finite once
 on entry; the many small decompositions go straight to LAPACK
 (:func:`hcl_stats._numerics.linalg.small_eigh`, :func:`~hcl_stats._numerics.linalg.small_svd`).
+A modality much wider than the samples (``S_mm`` of rank at most ``n - 1``) is decomposed
+from the range of ``S_mm`` (:func:`~hcl_stats._numerics.linalg.range_eigh`: its non-zero
+eigenpairs, exact to rounding, and zeros), and its step-5 spectrum from those eigenpairs.
 """
 
 from __future__ import annotations
@@ -194,8 +197,9 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     of the *denoised* ``x_m`` with the other modalities' jointly whitened reduced variables
     (:meth:`_CrossProducts.cross_whitened`): ``x_m`` is denoised by its linear predictor
     of the signal, ``(S_mm - sigma^2 I) S_mm^{-1}`` with negative eigenvalues set to 0
-    (``spectrum`` is the eigendecomposition of ``S_mm``, ``sigma2`` its noise variance),
-    which damps the
+    (``spectrum`` is the eigendecomposition of ``S_mm``, ``sigma2`` its noise variance;
+    for a wide modality its non-zero eigenpairs and zeros, from which the compressed
+    eigenvalues then come, :func:`_compressed_eigvals`), which damps the
     isotropic noise of the cross-covariance in the directions where ``S_mm`` shows no
     signal. ``S_mm`` is compressed to the orthogonal complement of the shared directions
     (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 (noise variance
