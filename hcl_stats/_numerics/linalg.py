@@ -342,16 +342,16 @@ def range_eigh(a, max_rank, *, eigvals_only=False, random_state=0):
 
     Where LAPACK's ``O(d^3)`` would dominate (the size rule of :func:`dense_eigh` for
     ``w = max_rank + 10`` eigenpairs of a ``d x d`` matrix), the eigenpairs come from
-    one product with a random ``d x w`` block ``Omega``: ``Q``, an orthonormal basis of
-    ``a Omega``, holds the whole range of ``a`` (``a Omega`` has the rank of ``a`` for
-    almost every ``Omega`` once ``w`` exceeds it), so the eigenpairs of ``Q^T a Q``
-    rotated by ``Q`` are those of ``a`` for its non-zero eigenvalues, up to rounding: an
-    eigenvector of eigenvalue ``lambda_i`` is missed by an angle of order
-    ``eps lambda_1 / lambda_i`` (the rounding of ``a Omega``), which moves the
-    eigenvalues at second order. No iteration and no tolerance: this is not a
-    randomised approximation but an exact decomposition where the rank bound holds. The
-    other ``d - max_rank`` eigenvalues, zero, are returned as zeros without their
-    eigenvectors. The bound is verified: what ``a`` holds outside ``span(Q)`` adds to its
+    one product with a random ``d x w`` block ``Omega`` and one with the orthonormal
+    basis ``Q`` of ``a Omega`` (``O(d^2 w)``): ``Q`` holds the whole range of ``a``
+    (``a Omega`` has the rank of ``a`` for almost every ``Omega`` once ``w`` exceeds it),
+    so the eigenpairs of ``Q^T a Q`` rotated by ``Q`` are those of ``a`` for its non-zero
+    eigenvalues, up to rounding: an eigenvector of eigenvalue ``lambda_i`` is missed by
+    an angle of order ``eps lambda_1 / lambda_i`` (the rounding of ``a Omega``), which
+    moves the eigenvalues at second order. No iteration and no convergence criterion:
+    not a randomised approximation but an exact decomposition where the rank bound
+    holds. The other ``d - max_rank`` eigenvalues, zero, are returned as zeros without
+    their eigenvectors. The bound is verified: what ``a`` holds outside ``span(Q)`` adds to its
     trace and to its squared Frobenius norm, which must be those of ``Q^T a Q`` to
     ``1e-12`` relative for float64 input (rounding leaves about ``1e-15``) and ``1e-7`` for
     float32 (whose rounding leaves about ``1e-9``); a matrix that fails, and a small or
