@@ -24,6 +24,8 @@ COMMANDS = {
                   "HCL() on real multi-view data: structure, probes, fit time vs PCA"),
     "bench-real": ("simulations.bench_real",
                    "HCL() fit time over PCA on real data, and where the time goes"),
+    "bench-wide": ("simulations.bench_wide",
+                   "HCL() fit time over PCA and X.T @ X on wide data (n << p), by stage"),
     "bench-gpu": ("simulations.bench_gpu", "CuPy against NumPy fit time (skips without a GPU)"),
     "likelihood": ("simulations.likelihood_study",
                    "least squares vs likelihood, isotropic vs diagonal noise (M = 3..5)"),

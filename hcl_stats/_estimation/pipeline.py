@@ -52,6 +52,8 @@ _WIDE_RATIO = 4
 # the covariance of data with n d^2 at most this (a few milliseconds of one core) is computed
 # on one BLAS thread
 _SERIAL_COVARIANCE = 2 ** 25
+# _rescaled_own works on row blocks of about this many bytes (in cache)
+_RESCALE_CHUNK_BYTES = 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -163,12 +165,14 @@ def _rescaled_pairs(pairs, factors, n_features):
 
 
 def _bind_structure(params, n_features, names, S=None, n_samples=None, joint_counts=None,
-                    pairs=None):
+                    pairs=None, checked=False):
     """The structure bound to the data, and for ``"auto"`` the selection's
     :class:`hcl_stats._estimation.selection.SelectionResult` (None for a given structure).
 
     With ``joint_counts`` (missing values) the structure, given or selected, is also
-    checked against the observation pattern (:func:`check_structure`).
+    checked against the observation pattern (:func:`check_structure`). ``checked``: ``S``
+    is a finite, exactly symmetric float64 NumPy array, which the selection then reads
+    without checking it.
     """
     structure, selection = params["structure"], None
     if isinstance(structure, str):  # "auto": selected from the host covariance
@@ -176,7 +180,8 @@ def _bind_structure(params, n_features, names, S=None, n_samples=None, joint_cou
             np.asarray(to_numpy(S), dtype=float), n_features, n_samples=n_samples,
             max_rank=params["max_rank"], names=names, strength=params["strength"],
             max_components=params["max_components"],
-            joint_counts=_selection_counts(joint_counts, names), pair_covariances=pairs)
+            joint_counts=_selection_counts(joint_counts, names), pair_covariances=pairs,
+            check_input=not checked)
         structure = selection.structure
         if joint_counts is None:
             return structure, selection
@@ -272,9 +277,40 @@ def _rescaled(S, factors, xp):
         return S
     r = 1.0 / np.sqrt(factors)
     if is_numpy(xp):
-        return np.asarray(S, dtype=np.float64) * r[:, None] * r[None, :]
+        out = np.multiply(np.asarray(S, dtype=np.float64), r[:, None])
+        out *= r[None, :]  # (the product's two roundings, in one new array)
+        return out
     rx = xp.asarray(r, dtype=S.dtype, device=getattr(S, "device", None))
     return S * rx[:, None] * rx[None, :]
+
+
+def _rescaled_own(S, factors, selecting):
+    """The package's own float64 covariance ``S`` (exactly symmetric, as its statistics
+    compute it) rescaled in place as :func:`_rescaled` rescales it, and, when
+    ``selecting``, the matrix the structure selection reads (else None): the rescaled
+    ``S`` symmetrised as :func:`hcl_stats._input.validation.check_covariance`
+    symmetrises it (the rounding of the rescaling leaves entries ``(i, j)`` and ``(j, i)``
+    an ulp apart), in the same bits and without reading a transpose, since entry
+    ``(j, i)`` is ``(S_ij r_j) r_i``. The same elementwise operations, a few rows at a
+    time (so that they run in cache: two passes over memory rather than seven)."""
+    if factors is None:
+        return S, S if selecting else None
+    r = 1.0 / np.sqrt(factors)
+    T = np.empty_like(S) if selecting else None
+    step = max(1, _RESCALE_CHUNK_BYTES // (8 * S.shape[1]))
+    for start in range(0, S.shape[0], step):
+        rows = slice(start, start + step)
+        Si = S[rows]
+        if selecting:
+            Ti = np.multiply(Si, r[None, :], out=T[rows])
+            Ti *= r[rows, None]  # the rescaled S, transposed
+        Si *= r[rows, None]
+        Si *= r[None, :]  # the rescaled S
+        if selecting:  # its asymmetry, halved and taken off (check_covariance)
+            np.subtract(Si, Ti, out=Ti)
+            Ti *= 0.5
+            np.subtract(Si, Ti, out=Ti)
+    return S, T
 
 
 def _in_data_units(result, factors, n_features, means, total_variance, objective, n_samples):
@@ -302,7 +338,7 @@ def _in_data_units(result, factors, n_features, means, total_variance, objective
 
 
 def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=None,
-                   joint_counts=None, pairs=None):
+                   joint_counts=None, pairs=None, own=False):
     """Covariance path: fit ``S``; returns ``(result, structure, selection, joint_counts)``.
 
     ``bound``: the ``(structure, selection)`` already bound by the caller, else bound here.
@@ -310,7 +346,9 @@ def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=N
     data have missing values (``S`` is then their pairwise covariance), else None.
     ``pairs``: with missing values, the covariance of each pair of modalities from the
     samples observing both (:func:`hcl_stats._statistics.missing.pair_covariances`), for
-    the selection's pair tests.
+    the selection's pair tests. ``own``: ``S`` is the covariance the package computed
+    for this fit (float64 NumPy, finite, exactly symmetric, nobody else's), which is then
+    rescaled in place and read by the selection without a check (:func:`_rescaled_own`).
     The structure is selected on, and the model fitted to, ``S`` rescaled by the ``scale``
     rule; the result is reported in the data's units.
     """
@@ -320,12 +358,18 @@ def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=N
     S_fit = plan.xp.asarray(S) if not is_numpy(plan.xp) else np.asarray(to_numpy(S))
     diag = np.diagonal(np.asarray(to_numpy(S), dtype=np.float64)).copy()
     factors = feature_scales(diag, n_features, resolve_scale(params))
-    S_fit = _rescaled(S_fit, factors, plan.xp)
+    own = own and is_numpy(plan.xp) and S_fit.dtype == np.float64
+    selecting = isinstance(params["structure"], str)
+    S_fit, S_select = _rescaled_own(S_fit, factors, selecting) if own else \
+        (_rescaled(S_fit, factors, plan.xp), None)
     if bound is None or joint_counts is not None:
         # (a structure bound before the data were read is checked again with the joint
         # counts, which the statistics give)
-        bound = _bind_structure(params, n_features, names, S_fit, n_samples, joint_counts,
-                                _rescaled_pairs(pairs, factors, n_features))
+        bound = _bind_structure(params, n_features, names,
+                                S_fit if S_select is None else S_select, n_samples,
+                                joint_counts, _rescaled_pairs(pairs, factors, n_features),
+                                checked=S_select is not None)
+    del S_select
     structure, selection = bound
     result = fit_hcl(S_fit, n_features, structure,
                      denoise=resolve_denoise(params), solver=params["solver"],
@@ -353,7 +397,7 @@ def run_fit(params, plan, blocks, names):
                 type(b) is np.ndarray for b in blocks):  # in-memory data: pair statistics
             pairs = pair_covariances(blocks)
         return run_covariance(params, plan, S, means, n, n_features, names, bound,
-                              joint_counts, pairs)
+                              joint_counts, pairs, own=True)
     structure, selection = bound
     blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
     factors = None

@@ -38,6 +38,9 @@ All the linear algebra runs on one BLAS thread (:func:`select_structure`), so th
 decisions at a threshold do not depend on the thread count. ``S`` is checked finite once
 on entry; the many small decompositions go straight to LAPACK
 (:func:`hcl_stats._numerics.linalg.small_eigh`, :func:`~hcl_stats._numerics.linalg.small_svd`).
+A modality much wider than the samples (``S_mm`` of rank at most ``n - 1``) is decomposed
+from the range of ``S_mm`` (:func:`~hcl_stats._numerics.linalg.range_eigh`: its non-zero
+eigenpairs, exact to rounding, and zeros), and its step-5 spectrum from those eigenpairs.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ from hcl_stats._estimation.rmt import (
 )
 from hcl_stats._input.params import check_positive_int
 from hcl_stats._input.validation import check_covariance
-from hcl_stats._numerics.linalg import serial_blas, small_eigh, small_qr, small_svd
+from hcl_stats._numerics.linalg import range_eigh, serial_blas, small_eigh, small_qr, small_svd
 from hcl_stats._structure import Structure, check_joint_counts, row_slices, subset_label
 
 __all__ = ["SelectionResult", "select_structure"]
@@ -194,8 +197,9 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     of the *denoised* ``x_m`` with the other modalities' jointly whitened reduced variables
     (:meth:`_CrossProducts.cross_whitened`): ``x_m`` is denoised by its linear predictor
     of the signal, ``(S_mm - sigma^2 I) S_mm^{-1}`` with negative eigenvalues set to 0
-    (``spectrum`` is the eigendecomposition of ``S_mm``, ``sigma2`` its noise variance),
-    which damps the
+    (``spectrum`` is the eigendecomposition of ``S_mm``, ``sigma2`` its noise variance;
+    for a wide modality its non-zero eigenpairs and zeros, from which the compressed
+    eigenvalues then come, :func:`_compressed_eigvals`), which damps the
     isotropic noise of the cross-covariance in the directions where ``S_mm`` shows no
     signal. ``S_mm`` is compressed to the orthogonal complement of the shared directions
     (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 (noise variance
@@ -207,24 +211,39 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     p = n_features[m]
     Smm = S[rows[m], rows[m]]
     others = [a for a in range(len(rows)) if a != m and U[a].shape[1] > 0]
+    ev, V = spectrum
+    ev = ev[:V.shape[1]]
+    wide = V.shape[1] < p  # the spectrum of the range of S_mm and its zeros (range_eigh)
     if c > 0 and others:
         Y = products.cross_whitened(m, others)
         c = min(c, Y.shape[1], p - 1)
-        ev, V = spectrum
         # signal share 1 - sigma^2 / ev, zero where ev <= sigma^2 (constant features: ev = 0)
         ratio = np.divide(sigma2, ev, out=np.ones_like(ev), where=ev > sigma2)
         w = 1.0 - ratio
         Q = small_svd(V @ (w[:, None] * (V.T @ Y)))[0][:, :c]
-        PS = Smm - Q @ (Q.T @ Smm)
-        PS = PS - (PS @ Q) @ Q.T
-        evals = small_eigh(PS, eigvals_only=True)[::-1][:p - c]
+        if wide:
+            evals = _compressed_eigvals(ev, V, Q, p)[:p - c]
+        else:
+            PS = Smm - Q @ (Q.T @ Smm)
+            PS = PS - (PS @ Q) @ Q.T
+            evals = small_eigh(PS, eigvals_only=True)[::-1][:p - c]
     else:
         c = 0
-        evals = small_eigh(Smm, eigvals_only=True)[::-1]
+        evals = spectrum[0] if wide else small_eigh(Smm, eigvals_only=True)[::-1]
     strong = int(np.sum(evals > floor))
     sigma2, r, thresholds = _modality_rank(evals, p - c, df, alpha,
                                            min(kmax, p - c, strong))
     return sigma2, min(r, max(p - 1 - c, 0)), evals, thresholds
+
+
+def _compressed_eigvals(ev, V, Q, p):
+    """The ``p`` eigenvalues (decreasing) of ``S_mm`` compressed to the orthogonal
+    complement of ``Q``'s columns, ``P S_mm P``, from eigenpairs ``ev``, ``V`` that hold
+    all of its range (``S_mm = V diag(ev) V^T``, fewer columns than ``p``): those of the
+    Gram matrix of ``P V diag(ev)^{1/2}``, then zeros."""
+    A = (V - Q @ (Q.T @ V)) * np.sqrt(np.maximum(ev, 0.0))
+    values = small_eigh(A.T @ A, eigvals_only=True)[::-1]
+    return np.concatenate([values, np.zeros(p - values.shape[0])])
 
 
 def _extra_directions(n_features, df, alpha, m, others, base, spectra, record, products):
@@ -469,7 +488,8 @@ class _Evidence:
         return pd.DataFrame(data, copy=False)  # the dict keeps the order of _COLUMNS
 
 
-def _check_selection_params(S, n_features, n_samples, max_rank, names, alpha):
+def _check_selection_params(S, n_features, n_samples, max_rank, names, alpha,
+                            check_input=True):
     n_features = [check_positive_int(p, "n_features entries") for p in n_features]
     n = check_positive_int(n_samples, "n_samples", minimum=3)
     if isinstance(alpha, bool) or not (0 < float(alpha) < 0.5):
@@ -481,7 +501,8 @@ def _check_selection_params(S, n_features, n_samples, max_rank, names, alpha):
         names = tuple(names)
         if len(names) != len(n_features):
             raise ValueError(f"{len(names)} names given for {len(n_features)} modalities")
-    S = check_covariance(S, sum(n_features))
+    if check_input:
+        S = check_covariance(S, sum(n_features))
     return S, n_features, n, float(alpha), names
 
 
@@ -565,7 +586,7 @@ def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
     U, lam, sig, spectra = [], [], [], []
     for m in range(M):
         p, df = n_features[m], dof(m)
-        evals, evecs = small_eigh(S[rows[m], rows[m]])
+        evals, evecs = range_eigh(S[rows[m], rows[m]], df)  # (dense unless p >> df)
         evals, evecs = evals[::-1], evecs[:, ::-1]
         kmax = _max_factors(p, df, None if max_rank is None else max_rank * 2 ** (M - 1))
         memo = {}  # the two counts below share their noise iterations
@@ -617,7 +638,7 @@ def _pair_whitened(Sp, a, b, n_features, df, base):
     spectral, full = {}, {}
     for m in (a, b):
         Smm = Sp[rows_p[m], rows_p[m]]
-        spectral[m], full[m] = _whitened(base[m], Smm, *small_eigh(Smm), n_features[m], df)
+        spectral[m], full[m] = _whitened(base[m], Smm, *range_eigh(Smm, df), n_features[m], df)
     return Sp, rows_p, (spectral, full)
 
 
@@ -849,7 +870,8 @@ def _budget(S, rows, n_features, dof, blocks, noise, spectra, max_components, re
 
 def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
                      random_state=None, alpha=0.01, augment=True, strength=1.0,
-                     max_components=None, joint_counts=None, pair_covariances=None):
+                     max_components=None, joint_counts=None, pair_covariances=None,
+                     check_input=True):
     """Select the structure (shared subsets and their ranks) from a sample covariance.
 
     See the module docstring and ``docs/selection.md`` for the method, its assumptions
@@ -911,6 +933,11 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
         then whiten its cross-covariance by the two modalities' covariances from the same
         samples, so that under no shared signal the canonical correlations are those of
         ``N_ab`` observations. Pairs not in it use ``S``.
+    check_input : bool, default=True
+        Check ``S`` (a finite ``(d, d)`` array, symmetric to rounding, which is then
+        symmetrised). False takes ``S`` as given: for a caller that computed it as a
+        finite, exactly symmetric float64 NumPy array (the fit's own covariance); do not
+        use it otherwise.
 
     Returns
     -------
@@ -933,7 +960,8 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
     """
     del random_state
     S, n_features, n, alpha, names = _check_selection_params(S, n_features, n_samples,
-                                                             max_rank, names, alpha)
+                                                             max_rank, names, alpha,
+                                                             check_input)
     if isinstance(strength, bool) or not np.isfinite(float(strength)) or float(strength) < 0:
         raise ValueError(f"strength must be a non-negative number, got {strength!r}")
     if max_components is not None:
