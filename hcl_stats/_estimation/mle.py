@@ -29,7 +29,7 @@ import scipy.optimize
 import scipy.sparse.linalg
 from sklearn.exceptions import ConvergenceWarning
 
-from hcl_stats._estimation.likelihood import LOG_2PI, NOISE_FLOOR
+from hcl_stats._estimation.likelihood import LOG_2PI, NOISE_FLOOR, noise_floor
 from hcl_stats._numerics.linalg import serial_blas
 from hcl_stats._structure import row_slices
 
@@ -93,7 +93,10 @@ class _Problem:
         else:
             self.fixed = None
             size = np.bincount(groups, minlength=n_groups).astype(float)
-            self.floor = NOISE_FLOOR * np.bincount(groups, self.diagS, n_groups) / size
+            if n_groups == len(groups):  # one variance per feature
+                self.floor = noise_floor(self.diagS, n_features)
+            else:
+                self.floor = NOISE_FLOOR * np.bincount(groups, self.diagS, n_groups) / size
             self.theta_scale = 1.0 / np.sqrt(size)
             psi0 = np.maximum(psi0, 2.0 * self.floor[groups])
         U0 = W0 / psi0[:, None]
@@ -217,10 +220,17 @@ def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal
 
     Started from ``(W_init, noise_init)`` (the least-squares fit); the variables are the free
     loadings and the logarithms of the noise variances above a floor of
-    ``1e-6 x`` the mean sample variance of their features. Stops when the relative
-    gradient (the free gradient of ``f`` over the norm of its ``S``-dependent part,
-    ``2 Sigma^{-1} S Sigma^{-1} W`` and ``diag(Sigma^{-1} S Sigma^{-1}) psi``) is at most
-    ``tol``; warns with ``ConvergenceWarning`` otherwise.
+    ``1e-6 x`` the mean sample variance of their features (per feature:
+    :func:`hcl_stats._estimation.likelihood.noise_floor`, positive for constant features).
+    With ``noise="diagonal"``, a feature whose sample variance does not exceed its floor (a
+    constant feature) gets the floor as its noise variance and zero loadings, and the
+    likelihood is maximised over the other features: for a constant feature, whose
+    covariances with the others are zero, that is the maximum (the likelihood then
+    separates, and its part in that feature, ``log psi``, is least at the floor), which the
+    iterations would only approach with ``psi -> floor`` at ever smaller steps. Stops when
+    the relative gradient (the free gradient of ``f`` over the norm of its ``S``-dependent
+    part, ``2 Sigma^{-1} S Sigma^{-1} W`` and ``diag(Sigma^{-1} S Sigma^{-1}) psi``) is at
+    most ``tol``; warns with ``ConvergenceWarning`` otherwise.
 
     Parameters
     ----------
@@ -256,6 +266,12 @@ def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal
     if noise == "fixed" and not np.all(np.asarray(noise_init) > 0):
         raise ValueError("the likelihood needs positive noise variances")
     W_init = np.where(mask, np.asarray(W_init, dtype=np.float64), 0.0)
+    if noise == "diagonal":
+        floor = noise_floor(diag_S, n_features)
+        if np.any(np.asarray(diag_S) <= floor):
+            return _without_constant_features(S, diag_S, n_features, mask, W_init,
+                                              noise_init, floor, n_samples=n_samples,
+                                              max_iter=max_iter, tol=tol)
     with serial_blas():
         problem = _Problem(S, diag_S, n_features, mask, W_init, noise_init, groups, n_groups)
         y, n_iter, f, rel = _minimise(problem, max_iter, tol)
@@ -271,3 +287,45 @@ def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal
     d = S.shape[0]
     loglik = -0.5 * n_samples * (f + d * LOG_2PI)
     return MLEResult(W, psi, float(f), float(loglik), n_iter, bool(converged), float(rel))
+
+
+def _restricted(S, keep):
+    """``S`` (a matrix or an operator) restricted to the rows and columns ``keep``."""
+    if not isinstance(S, scipy.sparse.linalg.LinearOperator):
+        return S[np.ix_(keep, keep)]
+    d = S.shape[0]
+
+    def matmat(V):
+        V = np.asarray(V, dtype=np.float64).reshape(len(keep), -1)
+        full = np.zeros((d, V.shape[1]))
+        full[keep] = V
+        return np.asarray(S @ full)[keep]
+
+    return scipy.sparse.linalg.LinearOperator((len(keep), len(keep)), matvec=matmat,
+                                              matmat=matmat, dtype=np.float64)
+
+
+def _without_constant_features(S, diag_S, n_features, mask, W_init, noise_init, floor, *,
+                               n_samples, max_iter, tol):
+    """:func:`solve_likelihood` with per-feature noise when some features have a sample
+    variance at or below their floor: the fit of the other features, with zero loadings and
+    the floor as noise variance for those (see :func:`solve_likelihood`)."""
+    diag_S = np.asarray(diag_S, dtype=np.float64)
+    constant = diag_S <= floor
+    keep = np.flatnonzero(~constant)
+    rows = row_slices(n_features)
+    widths = [int(np.count_nonzero(~constant[r])) for r in rows]
+    res = solve_likelihood(_restricted(S, keep), widths, mask[keep], W_init[keep],
+                           np.asarray(noise_init, dtype=np.float64)[keep], noise="diagonal",
+                           n_samples=n_samples, max_iter=max_iter, tol=tol,
+                           diag_S=diag_S[keep])
+    W = np.zeros(W_init.shape)
+    W[keep] = res.loadings
+    psi = floor.copy()
+    psi[keep] = res.noise_variance
+    # each constant feature adds log psi + S_ii / psi to f and LOG_2PI to the d terms
+    f = res.objective + float(np.sum(np.log(floor[constant])
+                                     + diag_S[constant] / floor[constant]))
+    loglik = -0.5 * n_samples * (f + len(diag_S) * LOG_2PI)
+    return res._replace(loadings=W, noise_variance=psi, objective=float(f),
+                        log_likelihood=float(loglik))

@@ -249,7 +249,9 @@ class JIVE(DataFactorModel):
     ----------
     joint_rank : int, Structure or None, default=None
         Joint rank (with ``rank_selection="given"``). A global + specific
-        :class:`~hcl_stats.Structure` gives both the joint and the individual ranks.
+        :class:`~hcl_stats.Structure` gives both the joint and the individual ranks; a
+        modality it declares without factors (no global block and no specific one) is
+        modelled as noise only, zero loadings, as in :class:`hcl_stats.HCL`.
     individual_ranks : int or sequence of int or None, default=None
         Individual rank of each modality (an int: the same for all).
     rank_selection : {"given", "permutation", "bic"}, default="given"
@@ -416,8 +418,11 @@ class JIVE(DataFactorModel):
             joint, ind, extra = self._select_permutation(data, comp, rng, seed)
         elif self.rank_selection == "bic":
             joint, ind, extra = self._select_bic(comp.reduced, n, seed)
+        # a modality that a given Structure leaves without factors is noise only
+        noise_only = [m for m, r in enumerate(ind) if joint == 0 and r == 0] \
+            if isinstance(self.joint_rank, Structure) else []
         structure, ind = joint_individual_structure(
-            joint, ind, names, selected=self.rank_selection != "given")
+            joint, ind, names, selected=self.rank_selection != "given", noise_only=noise_only)
         result = fit_jive(comp.reduced, joint, ind, max_iter=self.max_iter, tol=self.tol,
                           random_state=seed)
         if not result.converged:
