@@ -31,6 +31,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from hcl_stats._estimation.likelihood import LOG_2PI, NOISE_FLOOR, noise_floor
 from hcl_stats._numerics.linalg import serial_blas
+from hcl_stats._numerics.optim import CompactLBFGS
 from hcl_stats._structure import row_slices
 
 __all__ = ["MLEResult", "noise_groups", "solve_likelihood"]
@@ -211,6 +212,69 @@ def _minimise(problem, max_iter, tol):
         y, n_iter = res.x, int(res.nit)
     fun(y)
     f, _, rel = cache["value"]
+    if rel > tol and n_iter < max_iter:  # stopped short: the objective's precision
+        y, more, f, rel = _polish(problem, y, cache["value"], res.hess_inv,
+                                  max_iter - n_iter, tol)
+        n_iter += more
+    return y, n_iter, f, rel
+
+
+def _slope_search(problem, y, d, slope0, max_evals=30):
+    """A step ``t`` along ``d`` (``slope0 = g . d < 0``) where the directional derivative
+    has fallen to at most ``0.9 |slope0|`` in size (the curvature condition of the strong
+    Wolfe conditions), from directional derivatives only: doubling until the slope turns
+    or is small enough, then secant steps inside the bracket. Returns ``(t, evaluation)``
+    or None."""
+    lo, s_lo, hi, s_hi, t = 0.0, slope0, None, None, 1.0
+    for _ in range(max_evals):
+        value = problem.evaluate(y + t * d)
+        slope = float(value[1] @ d)
+        if not np.isfinite(value[0]) or not np.isfinite(slope):
+            hi, s_hi = t, np.inf  # too far: back off
+        elif abs(slope) <= 0.9 * abs(slope0):
+            return t, value
+        elif slope < 0:
+            lo, s_lo = t, slope
+        else:
+            hi, s_hi = t, slope
+        if hi is None:
+            t *= 2.0
+        elif np.isfinite(s_hi):
+            t = lo + (hi - lo) * s_lo / (s_lo - s_hi)  # secant root of the slope
+        else:
+            t = 0.5 * (lo + hi)
+    return None
+
+
+def _polish(problem, y, value, hess_inv, max_iter, tol):
+    """L-BFGS from where scipy's stopped short of ``tol`` before ``max_iter``, with a line
+    search on the directional derivative (:func:`_slope_search`) instead of the objective.
+
+    Written here because no scipy minimiser works without the objective: L-BFGS-B ends when
+    ``f`` stops decreasing in floating point, and near a Heywood case (a noise variance far
+    below its feature's variance) the rounding of ``f``, about ``eps sum_i S_ii / psi_i``
+    from the cancellation in ``tr(Sigma^{-1} S)``, exceeds the decrease left while the
+    gradient, computed without that cancellation, is still above ``tol``. Starts from
+    scipy's last inverse-Hessian approximation ``hess_inv``. Returns ``(y, n_iter, f,
+    rel)``."""
+    H = CompactLBFGS(y.size, precondition=hess_inv.matvec)
+    f, g, rel = value
+    n_iter = 0
+    while rel > tol and n_iter < max_iter:
+        d = -H.apply(g)
+        slope = float(g @ d)
+        if not slope < 0:  # not a descent direction: start over from scipy's matrix
+            H.reset()
+            d = -hess_inv.matvec(g)
+            slope = float(g @ d)
+            if not slope < 0:
+                break
+        found = _slope_search(problem, y, d, slope)
+        if found is None:
+            break
+        t, (f, g_new, rel) = found
+        H.update(t * d, g_new - g)
+        y, g, n_iter = y + t * d, g_new, n_iter + 1
     return y, n_iter, f, rel
 
 
