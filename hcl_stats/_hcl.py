@@ -383,6 +383,12 @@ class HCL(CovarianceFactorModel):
         rule = self.denoise_
         if isinstance(rule, str) and rule == "isotropic":
             return super()._noise_excess_advice()
+        if isinstance(rule, str) and rule == "modality":
+            # the shared factors load on some of the modality's features more than its own
+            # spectrum leaves above one common noise level (features of unequal noise)
+            return ("one noise variance for all of this modality's features does not fit "
+                    "them (their noise levels differ); denoise='diagonal' estimates one per "
+                    "feature")
         what = f"denoise={rule!r}" if isinstance(rule, str) or rule is None else \
             "the given noise variances"
         return (f"with {what} the fitted noise and loadings of this modality overlap; "

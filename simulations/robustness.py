@@ -189,7 +189,7 @@ def _variation_inputs():
         "modality of 2 features": (
             lambda: {**bcs, "two": bcs["se"][:, :2].copy()}, False),
         "two modalities of 1 feature": (
-            lambda: {"a": bcs["mean"][:, :1], "b": bcs["worst"][:, :1]}, False),
+            lambda: {"a": bcs["mean"][:, :1], "b": bcs["worst"][:, :1]}, True),
         "features scaled 1e-3..1e3 within a modality": (
             lambda: {k: v * np.logspace(-3, 3, v.shape[1]) for k, v in bcs.items()}, False),
         "modality scaled by 1e6": (lambda: {**bc, "mean": bc["mean"] * 1e6}, False),
