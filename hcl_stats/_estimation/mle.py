@@ -38,6 +38,8 @@ __all__ = ["MLEResult", "noise_groups", "solve_likelihood"]
 
 # Ridge of the preconditioner's K x K metric, relative to its mean eigenvalue.
 _RIDGE = 1e-2
+# Iterations of the slope-only polish (_polish) without a new least relative gradient.
+_POLISH_PATIENCE = 50
 
 
 class MLEResult(NamedTuple):
@@ -219,17 +221,27 @@ def _minimise(problem, max_iter, tol):
     return y, n_iter, f, rel
 
 
-def _slope_search(problem, y, d, slope0, max_evals=30):
+def _rounding(problem, y, f):
+    """An upper estimate of the rounding error of ``f`` at ``y``: a few hundred ulps of its
+    largest terms, ``sum log psi`` and ``tr(P S)`` (whose difference with ``tr(C Q)`` is
+    the cancellation, see :func:`_polish`)."""
+    _, psi, _ = problem.unpack(y)
+    size = abs(f) + float(np.sum(np.abs(np.log(psi)))) + float(problem.diagS @ (1.0 / psi))
+    return 256.0 * np.finfo(float).eps * size
+
+
+def _slope_search(problem, y, d, f0, slope0, max_evals=30):
     """A step ``t`` along ``d`` (``slope0 = g . d < 0``) where the directional derivative
     has fallen to at most ``0.9 |slope0|`` in size (the curvature condition of the strong
-    Wolfe conditions), from directional derivatives only: doubling until the slope turns
-    or is small enough, then secant steps inside the bracket. Returns ``(t, evaluation)``
-    or None."""
+    Wolfe conditions) and the objective is at most ``f0`` plus its rounding
+    (:func:`_rounding`): doubling until the slope turns or is small enough, then secant
+    steps on the slope inside the bracket. Returns ``(t, evaluation)`` or None."""
     lo, s_lo, hi, s_hi, t = 0.0, slope0, None, None, 1.0
+    ceiling = f0 + _rounding(problem, y, f0)
     for _ in range(max_evals):
         value = problem.evaluate(y + t * d)
         slope = float(value[1] @ d)
-        if not np.isfinite(value[0]) or not np.isfinite(slope):
+        if not (np.isfinite(value[0]) and np.isfinite(slope) and value[0] <= ceiling):
             hi, s_hi = t, np.inf  # too far: back off
         elif abs(slope) <= 0.9 * abs(slope0):
             return t, value
@@ -248,33 +260,43 @@ def _slope_search(problem, y, d, slope0, max_evals=30):
 
 def _polish(problem, y, value, hess_inv, max_iter, tol):
     """L-BFGS from where scipy's stopped short of ``tol`` before ``max_iter``, with a line
-    search on the directional derivative (:func:`_slope_search`) instead of the objective.
+    search that asks a decrease of the objective only up to its rounding
+    (:func:`_slope_search`).
 
-    Written here because no scipy minimiser works without the objective: L-BFGS-B ends when
-    ``f`` stops decreasing in floating point, and near a Heywood case (a noise variance far
-    below its feature's variance) the rounding of ``f``, about ``eps sum_i S_ii / psi_i``
-    from the cancellation in ``tr(Sigma^{-1} S)``, exceeds the decrease left while the
-    gradient, computed without that cancellation, is still above ``tol``. Starts from
-    scipy's last inverse-Hessian approximation ``hess_inv``. Returns ``(y, n_iter, f,
-    rel)``."""
+    Written here because scipy's minimisers need the objective to decrease at every step:
+    L-BFGS-B ends when ``f`` stops decreasing in floating point, and near a Heywood case (a
+    noise variance far below its feature's variance) the rounding of ``f``, about
+    ``eps sum_i S_ii / psi_i`` from the cancellation in ``tr(Sigma^{-1} S)``, exceeds the
+    decrease left while the gradient, computed without that cancellation, is still above
+    ``tol``. Starts from scipy's last inverse-Hessian approximation ``hess_inv``; keeps the
+    point of least relative gradient and ends after ``_POLISH_PATIENCE`` iterations
+    without a new least one. Returns ``(y, n_iter, f, rel)`` of that point."""
     H = CompactLBFGS(y.size, precondition=hess_inv.matvec)
     f, g, rel = value
-    n_iter = 0
-    while rel > tol and n_iter < max_iter:
-        d = -H.apply(g)
-        slope = float(g @ d)
-        if not slope < 0:  # not a descent direction: start over from scipy's matrix
-            H.reset()
-            d = -hess_inv.matvec(g)
+    best = (rel, y, f)
+    n_iter = since_best = 0
+    while rel > tol and n_iter < max_iter and since_best < _POLISH_PATIENCE:
+        found = None
+        for fresh in (False, True):  # on failure, start over from scipy's matrix
+            if fresh:
+                if not len(H):
+                    break
+                H.reset()
+            d = -H.apply(g)
             slope = float(g @ d)
-            if not slope < 0:
+            if slope < 0:
+                found = _slope_search(problem, y, d, f, slope)
+            if found is not None:
                 break
-        found = _slope_search(problem, y, d, slope)
         if found is None:
             break
         t, (f, g_new, rel) = found
         H.update(t * d, g_new - g)
         y, g, n_iter = y + t * d, g_new, n_iter + 1
+        since_best += 1
+        if rel < best[0]:
+            best, since_best = (rel, y, f), 0
+    rel, y, f = best
     return y, n_iter, f, rel
 
 
