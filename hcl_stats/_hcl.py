@@ -110,8 +110,9 @@ class HCL(CovarianceFactorModel):
         modality's own eigenvalues), one per feature (``"diagonal"``, estimated jointly
         with the loadings: principal-axis alternation ``psi = diag(S - W W^T)`` for least
         squares, inside the maximisation for the likelihood; floored at ``1e-6`` times the
-        feature's variance), none (``None`` or ``"none"``), or given variance(s): one
-        number, or one per modality.
+        feature's variance, and for a constant feature at ``1e-12`` times the mean variance
+        of its modality's features), none (``None`` or ``"none"``), or given variance(s):
+        one number, or one per modality.
     solver : {"auto", "growing", "lbfgs", "subspace"}, default="auto"
         Optimiser of the objective (see Algorithm). ``"growing"`` and ``"subspace"`` need
         the NumPy namespace (a ValueError otherwise); ``"auto"`` is ``"growing"`` there and
