@@ -268,3 +268,20 @@ def test_robustness_sweep_reports_each_outcome():
     broken = check_case(Case("bad", lambda: [X[0], X[1][:10]]), baselines=False,
                         threads=False)
     assert broken[0] == "error" and "ValueError" in broken[1]
+
+
+@needs_mvlearn
+@pytest.mark.slow
+def test_matched_jive_converges_with_its_defaults_on_nutrimouse():
+    # the alternating JIVE updates take about 1,050 iterations on this training fold
+    from hcl_stats.datasets import load_nutrimouse
+
+    views = load_nutrimouse().views
+    views = {k: (v - v.mean(0)) / v.std(0) for k, v in views.items()}
+    train = list(KFold(5, shuffle=True, random_state=0).split(np.arange(40)))[1][0]
+    X = {k: v[train] for k, v in views.items()}
+    structure = HCL().fit(X).structure_
+    jive = _strict(lambda: matched_estimator("JIVE", structure).fit(X))
+    reference = matched_estimator("JIVE", structure, max_iter=100_000).fit(X)
+    assert jive.converged_ and jive.n_iter_ == reference.n_iter_ > 1000
+    np.testing.assert_array_equal(jive.loadings_, reference.loadings_)

@@ -291,8 +291,10 @@ class JIVE(DataFactorModel):
     max_rank : int or None, default=None
         Largest rank examined by the selection rules (default: ``min(n, p_m) // 2``,
         capped at 50).
-    max_iter : int, default=1000
-        Maximum number of alternating iterations.
+    max_iter : int, default=5000
+        Maximum number of alternating iterations (they converge linearly: on real data
+        whose joint and individual score spaces are close, such as the digits' two halves
+        or nutrimouse, a fit takes 1,000 to 1,300 of them).
     tol : float, default=1e-6
         Stop when ``||(J + A)_new - (J + A)_old||_F <= tol ||J + A||_F``.
     random_state : int, numpy.random.Generator or None, default=None
@@ -350,7 +352,7 @@ class JIVE(DataFactorModel):
     """
 
     def __init__(self, joint_rank=None, individual_ranks=None, *, rank_selection="given",
-                 scale=True, n_permutations=100, alpha=0.05, max_rank=None, max_iter=1000,
+                 scale=True, n_permutations=100, alpha=0.05, max_rank=None, max_iter=5000,
                  tol=1e-6, random_state=None):
         self.joint_rank = joint_rank
         self.individual_ranks = individual_ranks
