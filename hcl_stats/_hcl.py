@@ -110,8 +110,9 @@ class HCL(CovarianceFactorModel):
         modality's own eigenvalues), one per feature (``"diagonal"``, estimated jointly
         with the loadings: principal-axis alternation ``psi = diag(S - W W^T)`` for least
         squares, inside the maximisation for the likelihood; floored at ``1e-6`` times the
-        feature's variance), none (``None`` or ``"none"``), or given variance(s): one
-        number, or one per modality.
+        feature's variance, and for a constant feature at ``1e-12`` times the mean variance
+        of its modality's features), none (``None`` or ``"none"``), or given variance(s):
+        one number, or one per modality.
     solver : {"auto", "growing", "lbfgs", "subspace"}, default="auto"
         Optimiser of the objective (see Algorithm). ``"growing"`` and ``"subspace"`` need
         the NumPy namespace (a ValueError otherwise); ``"auto"`` is ``"growing"`` there and
@@ -383,6 +384,12 @@ class HCL(CovarianceFactorModel):
         rule = self.denoise_
         if isinstance(rule, str) and rule == "isotropic":
             return super()._noise_excess_advice()
+        if isinstance(rule, str) and rule == "modality":
+            # the shared factors load on some of the modality's features more than its own
+            # spectrum leaves above one common noise level (features of unequal noise)
+            return ("one noise variance for all of this modality's features does not fit "
+                    "them (their noise levels differ); denoise='diagonal' estimates one per "
+                    "feature")
         what = f"denoise={rule!r}" if isinstance(rule, str) or rule is None else \
             "the given noise variances"
         return (f"with {what} the fitted noise and loadings of this modality overlap; "

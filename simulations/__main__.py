@@ -36,6 +36,8 @@ COMMANDS = {
     "missing": ("simulations.missing_study",
                 "missing modalities: recovery against complete data, complete cases and "
                 "mean imputation; interval coverage; fit time"),
+    "robustness": ("simulations.robustness",
+                   "HCL() and its downstream API on real data, resamples and odd inputs"),
 }
 
 

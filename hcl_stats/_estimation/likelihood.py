@@ -26,6 +26,7 @@ __all__ = [
     "count_parameters",
     "log_likelihood_covariance",
     "log_likelihood_samples",
+    "noise_floor",
     "noise_parameter_count",
     "observed_rows",
     "woodbury",
@@ -36,6 +37,36 @@ LOG_2PI = math.log(2.0 * math.pi)
 # Estimated noise variances are kept above this fraction of their features' sample variance,
 # so that the likelihood stays finite (a Heywood case sits on the floor instead of at zero).
 NOISE_FLOOR = 1e-6
+
+
+def noise_floor(diag_S, n_features):
+    """Per-feature floor of estimated noise variances (one per feature): ``NOISE_FLOOR``
+    times the feature's sample variance, or times ``NOISE_FLOOR`` times the mean variance
+    of its modality's features when the feature's own variance is smaller than that (a
+    constant feature, whose variance is zero, still gets a positive noise variance on the
+    scale of its modality, so that ``1 / psi`` stays finite).
+
+    Parameters
+    ----------
+    diag_S : ndarray of shape (d,)
+        Sample variance of each feature.
+    n_features : sequence of int
+        Modality widths (summing to ``d``).
+
+    Returns
+    -------
+    ndarray of shape (d,)
+
+    Examples
+    --------
+    >>> noise_floor(np.array([2.0, 0.0, 4.0]), [2, 1])
+    array([2.e-06, 1.e-12, 4.e-06])
+    """
+    diag_S = np.asarray(diag_S, dtype=np.float64)
+    widths = [int(p) for p in n_features]
+    means = np.repeat([float(np.mean(diag_S[r])) if r.stop > r.start else 0.0
+                       for r in row_slices(widths)], widths)
+    return NOISE_FLOOR * np.maximum(diag_S, NOISE_FLOOR * means)
 
 
 class WoodburyFactor(NamedTuple):

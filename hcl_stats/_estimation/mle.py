@@ -29,14 +29,17 @@ import scipy.optimize
 import scipy.sparse.linalg
 from sklearn.exceptions import ConvergenceWarning
 
-from hcl_stats._estimation.likelihood import LOG_2PI, NOISE_FLOOR
+from hcl_stats._estimation.likelihood import LOG_2PI, NOISE_FLOOR, noise_floor
 from hcl_stats._numerics.linalg import serial_blas
+from hcl_stats._numerics.optim import CompactLBFGS
 from hcl_stats._structure import row_slices
 
 __all__ = ["MLEResult", "noise_groups", "solve_likelihood"]
 
 # Ridge of the preconditioner's K x K metric, relative to its mean eigenvalue.
 _RIDGE = 1e-2
+# Iterations of the slope-only polish (_polish) without a new least relative gradient.
+_POLISH_PATIENCE = 50
 
 
 class MLEResult(NamedTuple):
@@ -93,7 +96,10 @@ class _Problem:
         else:
             self.fixed = None
             size = np.bincount(groups, minlength=n_groups).astype(float)
-            self.floor = NOISE_FLOOR * np.bincount(groups, self.diagS, n_groups) / size
+            if n_groups == len(groups):  # one variance per feature
+                self.floor = noise_floor(self.diagS, n_features)
+            else:
+                self.floor = NOISE_FLOOR * np.bincount(groups, self.diagS, n_groups) / size
             self.theta_scale = 1.0 / np.sqrt(size)
             psi0 = np.maximum(psi0, 2.0 * self.floor[groups])
         U0 = W0 / psi0[:, None]
@@ -208,6 +214,89 @@ def _minimise(problem, max_iter, tol):
         y, n_iter = res.x, int(res.nit)
     fun(y)
     f, _, rel = cache["value"]
+    if rel > tol and n_iter < max_iter:  # stopped short: the objective's precision
+        y, more, f, rel = _polish(problem, y, cache["value"], res.hess_inv,
+                                  max_iter - n_iter, tol)
+        n_iter += more
+    return y, n_iter, f, rel
+
+
+def _rounding(problem, y, f):
+    """An upper estimate of the rounding error of ``f`` at ``y``: a few hundred ulps of its
+    largest terms, ``sum log psi`` and ``tr(P S)`` (whose difference with ``tr(C Q)`` is
+    the cancellation, see :func:`_polish`)."""
+    _, psi, _ = problem.unpack(y)
+    size = abs(f) + float(np.sum(np.abs(np.log(psi)))) + float(problem.diagS @ (1.0 / psi))
+    return 256.0 * np.finfo(float).eps * size
+
+
+def _slope_search(problem, y, d, f0, slope0, max_evals=30):
+    """A step ``t`` along ``d`` (``slope0 = g . d < 0``) where the directional derivative
+    has fallen to at most ``0.9 |slope0|`` in size (the curvature condition of the strong
+    Wolfe conditions) and the objective is at most ``f0`` plus its rounding
+    (:func:`_rounding`): doubling until the slope turns or is small enough, then secant
+    steps on the slope inside the bracket. Returns ``(t, evaluation)`` or None."""
+    lo, s_lo, hi, s_hi, t = 0.0, slope0, None, None, 1.0
+    ceiling = f0 + _rounding(problem, y, f0)
+    for _ in range(max_evals):
+        value = problem.evaluate(y + t * d)
+        slope = float(value[1] @ d)
+        if not (np.isfinite(value[0]) and np.isfinite(slope) and value[0] <= ceiling):
+            hi, s_hi = t, np.inf  # too far: back off
+        elif abs(slope) <= 0.9 * abs(slope0):
+            return t, value
+        elif slope < 0:
+            lo, s_lo = t, slope
+        else:
+            hi, s_hi = t, slope
+        if hi is None:
+            t *= 2.0
+        elif np.isfinite(s_hi):
+            t = lo + (hi - lo) * s_lo / (s_lo - s_hi)  # secant root of the slope
+        else:
+            t = 0.5 * (lo + hi)
+    return None
+
+
+def _polish(problem, y, value, hess_inv, max_iter, tol):
+    """L-BFGS from where scipy's stopped short of ``tol`` before ``max_iter``, with a line
+    search that asks a decrease of the objective only up to its rounding
+    (:func:`_slope_search`).
+
+    Written here because scipy's minimisers need the objective to decrease at every step:
+    L-BFGS-B ends when ``f`` stops decreasing in floating point, and near a Heywood case (a
+    noise variance far below its feature's variance) the rounding of ``f``, about
+    ``eps sum_i S_ii / psi_i`` from the cancellation in ``tr(Sigma^{-1} S)``, exceeds the
+    decrease left while the gradient, computed without that cancellation, is still above
+    ``tol``. Starts from scipy's last inverse-Hessian approximation ``hess_inv``; keeps the
+    point of least relative gradient and ends after ``_POLISH_PATIENCE`` iterations
+    without a new least one. Returns ``(y, n_iter, f, rel)`` of that point."""
+    H = CompactLBFGS(y.size, precondition=hess_inv.matvec)
+    f, g, rel = value
+    best = (rel, y, f)
+    n_iter = since_best = 0
+    while rel > tol and n_iter < max_iter and since_best < _POLISH_PATIENCE:
+        found = None
+        for fresh in (False, True):  # on failure, start over from scipy's matrix
+            if fresh:
+                if not len(H):
+                    break
+                H.reset()
+            d = -H.apply(g)
+            slope = float(g @ d)
+            if slope < 0:
+                found = _slope_search(problem, y, d, f, slope)
+            if found is not None:
+                break
+        if found is None:
+            break
+        t, (f, g_new, rel) = found
+        H.update(t * d, g_new - g)
+        y, g, n_iter = y + t * d, g_new, n_iter + 1
+        since_best += 1
+        if rel < best[0]:
+            best, since_best = (rel, y, f), 0
+    rel, y, f = best
     return y, n_iter, f, rel
 
 
@@ -217,10 +306,17 @@ def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal
 
     Started from ``(W_init, noise_init)`` (the least-squares fit); the variables are the free
     loadings and the logarithms of the noise variances above a floor of
-    ``1e-6 x`` the mean sample variance of their features. Stops when the relative
-    gradient (the free gradient of ``f`` over the norm of its ``S``-dependent part,
-    ``2 Sigma^{-1} S Sigma^{-1} W`` and ``diag(Sigma^{-1} S Sigma^{-1}) psi``) is at most
-    ``tol``; warns with ``ConvergenceWarning`` otherwise.
+    ``1e-6 x`` the mean sample variance of their features (per feature:
+    :func:`hcl_stats._estimation.likelihood.noise_floor`, positive for constant features).
+    With ``noise="diagonal"``, a feature whose sample variance does not exceed its floor (a
+    constant feature) gets the floor as its noise variance and zero loadings, and the
+    likelihood is maximised over the other features: for a constant feature, whose
+    covariances with the others are zero, that is the maximum (the likelihood then
+    separates, and its part in that feature, ``log psi``, is least at the floor), which the
+    iterations would only approach with ``psi -> floor`` at ever smaller steps. Stops when
+    the relative gradient (the free gradient of ``f`` over the norm of its ``S``-dependent
+    part, ``2 Sigma^{-1} S Sigma^{-1} W`` and ``diag(Sigma^{-1} S Sigma^{-1}) psi``) is at
+    most ``tol``; warns with ``ConvergenceWarning`` otherwise.
 
     Parameters
     ----------
@@ -256,6 +352,12 @@ def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal
     if noise == "fixed" and not np.all(np.asarray(noise_init) > 0):
         raise ValueError("the likelihood needs positive noise variances")
     W_init = np.where(mask, np.asarray(W_init, dtype=np.float64), 0.0)
+    if noise == "diagonal":
+        floor = noise_floor(diag_S, n_features)
+        if np.any(np.asarray(diag_S) <= floor):
+            return _without_constant_features(S, diag_S, n_features, mask, W_init,
+                                              noise_init, floor, n_samples=n_samples,
+                                              max_iter=max_iter, tol=tol)
     with serial_blas():
         problem = _Problem(S, diag_S, n_features, mask, W_init, noise_init, groups, n_groups)
         y, n_iter, f, rel = _minimise(problem, max_iter, tol)
@@ -271,3 +373,45 @@ def solve_likelihood(S, n_features, mask, W_init, noise_init, *, noise="diagonal
     d = S.shape[0]
     loglik = -0.5 * n_samples * (f + d * LOG_2PI)
     return MLEResult(W, psi, float(f), float(loglik), n_iter, bool(converged), float(rel))
+
+
+def _restricted(S, keep):
+    """``S`` (a matrix or an operator) restricted to the rows and columns ``keep``."""
+    if not isinstance(S, scipy.sparse.linalg.LinearOperator):
+        return S[np.ix_(keep, keep)]
+    d = S.shape[0]
+
+    def matmat(V):
+        V = np.asarray(V, dtype=np.float64).reshape(len(keep), -1)
+        full = np.zeros((d, V.shape[1]))
+        full[keep] = V
+        return np.asarray(S @ full)[keep]
+
+    return scipy.sparse.linalg.LinearOperator((len(keep), len(keep)), matvec=matmat,
+                                              matmat=matmat, dtype=np.float64)
+
+
+def _without_constant_features(S, diag_S, n_features, mask, W_init, noise_init, floor, *,
+                               n_samples, max_iter, tol):
+    """:func:`solve_likelihood` with per-feature noise when some features have a sample
+    variance at or below their floor: the fit of the other features, with zero loadings and
+    the floor as noise variance for those (see :func:`solve_likelihood`)."""
+    diag_S = np.asarray(diag_S, dtype=np.float64)
+    constant = diag_S <= floor
+    keep = np.flatnonzero(~constant)
+    rows = row_slices(n_features)
+    widths = [int(np.count_nonzero(~constant[r])) for r in rows]
+    res = solve_likelihood(_restricted(S, keep), widths, mask[keep], W_init[keep],
+                           np.asarray(noise_init, dtype=np.float64)[keep], noise="diagonal",
+                           n_samples=n_samples, max_iter=max_iter, tol=tol,
+                           diag_S=diag_S[keep])
+    W = np.zeros(W_init.shape)
+    W[keep] = res.loadings
+    psi = floor.copy()
+    psi[keep] = res.noise_variance
+    # each constant feature adds log psi + S_ii / psi to f and LOG_2PI to the d terms
+    f = res.objective + float(np.sum(np.log(floor[constant])
+                                     + diag_S[constant] / floor[constant]))
+    loglik = -0.5 * n_samples * (f + len(diag_S) * LOG_2PI)
+    return res._replace(loadings=W, noise_variance=psi, objective=float(f),
+                        log_likelihood=float(loglik))

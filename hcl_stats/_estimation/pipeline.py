@@ -380,7 +380,36 @@ def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=N
     means = np.asarray(to_numpy(means), dtype=np.float64).reshape(-1)
     result = _in_data_units(result, factors, n_features, [means[r] for r in rows],
                             [diag[r].sum() for r in rows], params["objective"], n_samples)
+    if params["objective"] == "least_squares" and isinstance(resolve_denoise(params), str) \
+            and resolve_denoise(params) == "modality":
+        result = _noise_only_modalities(result, structure, n_features)
     return result, structure, selection, joint_counts
+
+
+def _mean_within(total, p):
+    """``total / p``, lowered by the last bits where needed so that ``p`` copies of it add
+    up (as ``np.sum`` adds them) to no more than ``total``."""
+    value = float(total) / p
+    while value > 0 and float(np.sum(np.full(p, value))) > total:
+        value = float(np.nextafter(value, 0.0))
+    return value
+
+
+def _noise_only_modalities(result, structure, n_features):
+    """The per-modality noise of a modality without factors, in the data's units.
+
+    Under ``denoise="modality"`` its noise variance is the mean of all its eigenvalues,
+    ``trace(S_mm) / p_m``; computed in the fit's (rescaled) units and brought back, it can
+    exceed that by a rounding error, which would report more noise than variance. It is set
+    to the mean in the data's units (:func:`_mean_within`)."""
+    empty = [m for m in range(len(n_features)) if structure.modality_rank(m) == 0]
+    noise = np.asarray(result.noise_variance, dtype=np.float64)
+    if not empty or noise.shape != (len(n_features),):
+        return result
+    noise = noise.copy()
+    for m in empty:
+        noise[m] = _mean_within(result.total_variance[m], int(n_features[m]))
+    return dataclasses.replace(result, noise_variance=noise)
 
 
 def run_fit(params, plan, blocks, names):

@@ -19,28 +19,64 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from hcl_stats._estimation.lbfgs import solve_lbfgs
-from hcl_stats._estimation.likelihood import NOISE_FLOOR
+from hcl_stats._estimation.likelihood import noise_floor
 from hcl_stats._estimation.noise import subtract_diagonal
 
 __all__ = ["alternate_noise", "diagonal_noise", "solve_principal_axis"]
 
+# Differences kept by the Anderson acceleration of the rounds beyond ``max_rounds``, and
+# the most rounds in all, as a multiple of ``max_rounds``.
+_ANDERSON_MEMORY = 5
+_ROUNDS_FACTOR = 5
 
-def diagonal_noise(diag_S, W):
-    """``diag(S - W W^T)`` clipped below at ``NOISE_FLOOR`` times ``diag(S)``."""
+
+def diagonal_noise(diag_S, W, floor):
+    """``diag(S - W W^T)`` clipped below at ``floor``
+    (:func:`hcl_stats._estimation.likelihood.noise_floor`)."""
     diag_S = np.asarray(diag_S, dtype=np.float64)
-    floor = NOISE_FLOOR * np.maximum(diag_S, np.finfo(float).tiny)
     return np.maximum(diag_S - np.sum(W * W, axis=1), floor)
 
 
-def alternate_noise(denoised, lift, diag_S, C_init, mask, n_features, *, max_iter=2000,
-                    tol=1e-5, max_rounds=100, block_weights=None):
+class _Anderson:
+    """Anderson acceleration (type II, ``memory`` differences) of a fixed point
+    ``x = G(x)``: the next iterate is ``G(x_k) - dG gamma`` with ``gamma`` the
+    least-squares coefficients of the last residual ``G(x_k) - x_k`` on the residual
+    differences ``dF`` (Walker and Ni, 2011)."""
+
+    def __init__(self, memory):
+        self.memory = memory
+        self.reset()
+
+    def reset(self):
+        self.xs, self.gs = [], []
+
+    def step(self, x, gx):
+        """The next iterate from ``x`` and ``gx = G(x)``."""
+        self.xs.append(np.asarray(x, dtype=np.float64))
+        self.gs.append(np.asarray(gx, dtype=np.float64))
+        del self.xs[:-self.memory - 1], self.gs[:-self.memory - 1]
+        if len(self.xs) == 1:
+            return self.gs[-1]
+        F = np.array([g - x for g, x in zip(self.gs, self.xs)]).T  # (d, k + 1) residuals
+        G = np.array(self.gs).T
+        gamma = np.linalg.lstsq(np.diff(F, axis=1), F[:, -1], rcond=None)[0]
+        return G[:, -1] - np.diff(G, axis=1) @ gamma
+
+
+def alternate_noise(denoised, lift, diag_S, C_init, mask, n_features, *, data_features,
+                    max_iter=2000, tol=1e-5, max_rounds=100, block_weights=None):
     """Alternate ``psi = diag(S - W W^T)`` and the masked least-squares fit of ``S - Psi``.
 
     The least-squares problem may live in a basis (the reduced path): ``denoised(psi)`` is
     the matrix it fits (``S - diag(psi)``, or ``Q^T (S - Psi) Q``), ``mask`` and
     ``n_features`` are its own, and ``lift(C)`` maps its loadings to the ``(d, K)`` ones.
     Stops when the noise variances change by at most ``tol`` (relative, largest over the
-    features) in a round and the last inner fit converged. With ``block_weights`` the inner
+    features) in a round and the last inner fit converged. The alternation converges
+    linearly, at times slowly (rates near 1 where features differ in scale by orders of
+    magnitude); after ``max_rounds`` plain rounds the noise step is accelerated
+    (:class:`_Anderson`), until ``max_iter`` inner iterations in all. ``data_features``: the modality
+    widths of the data (of ``diag_S``), which set the noise floor
+    (:func:`hcl_stats._estimation.likelihood.noise_floor`). With ``block_weights`` the inner
     fits are block-weighted (:func:`hcl_stats._estimation.lbfgs.solve_lbfgs`); the noise
     step is the same, since each diagonal entry lies in one block and its weight does not
     move the entry's minimiser.
@@ -55,22 +91,33 @@ def alternate_noise(denoised, lift, diag_S, C_init, mask, n_features, *, max_ite
     """
     diag_S = np.asarray(diag_S, dtype=np.float64)
     C = np.asarray(C_init, dtype=np.float64)
-    psi = diagonal_noise(diag_S, lift(C))
+    floor = noise_floor(diag_S, data_features)
+    psi = diagonal_noise(diag_S, lift(C), floor)
     n_iter, converged, change = 0, False, np.inf
-    f, rel_grad = np.nan, np.inf
-    for _ in range(max_rounds):
+    f, f_last, rel_grad = np.nan, np.inf, np.inf
+    anderson = _Anderson(_ANDERSON_MEMORY)
+    for round_ in range(_ROUNDS_FACTOR * max_rounds):
         C, f, used, inner_ok, rel_grad = solve_lbfgs(
             denoised(psi), C, mask, n_features, max_iter=max(max_iter - n_iter, 1), tol=tol,
             block_weights=block_weights)
         n_iter += used
-        psi_new = diagonal_noise(diag_S, lift(C))
+        psi_new = diagonal_noise(diag_S, lift(C), floor)
         change = float(np.max(np.abs(psi_new - psi) / psi))
-        psi = psi_new
         if inner_ok and change <= tol:
-            converged = True
+            psi, converged = psi_new, True
             break
         if n_iter >= max_iter:
+            psi = psi_new
             break
+        if round_ + 1 < max_rounds:
+            psi = psi_new
+            continue
+        # beyond max_rounds plain rounds: Anderson-accelerated, restarted from the plain
+        # step (which decreases g) when a step has increased g
+        if f > f_last:
+            anderson.reset()
+        f_last = f
+        psi = np.clip(anderson.step(psi, psi_new), floor, np.maximum(diag_S, floor))
     if not converged:
         warnings.warn(
             f"the per-feature noise did not converge ({n_iter} inner iterations, last "
@@ -106,5 +153,6 @@ def solve_principal_axis(S, n_features, mask, W_init, *, max_iter=2000, tol=1e-5
     """
     S = np.asarray(S)
     return alternate_noise(lambda psi: subtract_diagonal(S, psi), lambda C: C,
-                           np.diagonal(S), W_init, mask, n_features, max_iter=max_iter,
-                           tol=tol, max_rounds=max_rounds, block_weights=block_weights)
+                           np.diagonal(S), W_init, mask, n_features, data_features=n_features,
+                           max_iter=max_iter, tol=tol, max_rounds=max_rounds,
+                           block_weights=block_weights)

@@ -243,7 +243,8 @@ def _diagonal_noise_fit(bases, T, C, variances, structure, *, max_iter, tol):
         return T_W
 
     return alternate_noise(denoised, bases.lift, np.concatenate(variances), C,
-                           structure.mask(q), q, max_iter=max_iter, tol=tol)
+                           structure.mask(q), q, data_features=bases.n_features,
+                           max_iter=max_iter, tol=tol)
 
 
 def _data_covariance(blocks, means):

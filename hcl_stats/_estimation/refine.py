@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from hcl_stats._estimation.likelihood import noise_floor
 from hcl_stats._estimation.mle import solve_likelihood
-from hcl_stats._estimation.principal_axis import solve_principal_axis
+from hcl_stats._estimation.principal_axis import diagonal_noise, solve_principal_axis
 from hcl_stats._numerics.backend import to_numpy
 
 __all__ = ["OBJECTIVES", "needs_refinement", "refine_covariance"]
@@ -30,6 +31,19 @@ def needs_refinement(denoise, objective):
 def likelihood_noise(denoise):
     """``noise`` argument of :func:`solve_likelihood` for a checked ``denoise``."""
     return denoise if isinstance(denoise, str) else "fixed"
+
+
+def likelihood_start(diag_S, W, noise, denoise, n_features):
+    """Starting noise variance of each feature for the likelihood fit from the loadings
+    ``W`` of a least-squares fit with the noise ``noise`` (one per modality): those
+    variances, or for ``denoise="diagonal"`` each feature's variance left by ``W``,
+    ``diag(S - W W^T)`` above the floor (the noise step of the principal-axis alternation,
+    :func:`hcl_stats._estimation.principal_axis.diagonal_noise`). A feature's own residual
+    variance can be orders of magnitude below its modality's noise (a pixel that is rarely
+    inked), and the likelihood's preconditioner is scaled by the start."""
+    if isinstance(denoise, str) and denoise == "diagonal":
+        return diagonal_noise(diag_S, W, noise_floor(diag_S, n_features))
+    return np.repeat(noise, n_features)
 
 
 def per_rule(psi, denoise, n_features):
@@ -83,7 +97,8 @@ def refine_covariance(S, n_features, structure, W, noise, *, denoise, objective,
         return W, psi, f, n_iter, converged, rel
     n = int(n_samples)
     res = solve_likelihood(S * ((n - 1) / n), n_features, mask, W,
-                           np.repeat(noise, n_features), noise=likelihood_noise(denoise),
-                           n_samples=n, max_iter=max_iter, tol=tol)
+                           likelihood_start(np.diagonal(S), W, noise, denoise, n_features),
+                           noise=likelihood_noise(denoise), n_samples=n, max_iter=max_iter,
+                           tol=tol)
     return (res.loadings, per_rule(res.noise_variance, denoise, n_features),
             res.log_likelihood, res.n_iter, res.converged, res.gradient_norm)

@@ -972,6 +972,17 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
                        pair_covariances or {})
 
 
+def _single_feature_note(modalities, n_features, record):
+    """The end of the no-factor messages for modalities of one feature, which never carry a
+    factor (a modality keeps fewer factors than features: one feature cannot hold a factor
+    and a noise variance of its own), or ``""``."""
+    single = [record.modality(m) for m in modalities if n_features[m] == 1]
+    if not single:
+        return ""
+    return (f"; modality {single} has a single feature, and a modality carries fewer "
+            "factors than features (join its feature to another modality to model it)")
+
+
 def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_components,
             joint_counts=None, pairs=None):
     M = len(n_features)
@@ -999,7 +1010,8 @@ def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_com
     if len(no_factor) == M:
         raise ValueError(
             "no factor detected in any modality: at this sample size nothing in the data "
-            "stands out of the noise (check the data, or give a structure)")
+            "stands out of the noise (check the data, or give a structure)"
+            + _single_feature_note(no_factor, n_features, record))
     capped = _fewer_than_features(S, rows, n_features, dof, blocks, noise, spectra, record)
     if capped is not blocks:
         blocks = capped
@@ -1016,6 +1028,7 @@ def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_com
             f"detected or kept within max_components={max_components}"
         warnings.warn(
             f"no factor {why} in modality {label}: it is modelled as noise only (zero "
-            "loadings)", UserWarning, stacklevel=3)
+            "loadings)" + _single_feature_note(no_factor, n_features, record),
+            UserWarning, stacklevel=3)
     return SelectionResult(Structure(blocks, modalities=names or M), record, noise,
                            k, pair_rank, specific, no_factor, alpha, n)

@@ -53,7 +53,8 @@ class AJIVE(DataFactorModel):
        keep ``r_m`` components (``init_signal_ranks``, or the rule below). The
        singular-value threshold of modality ``m`` is the midpoint
        ``(d_{m, r_m} + d_{m, r_m + 1}) / 2`` between its last kept and first dropped
-       singular value (``d_{m, r_m} / 2`` when nothing is dropped).
+       singular value (``d_{m, r_m} / 2`` when nothing is dropped; ``d_{m, 1}`` for a
+       modality of signal rank 0, which keeps none).
     2. **Joint rank.** SVD of the stacked score bases ``[U_1, ..., U_M]`` (``n x sum r_m``),
        squared singular values ``s_i^2`` in ``[0, M]``. A direction shared by all
        modalities has ``s^2`` close to ``M``; the *Wedin bound* says a true joint direction
@@ -89,7 +90,10 @@ class AJIVE(DataFactorModel):
     init_signal_ranks : int, sequence of int, Structure or None, default=None
         Signal rank ``r_m`` of each modality (an int: the same for all; a global + specific
         Structure: each modality's total rank); ``None`` uses the Gavish-Donoho rule. The
-        joint and individual ranks are still estimated unless given.
+        joint and individual ranks are still estimated unless given. A modality that a
+        Structure declares without factors has signal rank 0: it is modelled as noise only
+        (zero loadings, as in :class:`hcl_stats.HCL`), and the joint rank is 0, since no
+        direction is then carried by every modality.
     joint_rank : int or None, default=None
         Fix the joint rank instead of estimating it (no bounds are computed then).
     individual_ranks : int or sequence of int or None, default=None
@@ -174,13 +178,17 @@ class AJIVE(DataFactorModel):
             "n_wedin": check_positive_int(self.n_wedin_samples, "n_wedin_samples"),
             "n_randdir": check_positive_int(self.n_randdir_samples, "n_randdir_samples"),
             "caps": caps, "init": None, "joint": None, "individual": None,
+            "noise_only": [],
         }
         init_ranks = self.init_signal_ranks
-        if isinstance(init_ranks, Structure):
+        declared = isinstance(init_ranks, Structure)
+        if declared:
             joint, ind = ranks_from_structure(init_ranks, n_features, names, n)
             init_ranks = [joint + r for r in ind]
+            # the modalities the structure declares without factors: noise only
+            checked["noise_only"] = [m for m, r in enumerate(init_ranks) if r == 0]
         if init_ranks is not None:
-            init = check_rank_list(init_ranks, M, "init_signal_ranks", allow_zero=False,
+            init = check_rank_list(init_ranks, M, "init_signal_ranks", allow_zero=declared,
                                    names=names)
             for m, (r, cap) in enumerate(zip(init, caps)):
                 if r > cap:
@@ -218,7 +226,8 @@ class AJIVE(DataFactorModel):
             ind = [int(np.sum(s > t)) for (_, s, _), t in zip(resid_svds, sv_thresholds)]
         # a modality left without factors gets one individual factor (with a warning)
         structure, ind = joint_individual_structure(
-            joint, ind, names, selected=params["individual"] is None)
+            joint, ind, names, selected=params["individual"] is None,
+            noise_only=params["noise_only"])
         W = np.zeros((sum(b.shape[1] for b in blocks), structure.n_components))
         for m, rows in enumerate(structure.rows([b.shape[1] for b in blocks])):
             if joint:
@@ -247,7 +256,10 @@ class AJIVE(DataFactorModel):
         if init is None:
             init = [max(1, min(gavish_donoho_rank(s, b.shape), cap))
                     for (_, s, _), b, cap in zip(svds, blocks, params["caps"])]
-        thresholds = np.array([0.5 * (s[r - 1] + s[r]) if r < s.size else 0.5 * s[r - 1]
+        # a modality of signal rank 0 (noise only): its largest singular value, which no
+        # singular value exceeds
+        thresholds = np.array([s[0] if r == 0 else
+                               0.5 * (s[r - 1] + s[r]) if r < s.size else 0.5 * s[r - 1]
                                for (_, s, _), r in zip(svds, init)])
         if params["joint"] is not None and params["joint"] > min(init):
             raise ValueError(f"joint_rank={params['joint']} exceeds the smallest initial "
@@ -263,6 +275,8 @@ class AJIVE(DataFactorModel):
                       randdir_samples_=None)
         if params["joint"] is not None:
             return P[:, :params["joint"]], sv2, bounds
+        if min(init) == 0:  # a noise-only modality carries no joint direction
+            return P[:, :0], sv2, bounds
         with serial_blas():  # many small QR factorisations: one BLAS thread
             wedin = self._wedin_samples(svds, init, params["n_wedin"], rng)
             randdir = self._randdir_samples(blocks[0].shape[0], init, params["n_randdir"],

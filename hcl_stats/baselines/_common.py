@@ -106,21 +106,26 @@ class RowCompression:
         return self._X @ (self._map @ Y)
 
 
-def joint_individual_structure(joint_rank, individual_ranks, names, *, selected):
+def joint_individual_structure(joint_rank, individual_ranks, names, *, selected,
+                               noise_only=()):
     """``Structure.joint_individual`` with a clear error for a modality without factors.
 
     When the ranks were *selected* from the data and a modality got none, it is given one
-    individual factor with a warning (a Structure needs every modality to carry one).
+    individual factor with a warning. The modalities in ``noise_only`` (those that a given
+    :class:`~hcl_stats.Structure` declares without factors, as the structures ``HCL``
+    selects can) keep rank 0: they are modelled as noise only (zero loadings, their own
+    noise variance), as in ``HCL``.
     """
     individual_ranks = [int(r) for r in individual_ranks]
     if joint_rank == 0:
-        empty = [m for m, r in enumerate(individual_ranks) if r == 0]
+        empty = [m for m, r in enumerate(individual_ranks) if r == 0 and m not in noise_only]
         if empty:
             label = [names[m] if names else m for m in empty]
             if not selected:
                 raise ValueError(
                     f"modality {label[0]!r} carries no factor (joint rank 0 and individual "
-                    "rank 0): give it a positive individual rank"
+                    "rank 0): give it a positive individual rank, or pass a Structure that "
+                    "declares it without factors (modelled as noise only)"
                 )
             warnings.warn(
                 f"no signal was detected in modality {label[0]!r}; it is given one "
