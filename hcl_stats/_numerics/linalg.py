@@ -68,10 +68,9 @@ def flip_signs(vectors):
     vectors = np.asarray(vectors)
     if vectors.size == 0:
         return vectors
-    idx = np.argmax(np.abs(vectors), axis=0)
-    signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
-    signs[signs == 0] = 1.0
-    return vectors * signs
+    largest = vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])]
+    # its sign, and 1 for a zero column (a NaN propagates)
+    return vectors * (np.sign(largest) + (largest == 0))
 
 
 def top_eigh(S, k, *, random_state=None, mixed=False):
