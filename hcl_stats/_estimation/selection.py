@@ -115,12 +115,18 @@ def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     return sigma2, k, thresholds
 
 
+def _squared_correlations(rho):
+    """``(np.clip(rho, 0, 1) ** 2).tolist()`` in Python floats (the same bits, without the
+    array calls, which cost more than the few values)."""
+    return [x * x for x in (min(max(r, 0.0), 1.0) for r in rho.tolist())]
+
+
 def _cca_count(A, df, alpha, dims, record=None, subset=None, modality=None, what=""):
     """Sequential count of significant canonical correlations; ``A`` is the whitened
     cross-covariance (its singular values are the sample canonical correlations)."""
     p, q = dims
     L, rho, Rt = small_svd(A)
-    rho2 = (np.clip(rho, 0, 1) ** 2).tolist()
+    rho2 = _squared_correlations(rho)
     c = 0
     for j in range(min(p, q, len(rho2))):
         t = cca_largest_root_threshold(p - j, q - j, df - j, alpha)
@@ -648,7 +654,7 @@ def _pair_count(a, b, S, rows, df, cands, level, record):
         if ka == 0 or kb == 0:
             continue
         rho = small_svd(WA.T @ S[rows[a], rows[b]] @ WB, compute_uv=False)
-        rho2 = (np.clip(rho, 0, 1) ** 2).tolist()
+        rho2 = _squared_correlations(rho)
         cj = 0
         what = f"canonical correlation^2, {what}"
         for j in range(min(ka, kb)):
@@ -714,15 +720,17 @@ def _membership(k, left, record):
             for V, T in pieces:
                 B = Q.T @ V
                 w, E = small_eigh(B.T @ B)
-                inside = w > 0.5
+                scores = w.tolist()
                 shared = tuple(sorted(T + (a, m)))
-                for j, wj in enumerate(w.tolist()):
+                for j, wj in enumerate(scores):
                     if abs(wj - 0.5) < 0.5:  # record the non-trivial scores only
                         record("membership", shared, m, j, what, wj, 0.5, wj > 0.5)
-                if inside.any():
-                    new.append((V @ E[:, inside], T + (a,)))
-                if (~inside).any():
-                    new.append((V @ E[:, ~inside], T))
+                # the scores increase: the directions inside the shared space are the last
+                cut = sum(1 for wj in scores if not wj > 0.5)
+                if cut < len(scores):
+                    new.append((V @ E[:, cut:], T + (a,)))
+                if cut:
+                    new.append((V @ E[:, :cut], T))
             pieces = new
         for V, T in pieces:
             if T:
