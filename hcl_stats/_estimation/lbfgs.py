@@ -344,6 +344,7 @@ class _DenseLayout:
         self.rows = row_slices(n_features)
         self.maskf = np.asarray(mask, dtype=np.float64)
         self.mask2 = 2.0 * self.maskf
+        self.mask2_low = self.mask2.astype(_HESSIAN_DTYPE)  # (for every Newton direction)
         # the columns each modality's rows own (mask rows are constant within a modality)
         self.cols = [np.flatnonzero(mask[sl.start]) if sl.stop > sl.start else
                      np.zeros(0, dtype=int) for sl in self.rows]
@@ -406,7 +407,7 @@ class _DenseLayout:
         np.subtract(W @ W.T, self.S_hi, out=left[:, :d])
         left[:, d:] = W
         # (W_low a contiguous copy: V^T W reads it faster than the columns of left)
-        W_low, G_low, mask2 = W.astype(low), G.astype(low), self.mask2.astype(low)
+        W_low, G_low, mask2 = W.astype(low), G.astype(low), self.mask2_low
         right = np.empty((d + K, K), dtype=low)  # refilled by every product
         V_low, VW = right[:d], right[d:]
         # views and buffers made once: at these sizes a product costs its array calls, so
@@ -639,7 +640,7 @@ def _line_step(layout, x, grad, D, G, B, slope):
     Returns ``(t, E, F)`` with ``G(t) = G + t E + t^2 F``, or ``None`` without decrease.
     """
     WD, F = layout.line_grams(x, D)
-    E = WD + np.swapaxes(WD, -1, -2)
+    E = WD + WD.swapaxes(-1, -2)
     EE, GF, EF, FF = layout.line_terms(G, E, F)
     c2 = 0.5 * (EE + 2.0 * GF) - float(D @ B)
     step = _quartic_step(slope, c2, EF, 0.5 * FF)
