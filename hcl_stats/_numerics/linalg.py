@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 
 import numpy as np
 import scipy.linalg
@@ -53,14 +54,32 @@ def serial_blas():
     two pools fight over the cores: on 2 cores the Lanczos iterations took 0.05 to 0.2 s at
     d = 1400 instead of 0.05 s. Its matrix-vector products are memory bound, so one thread
     loses nothing.
+
+    Inside another such context of the same thread the limit is already set, and the
+    context does nothing (setting and restoring it cost more than a small fit's stage).
     """
     global _CONTROLLER
+    if getattr(_SERIAL, "depth", 0):
+        return contextlib.nullcontext()
     if _CONTROLLER is None:
         try:
             _CONTROLLER = ThreadpoolController()
         except Exception:  # pragma: no cover - introspection unavailable on this platform
             return contextlib.nullcontext()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+    return _serial_context(_CONTROLLER)
+
+
+_SERIAL = threading.local()  # depth: serial_blas contexts entered by this thread
+
+
+@contextlib.contextmanager
+def _serial_context(controller):
+    with controller.limit(limits=1, user_api="blas"):
+        _SERIAL.depth = getattr(_SERIAL, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            _SERIAL.depth -= 1
 
 
 def flip_signs(vectors):
