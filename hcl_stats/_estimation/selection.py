@@ -116,9 +116,11 @@ def _modality_rank(evals, p, df, alpha, kmax, memo=None):
 
 
 def _squared_correlations(rho):
-    """``(np.clip(rho, 0, 1) ** 2).tolist()`` in Python floats (the same bits, without the
-    array calls, which cost more than the few values)."""
-    return [x * x for x in (min(max(r, 0.0), 1.0) for r in rho.tolist())]
+    """``(np.clip(rho, 0, 1) ** 2).tolist()`` of singular values ``rho`` (never negative):
+    the same bits, without np.clip's wrappers."""
+    rho2 = np.minimum(rho, 1.0)
+    rho2 *= rho2
+    return rho2.tolist()
 
 
 def _cca_count(A, df, alpha, dims, record=None, subset=None, modality=None, what=""):
@@ -181,8 +183,7 @@ class _CrossProducts:
         key = (m, tuple(others))
         if key not in self._cross:
             Y = np.hstack([self.right(m, a) for a in others])
-            sizes = [self.bases[a].shape[1] for a in others]
-            edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+            edges = [0, *itertools.accumulate(self.bases[a].shape[1] for a in others)]
             G = np.empty((edges[-1], edges[-1]))
             for i, a in enumerate(others):
                 for j, b in enumerate(others):
@@ -684,7 +685,7 @@ def _pair_ranks(S, rows, n_features, dof, alpha, U, lam, sig, base, spectra, rec
             if k[a] == 0 or k[b] == 0:
                 continue
             C = products.gram(a, b)  # U_a^T S_ab U_b
-            Ua, _, Vbt = small_svd(C / np.sqrt(np.outer(lam[a], lam[b])),
+            Ua, _, Vbt = small_svd(C / np.sqrt(lam[a][:, None] * lam[b]),  # (np.outer)
                                           full_matrices=True)
             if (a, b) in (pairs or {}):  # the three blocks from the same samples
                 Sp, rows_p, white = _pair_whitened(pairs[(a, b)], a, b, n_features,
@@ -742,7 +743,8 @@ def _membership(k, left, record):
 def _shared_blocks(counts, pair_rank, max_rank, record):
     """Step 4: the consensus ranks of the shared subsets."""
     order = sorted(counts, key=lambda s: (-len(s), s))
-    means = {s: float(np.mean([counts[s].get(m, 0) for m in s])) for s in order}
+    # (integer counts: Python's division gives np.mean's value)
+    means = {s: sum(counts[s].get(m, 0) for m in s) / len(s) for s in order}
     ranks = _consensus(order, means, pair_rank, len(pair_rank), max_rank)
     blocks = {}
     for subset in order:
