@@ -88,8 +88,8 @@ def flip_signs(vectors):
     if vectors.size == 0:
         return vectors
     largest = vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])]
-    # its sign, and 1 for a zero column (a NaN propagates)
-    return vectors * (np.sign(largest) + (largest == 0))
+    # (negation is what multiplying by -1 gives, bit for bit; a zero column is kept)
+    return np.where(largest < 0, -vectors, vectors)
 
 
 def top_eigh(S, k, *, random_state=None, mixed=False):
