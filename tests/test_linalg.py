@@ -5,7 +5,13 @@ import pytest
 import scipy.linalg
 
 from hcl_stats._input.validation import check_covariance
-from hcl_stats._numerics.linalg import lanczos_top, small_qr, top_eigh, top_eigvals
+from hcl_stats._numerics.linalg import (
+    lanczos_top,
+    serial_blas,
+    small_qr,
+    top_eigh,
+    top_eigvals,
+)
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +141,20 @@ def test_small_qr_is_numpys_reduced_q(shape):
         assert Q.flags.c_contiguous  # as NumPy's, for products that read it alike
         np.testing.assert_allclose(Q.T @ Q, np.eye(shape[1]), atol=1e-12)
         np.testing.assert_allclose(Q @ (Q.T @ a), a, atol=1e-12)
+
+
+def test_serial_blas_nested_in_the_same_thread_keeps_one_thread():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return sorted(lib["num_threads"] for lib in threadpool_info()
+                      if lib["user_api"] == "blas")
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        with serial_blas():
+            assert set(blas_threads()) == {1}
+            with serial_blas():
+                assert set(blas_threads()) == {1}
+            assert set(blas_threads()) == {1}  # the inner exit restored nothing
+        assert blas_threads() == before

@@ -198,6 +198,25 @@ def test_dense_layout_hessian_operator_is_the_gradients_derivative():
     np.testing.assert_allclose(Hv, numeric, rtol=1e-5, atol=1e-6 * np.abs(numeric).max())
 
 
+def test_dense_layout_hessian_products_are_new_arrays():
+    # the operator refills buffers made once per direction; each product it returns is
+    # its own array, equal to that of an operator made for it alone
+    widths = [8, 12, 10]
+    S_W, W0, mask = _problem(widths, 0.5, 3)
+    layout = lbfgs._layout(S_W, mask, widths)
+    rng = np.random.default_rng(5)
+    x = layout.pack(W0 / np.sqrt(layout.scale))
+    v1, v2 = (layout.pack(rng.standard_normal(mask.shape)) for _ in range(2))
+    G = layout.gram(x, x)
+    product = layout.hessian_operator(x, G)
+    first = product(v1)
+    kept = first.copy()
+    second = product(v2)
+    np.testing.assert_array_equal(first, kept)
+    np.testing.assert_array_equal(second, layout.hessian_operator(x, G)(v2))
+    assert first.dtype == np.float64 and not np.shares_memory(first, second)
+
+
 @pytest.mark.parametrize("seed,noise", [(0, 0.5), (5, 2.0)])
 def test_newton_phase_reaches_the_quasi_newton_and_scipy_optimum(seed, noise, monkeypatch):
     widths = [6, 9, 7]

@@ -124,3 +124,22 @@ def test_hcl_parameter_validation(params, match, data):
 
     with pytest.raises(ValueError, match=match):
         HCL(STRUCTURE, **params).fit(data)
+
+
+@pytest.mark.parametrize("shape", [(1797, 16), (569, 10), (40, 120), (2000, 6), (1000, 1),
+                                   (3, 2), (257, 3), (600, 300)])
+def test_column_range_is_numpys_column_max_and_min(shape):
+    from hcl_stats._input.validation import column_range
+
+    rng = np.random.default_rng(shape[0])
+    X = rng.standard_normal(shape)
+    X.flat[rng.integers(X.size)] = np.inf
+    cases = [X, X.astype(np.float32), rng.integers(-9, 9, shape), X[::2], np.asfortranarray(X)]
+    Y = X.copy()
+    Y.flat[rng.integers(Y.size)] = np.nan  # NaN propagate, as np.max's
+    cases.append(Y)
+    for A in cases:
+        hi, lo = column_range(A)
+        np.testing.assert_array_equal(hi, np.max(A, axis=0))
+        np.testing.assert_array_equal(lo, np.min(A, axis=0))
+        assert hi.dtype == A.dtype and lo.shape == (A.shape[1],)

@@ -156,7 +156,7 @@ def canonical_rotation(W, structure):
     for subset in structure.subsets:
         cols = structure.columns(subset)
         block = W[:, cols]
-        if not np.any(block):
+        if not block.any():
             continue
         _, _, Vt = small_svd(block)
         W[:, cols] = flip_signs(block @ Vt.T)

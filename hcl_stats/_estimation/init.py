@@ -25,7 +25,7 @@ def spectral_init(values, vectors, structure, n_features):
     """
     K = structure.n_components
     d = vectors.shape[0]
-    lam = np.clip(values[:K], 0.0, None)
+    lam = np.maximum(values[:K], 0.0)  # (np.clip's min-only case, without its wrappers)
     W0 = vectors[:, :K] * np.sqrt(lam)
     if W0.shape[1] < K:  # fewer eigenpairs than factors (tiny problems)
         W0 = np.hstack([W0, np.zeros((d, K - W0.shape[1]))])
@@ -49,9 +49,9 @@ def spectral_init(values, vectors, structure, n_features):
             pick = vecs[:, ::-1][:, :r]
         else:
             # Regularise the energy metric so directions with no energy do not win.
-            ridge = 1e-10 * max(np.trace(a_all), 1e-300) / max(a_all.shape[0], 1)
-            _, vecs = small_eigh(a_in + ridge * np.eye(len(a_in)),
-                                 a_all + ridge * np.eye(len(a_all)))
+            ridge = 1e-10 * max(a_all.trace(), 1e-300) / max(a_all.shape[0], 1)
+            ridge_eye = ridge * np.eye(len(a_all))
+            _, vecs = small_eigh(a_in + ridge_eye, a_all + ridge_eye)
             pick = vecs[:, ::-1][:, :r]
         directions = orthonormal_basis(free @ pick)
         if directions.shape[1] < r:  # degenerate: complete with any unused directions

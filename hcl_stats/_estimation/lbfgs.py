@@ -344,6 +344,7 @@ class _DenseLayout:
         self.rows = row_slices(n_features)
         self.maskf = np.asarray(mask, dtype=np.float64)
         self.mask2 = 2.0 * self.maskf
+        self.mask2_low = self.mask2.astype(_HESSIAN_DTYPE)  # (for every Newton direction)
         # the columns each modality's rows own (mask rows are constant within a modality)
         self.cols = [np.flatnonzero(mask[sl.start]) if sl.stop > sl.start else
                      np.zeros(0, dtype=int) for sl in self.rows]
@@ -405,17 +406,23 @@ class _DenseLayout:
         left = np.empty((d, d + K), dtype=low)  # once per direction
         np.subtract(W @ W.T, self.S_hi, out=left[:, :d])
         left[:, d:] = W
-        W_low, G_low, mask2 = left[:, d:], G.astype(low), self.mask2.astype(low)
+        # (W_low a contiguous copy: V^T W reads it faster than the columns of left)
+        W_low, G_low, mask2 = W.astype(low), G.astype(low), self.mask2_low
         right = np.empty((d + K, K), dtype=low)  # refilled by every product
         V_low, VW = right[:d], right[d:]
+        # views and buffers made once: at these sizes a product costs its array calls, so
+        # each product is the seven calls below (the same operations, hence the same bits)
+        V_flat, V_lowT = V_low.reshape(-1), V_low.T
+        out, VG = np.empty((d, K), dtype=low), np.empty((d, K), dtype=low)
+        out_flat, dot, add, multiply = out.reshape(-1), np.dot, np.add, np.multiply
 
         def hessian_product(v):
-            V_low[...] = v.reshape(d, K)
-            np.dot(V_low.T, W_low, out=VW)
-            out = np.dot(left, right)
-            out += np.dot(V_low, G_low)
-            out *= mask2
-            return out.astype(np.float64).reshape(-1)
+            V_flat[...] = v
+            dot(V_lowT, W_low, out=VW)
+            dot(left, right, out=out)
+            add(out, dot(V_low, G_low, out=VG), out=out)
+            multiply(out, mask2, out=out)
+            return out_flat.astype(np.float64)
 
         return hessian_product
 
@@ -430,16 +437,17 @@ class _DenseLayout:
     def preconditioner(self, W0):
         """ScaledGD (:meth:`_PackedLayout.preconditioner`): each modality's rows times its
         block's inverse, placed in a ``(K, K)`` matrix that is zero outside its columns;
-        the blocks side by side, applied by :meth:`_by_modality`.
+        the blocks side by side, applied as by :meth:`_by_modality`.
         """
         d, K = self.d, self.K
         blocks = np.zeros((K, len(self.rows) * K))
         for m, cols in enumerate(self.cols):
             if cols.size:
                 blocks[np.ix_(cols, m * K + cols)] = _scaled_gd(self.start_curvature(W0, m))
+        pick, dot = self.pick, np.dot  # (_by_modality's two calls, without its frame)
 
         def precondition(v):
-            return self._by_modality(v.reshape(d, K), blocks)
+            return dot(v.reshape(d, K), blocks).take(pick)
 
         return precondition
 
@@ -632,7 +640,7 @@ def _line_step(layout, x, grad, D, G, B, slope):
     Returns ``(t, E, F)`` with ``G(t) = G + t E + t^2 F``, or ``None`` without decrease.
     """
     WD, F = layout.line_grams(x, D)
-    E = WD + np.swapaxes(WD, -1, -2)
+    E = WD + WD.swapaxes(-1, -2)
     EE, GF, EF, FF = layout.line_terms(G, E, F)
     c2 = 0.5 * (EE + 2.0 * GF) - float(D @ B)
     step = _quartic_step(slope, c2, EF, 0.5 * FF)

@@ -237,12 +237,16 @@ def _statistics(plan, blocks, names):
         # arrays of other namespaces copied to NumPy; finiteness is checked per modality
         # by the chunked statistics, which name it
         blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
-        n, d = blocks[0].shape[0], sum(b.shape[1] for b in blocks)
-        # a small product runs on one BLAS thread: waking (and, on a busy machine, the
-        # spinning of) a thread pool costs more than the product
-        with serial_blas() if n * d * d <= _SERIAL_COVARIANCE else contextlib.nullcontext():
+        with serial_blas() if _small_statistics(plan, blocks) else contextlib.nullcontext():
             return covariance_statistics(blocks, names, missing="allow", checked=plan.checked)
     return (*sample_covariance(_device_blocks(plan.xp, blocks, names)), None)
+
+
+def _small_statistics(plan, blocks):
+    """Whether the statistics run on one BLAS thread: a small product on the host, where
+    waking (and, on a busy machine, the spinning of) a thread pool costs more than it."""
+    n, d = blocks[0].shape[0], sum(b.shape[1] for b in blocks)
+    return plan.on_host and n * d * d <= _SERIAL_COVARIANCE
 
 
 def resolve_scale(params):
@@ -420,13 +424,19 @@ def run_fit(params, plan, blocks, names):
     bound = None if isinstance(params["structure"], str) else \
         _bind_structure(params, n_features, names, n_samples=blocks[0].shape[0])
     if plan.path == "covariance":
-        S, means, n, joint_counts = _statistics(plan, blocks, names)
-        pairs = None
-        if joint_counts is not None and bound is None and all(
-                type(b) is np.ndarray for b in blocks):  # in-memory data: pair statistics
-            pairs = pair_covariances(blocks)
-        return run_covariance(params, plan, S, means, n, n_features, names, bound,
-                              joint_counts, pairs, own=True)
+        with contextlib.ExitStack() as serial:
+            if _small_statistics(plan, blocks):
+                # statistics, selection and fit (which run on one BLAS thread in any case)
+                # in one context: each entry and exit of one costs more than a small stage
+                serial.enter_context(serial_blas())
+            S, means, n, joint_counts = _statistics(plan, blocks, names)
+            pairs = None
+            if joint_counts is not None and bound is None and all(
+                    type(b) is np.ndarray for b in blocks):  # in-memory data: pair statistics
+                serial.close()  # (with the threads they had before)
+                pairs = pair_covariances(blocks)
+            return run_covariance(params, plan, S, means, n, n_features, names, bound,
+                                  joint_counts, pairs, own=True)
     structure, selection = bound
     blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
     factors = None

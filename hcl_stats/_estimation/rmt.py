@@ -188,6 +188,11 @@ def _values_at(points, spikes, trace, p, gamma):
         yield from zip(chunk, _spike_equation_at(np.array(chunk), e, trace, p, gamma).tolist())
 
 
+# (np.finfo costs more than the rest of a call's set-up)
+_TINY = float(np.finfo(float).tiny)
+_RTOL = 4 * float(np.finfo(float).eps)
+
+
 def spike_noise(spikes, trace, p, gamma):
     """The noise variance ``s`` with ``p s = trace - s spike_signal(spikes, s, gamma)``.
 
@@ -218,7 +223,7 @@ def spike_noise(spikes, trace, p, gamma):
     >>> round(s, 4), round(49.0 / (50 - 1.01), 4)
     (1.0002, 1.0002)
     """
-    tiny = float(np.finfo(float).tiny)
+    tiny = _TINY
     top = trace / p
     spikes = [float(e) for e in spikes]
     if not top > 0:
@@ -235,7 +240,7 @@ def spike_noise(spikes, trace, p, gamma):
         if value < 0:
             root = scipy.optimize.brentq(_spike_residual, lo, hi,
                                          args=(spikes, trace, p, *constants),
-                                         xtol=tiny, rtol=4 * np.finfo(float).eps, maxiter=500)
+                                         xtol=tiny, rtol=_RTOL, maxiter=500)
             return max(root, tiny)
         hi = lo
     return tiny  # rounding left no variance outside the spikes
@@ -273,9 +278,9 @@ def sphericity_statistic(evals, df):
     True
     """
     evals = np.maximum(np.asarray(evals, dtype=float), 0.0)  # (np.clip's min-only case)
-    q, mean = len(evals), float(np.mean(evals)) if len(evals) else 0.0
+    q, mean = len(evals), float(evals.mean()) if len(evals) else 0.0
     if q < 2 or mean <= 0:
         return float("inf")
-    U = float(np.mean((evals / mean - 1.0) ** 2))
+    U = float(((evals / mean - 1.0) ** 2).mean())
     return (df * U - q - 1.0) / 2.0
 

@@ -118,12 +118,20 @@ def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     return sigma2, k, thresholds
 
 
+def _squared_correlations(rho):
+    """``(np.clip(rho, 0, 1) ** 2).tolist()`` of singular values ``rho`` (never negative):
+    the same bits, without np.clip's wrappers."""
+    rho2 = np.minimum(rho, 1.0)
+    rho2 *= rho2
+    return rho2.tolist()
+
+
 def _cca_count(A, df, alpha, dims, record=None, subset=None, modality=None, what=""):
     """Sequential count of significant canonical correlations; ``A`` is the whitened
     cross-covariance (its singular values are the sample canonical correlations)."""
     p, q = dims
     L, rho, Rt = small_svd(A)
-    rho2 = (np.clip(rho, 0, 1) ** 2).tolist()
+    rho2 = _squared_correlations(rho)
     c = 0
     for j in range(min(p, q, len(rho2))):
         t = cca_largest_root_threshold(p - j, q - j, df - j, alpha)
@@ -178,8 +186,7 @@ class _CrossProducts:
         key = (m, tuple(others))
         if key not in self._cross:
             Y = np.hstack([self.right(m, a) for a in others])
-            sizes = [self.bases[a].shape[1] for a in others]
-            edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+            edges = [0, *itertools.accumulate(self.bases[a].shape[1] for a in others)]
             G = np.empty((edges[-1], edges[-1]))
             for i, a in enumerate(others):
                 for j, b in enumerate(others):
@@ -669,7 +676,7 @@ def _pair_count(a, b, S, rows, df, cands, level, record):
         if ka == 0 or kb == 0:
             continue
         rho = small_svd(WA.T @ S[rows[a], rows[b]] @ WB, compute_uv=False)
-        rho2 = (np.clip(rho, 0, 1) ** 2).tolist()
+        rho2 = _squared_correlations(rho)
         cj = 0
         what = f"canonical correlation^2, {what}"
         for j in range(min(ka, kb)):
@@ -699,7 +706,7 @@ def _pair_ranks(S, rows, n_features, dof, alpha, U, lam, sig, base, spectra, rec
             if k[a] == 0 or k[b] == 0:
                 continue
             C = products.gram(a, b)  # U_a^T S_ab U_b
-            Ua, _, Vbt = small_svd(C / np.sqrt(np.outer(lam[a], lam[b])),
+            Ua, _, Vbt = small_svd(C / np.sqrt(lam[a][:, None] * lam[b]),  # (np.outer)
                                           full_matrices=True)
             if (a, b) in (pairs or {}):  # the three blocks from the same samples
                 Sp, rows_p, white = _pair_whitened(pairs[(a, b)], a, b, n_features,
@@ -735,15 +742,17 @@ def _membership(k, left, record):
             for V, T in pieces:
                 B = Q.T @ V
                 w, E = small_eigh(B.T @ B)
-                inside = w > 0.5
+                scores = w.tolist()
                 shared = tuple(sorted(T + (a, m)))
-                for j, wj in enumerate(w.tolist()):
+                for j, wj in enumerate(scores):
                     if abs(wj - 0.5) < 0.5:  # record the non-trivial scores only
                         record("membership", shared, m, j, what, wj, 0.5, wj > 0.5)
-                if inside.any():
-                    new.append((V @ E[:, inside], T + (a,)))
-                if (~inside).any():
-                    new.append((V @ E[:, ~inside], T))
+                # the scores increase: the directions inside the shared space are the last
+                cut = sum(1 for wj in scores if not wj > 0.5)
+                if cut < len(scores):
+                    new.append((V @ E[:, cut:], T + (a,)))
+                if cut:
+                    new.append((V @ E[:, :cut], T))
             pieces = new
         for V, T in pieces:
             if T:
@@ -755,7 +764,8 @@ def _membership(k, left, record):
 def _shared_blocks(counts, pair_rank, max_rank, record):
     """Step 4: the consensus ranks of the shared subsets."""
     order = sorted(counts, key=lambda s: (-len(s), s))
-    means = {s: float(np.mean([counts[s].get(m, 0) for m in s])) for s in order}
+    # (integer counts: Python's division gives np.mean's value)
+    means = {s: sum(counts[s].get(m, 0) for m in s) / len(s) for s in order}
     ranks = _consensus(order, means, pair_rank, len(pair_rank), max_rank)
     blocks = {}
     for subset in order:

@@ -9,6 +9,7 @@ The model behind the scores and the covariance is described in docs/model.md.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -51,13 +52,15 @@ def _check_finite_attribute(model, name, value):
     """
     parts = value if isinstance(value, (list, tuple)) else [value]
     for part in parts:
-        if isinstance(part, (np.ndarray, float, np.floating)):
-            array = np.asarray(part)
-            if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
-                raise FloatingPointError(
-                    f"{model}: the fitted attribute {name} holds non-finite values (NaN or "
-                    "inf); the fit failed numerically, check the data's scale and the ranks"
-                )
+        if isinstance(part, np.ndarray):  # floating or complex arrays
+            finite = part.dtype.kind not in "fc" or bool(np.isfinite(part).all())
+        else:
+            finite = not isinstance(part, (float, np.floating)) or math.isfinite(part)
+        if not finite:
+            raise FloatingPointError(
+                f"{model}: the fitted attribute {name} holds non-finite values (NaN or "
+                "inf); the fit failed numerically, check the data's scale and the ranks"
+            )
 
 
 def describe_missing(inputs):
@@ -170,11 +173,18 @@ class BlockFactorModel(GaussianScoreMixin, TransformerMixin, BaseEstimator):
     def _warn_noise_exceeds_total(self):
         """Warn when a modality's noise and signal exceed its total variance by over 5%.
 
-        The residual is that of :meth:`explained_variance`, from :meth:`_variance_parts`
-        without building the table, which cost more than a small fit.
+        The residual is that of :meth:`explained_variance` up to rounding: each modality's
+        signal is the sum of its squared loadings over all the blocks at once, without the
+        table (which cost more than a small fit) or its per-block sums.
         """
-        signal, noise = self._variance_parts()
-        residual = self.total_variance_ - (signal.sum(axis=1) + noise)
+        squares = self.loadings_ ** 2
+        psi = np.asarray(self.noise_variance_, dtype=np.float64)
+        widths = self.n_features_per_modality_
+        per_feature = psi.shape == (int(widths.sum()),)  # as feature_noise_variance reads it
+        residual = np.array([
+            float(self.total_variance_[m]) - float(squares[r].sum())
+            - (float(psi[r].sum()) if per_feature else float(psi[m]) * int(widths[m]))
+            for m, r in enumerate(self._rows())])
         for m in range(self.n_modalities_):
             total = float(self.total_variance_[m])
             share = -float(residual[m]) / max(total, 1e-300)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 
 import numpy as np
 import scipy.linalg
@@ -60,14 +61,32 @@ def serial_blas():
     two pools fight over the cores: on 2 cores the Lanczos iterations took 0.05 to 0.2 s at
     d = 1400 instead of 0.05 s. Its matrix-vector products are memory bound, so one thread
     loses nothing.
+
+    Inside another such context of the same thread the limit is already set, and the
+    context does nothing (setting and restoring it cost more than a small fit's stage).
     """
     global _CONTROLLER
+    if getattr(_SERIAL, "depth", 0):
+        return contextlib.nullcontext()
     if _CONTROLLER is None:
         try:
             _CONTROLLER = ThreadpoolController()
         except Exception:  # pragma: no cover - introspection unavailable on this platform
             return contextlib.nullcontext()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+    return _serial_context(_CONTROLLER)
+
+
+_SERIAL = threading.local()  # depth: serial_blas contexts entered by this thread
+
+
+@contextlib.contextmanager
+def _serial_context(controller):
+    with controller.limit(limits=1, user_api="blas"):
+        _SERIAL.depth = getattr(_SERIAL, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            _SERIAL.depth -= 1
 
 
 def flip_signs(vectors):
@@ -75,10 +94,9 @@ def flip_signs(vectors):
     vectors = np.asarray(vectors)
     if vectors.size == 0:
         return vectors
-    idx = np.argmax(np.abs(vectors), axis=0)
-    signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
-    signs[signs == 0] = 1.0
-    return vectors * signs
+    largest = vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])]
+    # (negation is what multiplying by -1 gives, bit for bit; a zero column is kept)
+    return np.where(largest < 0, -vectors, vectors)
 
 
 def top_eigh(S, k, *, random_state=None, mixed=False):
@@ -298,9 +316,8 @@ def _gesdd_work(m, n, compute_uv, full_matrices):
     return _work_sizes(query(m, n, compute_uv=compute_uv, full_matrices=full_matrices))[0]
 
 
-def _plain_float64(*arrays):
-    return all(isinstance(a, np.ndarray) and a.dtype == np.float64 and a.ndim == 2
-               and a.size for a in arrays)
+def _plain_float64(a):
+    return isinstance(a, np.ndarray) and a.dtype == np.float64 and a.ndim == 2 and a.size
 
 
 def small_eigh(a, b=None, *, eigvals_only=False, subset_by_index=None):
@@ -315,6 +332,9 @@ def small_eigh(a, b=None, *, eigvals_only=False, subset_by_index=None):
             b is not None and subset_by_index is not None):
         return fallback()
     if b is None:
+        if a.shape == (1, 1) and subset_by_index is None:
+            # what syevr returns for one row (LAPACK's own early exit: the entry, and 1)
+            return a[0].copy() if eigvals_only else (a[0].copy(), np.ones((1, 1)))
         syevr = _float64_routine("syevr")
         lwork, liwork = _syevr_work(a.shape[0])
         subset = {}
