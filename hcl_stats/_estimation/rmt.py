@@ -112,7 +112,10 @@ def _ratio_tail_integrand(q, nu):
     k1, s1 = k[1:], s[1:]
     off = np.sqrt(4 * k1 * (k1 + alpha) * (k1 + beta) * (k1 + alpha + beta)
                   / (s1 ** 2 * (s1 + 1) * (s1 - 1)))
-    v = scipy.linalg.eigvalsh_tridiagonal(diag, off)  # 1 + zeros of P on [-1, 1]
+    v, info = scipy.linalg.lapack.dsterf(diag, off)  # 1 + zeros of P on [-1, 1]
+    if info:  # (QL without square roots did not converge: bisection)
+        v = scipy.linalg.eigvalsh_tridiagonal(diag, off, lapack_driver="stebz")
+    v = np.sort(v)
     zeros = v / (4.0 - v)  # z = v / (2 (2 - v)), then s = z / (1 + z)
     log_constant = (math.log(q) + _log_simplex_integral(n, a) - _log_simplex_integral(q, a)
                     - float(np.sum(np.log1p(-zeros))))
@@ -124,8 +127,12 @@ def _log_ratio_integrand(s, q, nu):
     :func:`_ratio_tail_integrand` at the points ``s`` (an array in ``(0, 1)``)."""
     log_constant, a, c, zeros = _ratio_tail_integrand(q, nu)
     diff = s[:, None] - zeros
-    sign = np.prod(np.sign(diff), axis=1)
-    return sign, log_constant + a * np.log(s) + c * np.log1p(-s) + np.log(np.abs(diff)).sum(1)
+    if s.min() > zeros[-1]:  # beyond the zeros (the upper tail): positive
+        sign = np.ones(len(s))
+    else:
+        sign = np.where(np.count_nonzero(diff < 0, axis=1) % 2, -1.0, 1.0)
+        diff = np.abs(diff)
+    return sign, log_constant + a * np.log(s) + c * np.log1p(-s) + np.log(diff).sum(axis=1)
 
 
 def _log_ratio_tail(t, q, nu):
@@ -133,7 +140,6 @@ def _log_ratio_tail(t, q, nu):
     :func:`_ratio_tail_integrand` (``-inf`` where it is not positive), and ``log`` of the
     density at ``t`` (``nan`` where it is not positive)."""
     _, a, c, zeros = _ratio_tail_integrand(q, nu)
-    sign_t, log_f_t = _log_ratio_integrand(np.array([t]), q, nu)
     slope = a / t - c / (1.0 - t) + float(np.sum(1.0 / (t - zeros))) if t > zeros[-1] else 0.0
     if slope < 0:
         # beyond the zeros the log-density is concave: it falls by at least the tangent's
@@ -145,11 +151,12 @@ def _log_ratio_tail(t, q, nu):
         above = np.nonzero(log_f > log_f.max() - _TAIL_EFOLDS)[0]
         hi = float(grid[above[-1] + 1]) if above[-1] + 1 < len(grid) else 1.0
     x, w = _GAUSS_LEGENDRE
-    sign, log_f = _log_ratio_integrand(t + (hi - t) * (x + 1) / 2, q, nu)
-    peak = float(log_f.max())
-    total = float(np.sum(w * sign * np.exp(log_f - peak))) * (hi - t) / 2
+    # the nodes and, last, t itself
+    sign, log_f = _log_ratio_integrand(np.append(t + (hi - t) * (x + 1) / 2, t), q, nu)
+    peak = float(log_f[:-1].max())
+    total = float(w @ (sign[:-1] * np.exp(log_f[:-1] - peak))) * (hi - t) / 2
     log_tail = peak + math.log(total) if total > 0 else -math.inf
-    return log_tail, float(log_f_t[0]) if sign_t[0] > 0 else math.nan
+    return log_tail, float(log_f[-1]) if sign[-1] > 0 else math.nan
 
 
 def largest_ratio_sf(r, p, df):
@@ -163,7 +170,8 @@ def largest_ratio_sf(r, p, df):
     exceed ``t = r / p``, an integral computed to about machine precision (see
     :func:`_ratio_tail_integrand`), which differs from the probability wanted by that of
     an even number of them, at least two, above ``t``: zero for ``t >= 1/2`` (at most one
-    can be there), and under a thousandth of it in the upper tail, where the tests read it.
+    can be there), and small in the upper tail, where two normalised eigenvalues must both
+    exceed the level that the largest alone exceeds with probability ``alpha``.
     With ``df < p`` the ``df`` non-zero eigenvalues are those of ``df`` features with
     ``p`` degrees of freedom, so the statistic is ``p / df`` times theirs.
 
@@ -192,11 +200,10 @@ def largest_ratio_threshold(p, df, alpha):
 
     :func:`wishart_edge_threshold` is the threshold for ``lambda_1 / sigma^2`` with the
     noise variance known; dividing by the mean eigenvalue, which contains ``lambda_1``,
-    gives a tighter statistic, so that threshold is too high for it, by far at small ``p``
-    (above 2 for ``p = 2`` and ``n = 20``, where the statistic cannot exceed 2) and by a
-    few tenths of a percent still at ``p`` in the hundreds (where the tail is so steep that
-    this still halves the level at ``n`` in the hundreds). With ``min(p, df) = 1`` the
-    statistic is constant and the threshold is that constant: nothing exceeds it.
+    gives a narrower statistic, so that threshold is too high for it: by far at small
+    ``p`` (for ``p = 2`` and ``n = 20`` it exceeds 2, the largest value the statistic can
+    take), less as ``p`` grows and the mean eigenvalue concentrates. With ``min(p, df) =
+    1`` the statistic is constant and the threshold is that constant: nothing exceeds it.
 
     Examples
     --------
@@ -216,10 +223,11 @@ def _ratio_quantile(q, nu, alpha):
     """The root ``r`` of ``log(tail(r / q)) = log(alpha)`` (:func:`_log_ratio_tail`), for
     ``3 <= q <= nu``.
 
-    Newton's method from :func:`wishart_edge_threshold` (above the root in every case
-    measured): beyond the zeros of the density's polynomial factor the density is
-    log-concave, hence so is its tail, and Newton's iterates from above the root decrease
-    to it. Brent's method on a bracket where that does not hold.
+    Newton's method from :func:`wishart_edge_threshold`, the threshold of the wider
+    known-variance statistic: beyond the zeros of the density's polynomial factor the
+    density is log-concave, hence so is its tail, and Newton's iterates from above the
+    root decrease to it. Where a step does not decrease (a start below the root, or a root
+    among the zeros), Brent's method on a bracket found by halving towards 1.
     """
     log_alpha = math.log(alpha)
     top = q * float(_ratio_tail_integrand(q, nu)[3][-1])

@@ -75,7 +75,7 @@ _COLUMNS = ["step", "subset", "modality", "component", "statistic", "value", "th
 
 # the widest spectrum (min(p, df)) for which step 1 computes the exact null distribution of
 # its statistic (largest_ratio_threshold, whose cost grows like p^2); wider ones use the
-# known-variance Tracy-Widom threshold, which lies a few tenths of a percent above it there
+# known-variance Tracy-Widom threshold, above it by under 1% there (docs/selection.md)
 _EXACT_RATIO_WIDTH = 64
 
 
@@ -89,7 +89,7 @@ def _spike_threshold(p, df, j, alpha):
     ``lambda_1 / mean(lambda)``, whose null distribution
     (:func:`~hcl_stats._estimation.rmt.largest_ratio_threshold`) holds at any ``p`` with
     the noise variance unknown. Beyond ``j`` factors well above the noise, the other
-    eigenvalues are those of ``p - j`` white features with ``df - j`` degrees of freedom
+    eigenvalues are close to those of ``p - j`` white features with ``df - j`` degrees of freedom
     (each factor takes one), and the fitted noise variance is their sum over
     ``p - j (1 + p / df)`` (each sample spike also absorbs ``1 + p / df`` noise
     variances), so the statistic is that of ``p - j`` features times ``1 - j p / (df (p -
