@@ -184,6 +184,47 @@ def test_default_fit_on_scikit_learn_real_data(standardise):
         _check_default_fit(X, max_factors=20)
 
 
+@pytest.mark.parametrize("standardise", [False, True])
+def test_linnerud_gets_a_factor_in_each_modality_and_none_shared(standardise):
+    # 20 men, three exercises and three body measures. Independent evidence: inside each
+    # modality a correlation is significant at 0.01 after Bonferroni over its three pairs
+    # (scipy's Pearson test), while Wilks' test of the canonical correlations between the
+    # two (statsmodels) is not. The selection raised "no factor detected in any modality"
+    # on the standardised data and found nothing in the exercises on the raw ones.
+    import scipy.stats
+    from sklearn.datasets import load_linnerud
+    from statsmodels.multivariate.cancorr import CanCorr
+
+    data = load_linnerud()
+    X = {"exercise": data.data.astype(float), "body": data.target.astype(float)}
+    if standardise:
+        X = {k: (v - v.mean(0)) / v.std(0) for k, v in X.items()}
+    for x in X.values():
+        p_min = min(scipy.stats.pearsonr(x[:, i], x[:, j])[1] for i, j in ((0, 1), (0, 2), (1, 2)))
+        assert 3 * p_min < 0.01
+    assert CanCorr(X["body"], X["exercise"]).corr_test().stats.loc[0, "Pr > F"] > 0.01
+    model = _check_default_fit(X, max_factors=4)
+    assert [model.structure_.modality_rank(m) for m in range(2)] == [1, 1]
+    assert all(len(subset) == 1 for subset in model.structure_.subsets)
+
+
+@pytest.mark.parametrize("standardise", [False, True])
+def test_default_fit_on_small_scikit_learn_tables(standardise):
+    # modalities of 2 to 7 features: wine as 6 + 7 measurements, diabetes as the four
+    # demographic and blood-pressure columns + the six serum measurements, iris as sepals +
+    # petals (raw only: standardised, its fit reports noise and signal above the total)
+    from sklearn.datasets import load_diabetes, load_iris, load_wine
+
+    tables = [load_wine().data[:, :6], load_wine().data[:, 6:]], \
+        [load_diabetes().data[:, :4], load_diabetes().data[:, 4:]]
+    if not standardise:
+        tables += ([load_iris().data[:, :2], load_iris().data[:, 2:]],)
+    for pieces in tables:
+        if standardise:
+            pieces = [(x - x.mean(0)) / x.std(0) for x in pieces]
+        _check_default_fit({f"part{k}": x for k, x in enumerate(pieces)}, max_factors=8)
+
+
 @needs_mvlearn
 def test_default_fit_on_nutrimouse():
     _check_default_fit(load_nutrimouse().views, max_factors=20)

@@ -12,6 +12,8 @@ import pytest
 from hcl_stats import HCL, Structure
 from hcl_stats._estimation.rmt import (
     cca_largest_root_threshold,
+    largest_ratio_sf,
+    largest_ratio_threshold,
     mp_median,
     spike_cosine2,
     spike_noise,
@@ -86,6 +88,105 @@ def test_wishart_edge_threshold_controls_false_positives(rng):
     top = [np.linalg.eigvalsh(np.cov(rng.standard_normal((n, p)), rowvar=False))[-1]
            for _ in range(reps)]
     assert 0.005 <= np.mean(np.array(top) > t) <= 0.12
+
+
+def _ratio_tail_by_quadrature(r, df):
+    """``P(lambda_1 / mean(lambda) > r)`` for three white features: the joint density of
+    the ordered normalised eigenvalues ``u1 > u2 > u3 = 1 - u1 - u2``, proportional to
+    ``(u1 u2 u3)^a (u1 - u2)(u1 - u3)(u2 - u3)``, integrated by ``scipy.integrate.dblquad``
+    over ``u1 > r / 3`` and over the whole ordered simplex."""
+    import scipy.integrate
+
+    a = (df - 4) / 2.0
+
+    def density(u2, u1):
+        u3 = 1.0 - u1 - u2
+        return (u1 * u2 * u3) ** a * (u1 - u2) * (u1 - u3) * (u2 - u3)
+
+    def mass(lo):
+        return scipy.integrate.dblquad(density, lo, 1.0, lambda u1: (1.0 - u1) / 2.0,
+                                       lambda u1: min(u1, 1.0 - u1), epsabs=0,
+                                       epsrel=1e-11)[0]
+
+    return mass(max(r / 3.0, 1.0 / 3.0)) / mass(1.0 / 3.0)
+
+
+@pytest.mark.parametrize("df", [9, 19, 60])
+def test_largest_ratio_tail_is_the_integral_of_the_eigenvalue_density(df):
+    # exact where at most one normalised eigenvalue can exceed r / 3 (r >= 3/2); below,
+    # a lower bound missing only P(two above r / 3), negligible in the upper tail
+    for r in (1.5, 1.7, 2.0, 2.4):
+        assert largest_ratio_sf(r, 3, df) == pytest.approx(_ratio_tail_by_quadrature(r, df),
+                                                           rel=1e-7, abs=1e-300)
+    for r in (largest_ratio_threshold(3, df, 0.05), largest_ratio_threshold(3, df, 0.01)):
+        direct = _ratio_tail_by_quadrature(r, df)
+        assert direct * (1 - 1e-3) <= largest_ratio_sf(r, 3, df) <= direct * (1 + 1e-9)
+
+
+def test_largest_ratio_tail_of_two_features_is_the_beta_law():
+    # for two features (lambda_1 - lambda_2)^2 / (lambda_1 + lambda_2)^2 ~ Beta(1, (df-1)/2)
+    import scipy.stats
+
+    for df in (3, 19, 200):
+        for r in (1.05, 1.3, 1.9):
+            assert largest_ratio_sf(r, 2, df) == pytest.approx(
+                scipy.stats.beta.sf((r - 1) ** 2, 1, (df - 1) / 2), rel=1e-12)
+
+
+def _white_spectra(rng, reps, n, p, spike=0.0):
+    """Eigenvalues (decreasing) of ``reps`` sample covariances of ``n`` samples of ``p``
+    white features, the first with variance ``1 + spike``, each sample covariance with a
+    noise variance of its own (which the statistics must not see)."""
+    out = []
+    for start in range(0, reps, 500):
+        X = rng.standard_normal((min(500, reps - start), n, p))
+        X[:, :, 0] *= np.sqrt(1.0 + spike)
+        X -= X.mean(axis=1, keepdims=True)
+        S = np.einsum("rni,rnj->rij", X, X) / (n - 1)
+        S *= rng.uniform(0.1, 10.0, size=(len(S), 1, 1))
+        out.append(np.linalg.eigvalsh(S)[:, ::-1])
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("p, n", [(4, 15), (7, 40), (25, 60), (12, 9)])
+def test_largest_ratio_threshold_has_its_level_with_the_noise_variance_unknown(rng, p, n):
+    # Monte Carlo null of lambda_1 / mean(lambda); n < p too (the n - 1 non-zero
+    # eigenvalues). The known-variance Tracy-Widom threshold misses the level by far at
+    # small p.
+    reps, alpha = 4000, 0.05
+    ev = _white_spectra(rng, reps, n, p)
+    stats = ev[:, 0] / ev.mean(axis=1)
+    rate = np.mean(stats > largest_ratio_threshold(p, n - 1, alpha))
+    assert abs(rate - alpha) < 4 * np.sqrt(alpha * (1 - alpha) / reps), rate
+    if p <= 7:
+        assert np.mean(stats > wishart_edge_threshold(p, n - 1, alpha)) < alpha / 2
+
+
+def _step1_rates(rng, p, n, spike, reps, alpha=0.05):
+    """Rates of at least one and of at least two factors found by step 1 of the selection
+    in a white modality with one factor of population size ``spike`` (0: none)."""
+    from hcl_stats._estimation.selection import _modality_rank
+
+    kmax = max(min(p, n - 1) // 2, 1)
+    counts = np.array([_modality_rank(e, p, n - 1, alpha, kmax)[1]
+                       for e in _white_spectra(rng, reps, n, p, spike)])
+    return np.mean(counts >= 1), np.mean(counts >= 2)
+
+
+@pytest.mark.parametrize("p", [2, 3, 5])
+def test_step1_false_detection_rate_is_its_level_in_small_modalities(rng, p):
+    reps, alpha = 3000, 0.05
+    any_factor, _ = _step1_rates(rng, p, 20, 0.0, reps, alpha)
+    assert abs(any_factor - alpha) < 4 * np.sqrt(alpha * (1 - alpha) / reps), any_factor
+
+
+def test_step1_second_factor_rate_after_a_strong_one_is_its_level(rng):
+    # beyond one factor far above the noise the next test is of p - 1 white features with
+    # n - 2 degrees of freedom, against a noise variance fitted with that factor removed
+    reps, alpha = 3000, 0.05
+    first, second = _step1_rates(rng, 6, 50, 100.0, reps, alpha)
+    assert first == 1.0
+    assert abs(second - alpha) < 4 * np.sqrt(alpha * (1 - alpha) / reps), second
 
 
 def test_spike_inversion_is_consistent():

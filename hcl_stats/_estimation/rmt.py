@@ -14,10 +14,13 @@ import functools
 import math
 
 import numpy as np
+import scipy.linalg
 import scipy.optimize
+import scipy.special
 import scipy.stats
 
-__all__ = ["tw1_quantile", "mp_edge", "wishart_edge_threshold", "mp_median",
+__all__ = ["tw1_quantile", "mp_edge", "wishart_edge_threshold", "largest_ratio_sf",
+           "largest_ratio_threshold", "mp_median",
            "cca_largest_root_threshold", "spike_population", "spike_signal", "spike_noise",
            "spike_cosine2", "spike_score_cosine2", "sphericity_statistic"]
 
@@ -54,6 +57,202 @@ def wishart_edge_threshold(p, df, alpha):
     mu = (a + b) ** 2
     sigma = (a + b) * (1.0 / a + 1.0 / b) ** (1.0 / 3.0)
     return float((mu + sigma * tw1_quantile(1.0 - alpha)) / df)
+
+
+# Gauss-Legendre rule for the tail integral of largest_ratio_sf (its integrand is smooth and
+# log-concave beyond the zeros of its polynomial factor, so a fixed rule on a window of
+# _TAIL_EFOLDS e-folds is accurate to about machine precision)
+_GAUSS_LEGENDRE = np.polynomial.legendre.leggauss(64)
+_TAIL_EFOLDS = 38.0
+
+
+def _log_simplex_integral(q, a):
+    """``log`` of the integral over the unit simplex (``q - 1``-dimensional Lebesgue
+    measure) of ``prod_i u_i^a prod_{i<j} |u_i - u_j|`` for ``q`` unordered coordinates:
+    Selberg's Laguerre integral ``prod_j Gamma(a + 1 + j/2) Gamma(1 + (j+1)/2) /
+    Gamma(3/2)`` divided by ``Gamma`` of the integrand's degree plus ``q`` (the trace
+    integrated out)."""
+    j = np.arange(q) / 2.0
+    log_laguerre = float(np.sum(scipy.special.gammaln(a + 1.0 + j)
+                                + scipy.special.gammaln(1.5 + j)) - q * math.lgamma(1.5))
+    return log_laguerre - math.lgamma(q * (a + 1.0) + q * (q - 1) / 2.0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ratio_tail_integrand(q, nu):
+    """``(log_constant, a, c, zeros)`` of the density behind :func:`largest_ratio_sf` for
+    ``q`` features and ``nu >= q`` degrees of freedom (``q >= 3``).
+
+    The density at ``s`` of "a normalised eigenvalue ``u_i = lambda_i / trace`` at ``s``,
+    counted with the sign ``(-1)^(number of others above it)``" is
+    ``exp(log_constant) s^a (1 - s)^c prod_j (s - zeros_j)``: the joint density of the
+    ``q`` normalised eigenvalues is proportional to ``prod u^a prod |u_i - u_j|`` on the
+    simplex (``a = (nu - q - 1) / 2``); fixing one at ``s``, dropping the absolute values
+    of its ``q - 1`` differences (that is the sign) and rescaling the others to the unit
+    simplex leaves ``s^a (1 - s)^c`` times the expected characteristic polynomial of the
+    other ``q - 1``, an ensemble of the same kind with ``nu - 1`` degrees of freedom. That
+    polynomial's coefficients are expectations of elementary symmetric functions,
+    ``E e_k = C(q - 1, k) nu'(nu' - 1)...(nu' - k + 1) / prod_{i<k} ((q - 1) nu' + 2 i)``
+    (``nu' = nu - 1``: principal minors of a Wishart matrix over powers of its trace,
+    which is independent of the normalised eigenvalues). It is a Jacobi polynomial:
+    ``z^(q-1) 2F1(1 - q, -nu'; (q - 1) nu' / 2; -1 / (2 z))`` in ``z = s / (1 - s)``,
+    which Pfaff's transformation turns into ``P_(q-1)^(alpha, beta)`` with ``alpha =
+    (q - 1) nu' / 2 - 1`` and ``beta = nu' - q + 1``. Its zeros are the eigenvalues of
+    that family's Jacobi matrix (computed shifted by 1, so that they keep their relative
+    accuracy where they crowd near -1), mapped to ``s``.
+    """
+    a = (nu - q - 1) / 2.0
+    n, nu1 = q - 1, nu - 1
+    c = n * a + n * (n - 1) / 2.0 + q - 2
+    alpha, beta = n * nu1 / 2.0 - 1.0, float(nu1 - n)
+    k = np.arange(n, dtype=float)
+    s = 2 * k + alpha + beta
+    # diagonal of the monic Jacobi recurrence plus 1, written without cancellation
+    diag = 2 * ((beta + k) * (alpha + beta + k + 1) + (k + 1) * (k + alpha)) / (s * (s + 2))
+    k1, s1 = k[1:], s[1:]
+    off = np.sqrt(4 * k1 * (k1 + alpha) * (k1 + beta) * (k1 + alpha + beta)
+                  / (s1 ** 2 * (s1 + 1) * (s1 - 1)))
+    v, info = scipy.linalg.lapack.dsterf(diag, off)  # 1 + zeros of P on [-1, 1]
+    if info:  # (QL without square roots did not converge: bisection)
+        v = scipy.linalg.eigvalsh_tridiagonal(diag, off, lapack_driver="stebz")
+    v = np.sort(v)
+    zeros = v / (4.0 - v)  # z = v / (2 (2 - v)), then s = z / (1 + z)
+    log_constant = (math.log(q) + _log_simplex_integral(n, a) - _log_simplex_integral(q, a)
+                    - float(np.sum(np.log1p(-zeros))))
+    return log_constant, a, c, zeros
+
+
+def _log_ratio_integrand(s, q, nu):
+    """Sign and ``log`` of the absolute value of the density of
+    :func:`_ratio_tail_integrand` at the points ``s`` (an array in ``(0, 1)``)."""
+    log_constant, a, c, zeros = _ratio_tail_integrand(q, nu)
+    diff = s[:, None] - zeros
+    if s.min() > zeros[-1]:  # beyond the zeros (the upper tail): positive
+        sign = np.ones(len(s))
+    else:
+        sign = np.where(np.count_nonzero(diff < 0, axis=1) % 2, -1.0, 1.0)
+        diff = np.abs(diff)
+    return sign, log_constant + a * np.log(s) + c * np.log1p(-s) + np.log(diff).sum(axis=1)
+
+
+def _log_ratio_tail(t, q, nu):
+    """``log`` of the integral from ``t`` to 1 of the density of
+    :func:`_ratio_tail_integrand` (``-inf`` where it is not positive), and ``log`` of the
+    density at ``t`` (``nan`` where it is not positive)."""
+    _, a, c, zeros = _ratio_tail_integrand(q, nu)
+    slope = a / t - c / (1.0 - t) + float(np.sum(1.0 / (t - zeros))) if t > zeros[-1] else 0.0
+    if slope < 0:
+        # beyond the zeros the log-density is concave: it falls by at least the tangent's
+        # slope, so the window holds all of the integral but about e^-_TAIL_EFOLDS of it
+        hi = min(1.0, t + _TAIL_EFOLDS / -slope)
+    else:  # before the mode or among the zeros: the window found on a grid
+        grid = t + (1.0 - t) * np.linspace(0.0, 1.0, 513)[1:-1] ** 2
+        log_f = _log_ratio_integrand(grid, q, nu)[1]
+        above = np.nonzero(log_f > log_f.max() - _TAIL_EFOLDS)[0]
+        hi = float(grid[above[-1] + 1]) if above[-1] + 1 < len(grid) else 1.0
+    x, w = _GAUSS_LEGENDRE
+    # the nodes and, last, t itself
+    sign, log_f = _log_ratio_integrand(np.append(t + (hi - t) * (x + 1) / 2, t), q, nu)
+    peak = float(log_f[:-1].max())
+    total = float(w @ (sign[:-1] * np.exp(log_f[:-1] - peak))) * (hi - t) / 2
+    log_tail = peak + math.log(total) if total > 0 else -math.inf
+    return log_tail, float(log_f[-1]) if sign[-1] > 0 else math.nan
+
+
+def largest_ratio_sf(r, p, df):
+    """Probability that ``lambda_1 / mean(lambda)`` exceeds ``r`` under white noise.
+
+    ``lambda``: the eigenvalues of a sample covariance of ``p`` white features (any
+    variance) with ``df`` degrees of freedom; the mean is over all ``p`` (``trace / p``),
+    so the statistic lies in ``[1, p]`` whatever the noise variance. Exact for ``min(p,
+    df) <= 2`` (for two: ``(1 - (r - 1)^2)^((df - 1) / 2)``); otherwise this is the
+    probability that an **odd** number of normalised eigenvalues ``lambda_i / trace``
+    exceed ``t = r / p``, an integral computed to about machine precision (see
+    :func:`_ratio_tail_integrand`), which differs from the probability wanted by that of
+    an even number of them, at least two, above ``t``: zero for ``t >= 1/2`` (at most one
+    can be there), and small in the upper tail, where two normalised eigenvalues must both
+    exceed the level that the largest alone exceeds with probability ``alpha``.
+    With ``df < p`` the ``df`` non-zero eigenvalues are those of ``df`` features with
+    ``p`` degrees of freedom, so the statistic is ``p / df`` times theirs.
+
+    Examples
+    --------
+    >>> round(largest_ratio_sf(1.6, 2, 19), 6), round((1 - 0.6 ** 2) ** 9, 6)
+    (0.018014, 0.018014)
+    """
+    q, nu = min(p, df), max(p, df)
+    r = float(r) * q / p
+    if q < 2 or r >= q:
+        return 0.0
+    if r <= 1:
+        return 1.0
+    if q == 2:
+        return (1.0 - (r - 1.0) ** 2) ** ((nu - 1) / 2.0)
+    return min(math.exp(_log_ratio_tail(r / q, q, nu)[0]), 1.0)
+
+
+@functools.lru_cache(maxsize=4096)
+def largest_ratio_threshold(p, df, alpha):
+    """Level-``alpha`` threshold for ``lambda_1 / mean(lambda)`` of a white sample
+    covariance with ``p`` features and ``df`` degrees of freedom: the ``r`` with
+    ``largest_ratio_sf(r, p, df) = alpha`` (the test's level holds for this statistic,
+    the noise variance being unknown, at every ``p``).
+
+    :func:`wishart_edge_threshold` is the threshold for ``lambda_1 / sigma^2`` with the
+    noise variance known; dividing by the mean eigenvalue, which contains ``lambda_1``,
+    gives a narrower statistic, so that threshold is too high for it: by far at small
+    ``p`` (for ``p = 2`` and ``n = 20`` it exceeds 2, the largest value the statistic can
+    take), less as ``p`` grows and the mean eigenvalue concentrates. With ``min(p, df) =
+    1`` the statistic is constant and the threshold is that constant: nothing exceeds it.
+
+    Examples
+    --------
+    >>> r = largest_ratio_threshold(3, 19, 0.01)
+    >>> round(r, 3), round(largest_ratio_sf(r, 3, 19), 6)
+    (1.964, 0.01)
+    """
+    q, nu = min(p, df), max(p, df)
+    if q < 2:
+        return float(p)
+    if q == 2:  # the closed form of largest_ratio_sf
+        return p / q * (1.0 + math.sqrt(1.0 - alpha ** (2.0 / (nu - 1))))
+    return p / q * _ratio_quantile(q, nu, alpha)
+
+
+def _ratio_quantile(q, nu, alpha):
+    """The root ``r`` of ``log(tail(r / q)) = log(alpha)`` (:func:`_log_ratio_tail`), for
+    ``3 <= q <= nu``.
+
+    Newton's method from :func:`wishart_edge_threshold`, the threshold of the wider
+    known-variance statistic: beyond the zeros of the density's polynomial factor the
+    density is log-concave, hence so is its tail, and Newton's iterates from above the
+    root decrease to it. Where a step does not decrease (a start below the root, or a root
+    among the zeros), Brent's method on a bracket found by halving towards 1.
+    """
+    log_alpha = math.log(alpha)
+    top = q * float(_ratio_tail_integrand(q, nu)[3][-1])
+    r = min(wishart_edge_threshold(q, nu, alpha), q * (1.0 - 1e-9))
+    for _ in range(50):
+        log_tail, log_density = _log_ratio_tail(r / q, q, nu)
+        excess = log_tail - log_alpha
+        # d log(tail) / dr = -density / (q tail)
+        new = r + excess * q * math.exp(log_tail - log_density)
+        if abs(new - r) <= 1e-13 * r:  # converged, to rounding
+            return new
+        if not (excess < 0 and max(top, 1.0) < new < r):
+            break
+        r = new
+
+    def excess(r):
+        return _log_ratio_tail(r / q, q, nu)[0] - log_alpha
+
+    hi = q * (1.0 - 1e-9)
+    lo = 1.0 + (min(r, hi) - 1.0) / 2.0
+    for _ in range(60):
+        if excess(lo) > 0:
+            return scipy.optimize.brentq(excess, lo, hi, xtol=1e-13 * lo)
+        hi, lo = lo, 1.0 + (lo - 1.0) / 2.0
+    return min(wishart_edge_threshold(q, nu, alpha), q * (1.0 - 1e-9))
 
 
 def _mp_quantile_unit(q, y):

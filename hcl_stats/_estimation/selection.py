@@ -5,9 +5,10 @@ Nothing is enumerated over candidate structures; one function per step
 (``docs/selection.md`` explains each step, its thresholds and its assumptions):
 
 1. :func:`_reduced_bases`: each modality's noise variance and number of factors ``k_m``
-   from the eigenvalues of ``S_mm`` against the Tracy-Widom edge of white noise
-   (Johnstone 2001), iterated to a fixed point, and counting only eigenvalues above the
-   strength floor (``strength`` times the mean eigenvalue of ``S_mm``: a factor must be
+   from the eigenvalues of ``S_mm`` over the noise variance fitted to them, against the
+   null distribution of that ratio under white noise of unknown variance
+   (:func:`_spike_threshold`), iterated to a fixed point, counting only eigenvalues above
+   the strength floor (``strength`` times the mean eigenvalue of ``S_mm``: a factor must be
    strong as well as above the noise) where the eigenvalues beyond the detected factors
    are not those of white noise (:func:`_white_bulk`); the top-``k_m`` eigenvectors
    ``U_m`` are the reduced variables used from then on. Steps 1b and 5 apply the same
@@ -57,6 +58,7 @@ import scipy.stats
 from hcl_stats._estimation.init import spectral_init
 from hcl_stats._estimation.rmt import (
     cca_largest_root_threshold,
+    largest_ratio_threshold,
     sphericity_statistic,
     spike_cosine2,
     spike_noise,
@@ -74,6 +76,38 @@ _COLUMNS = ["step", "subset", "modality", "component", "statistic", "value", "th
             "selected", "rank"]
 
 
+# the widest spectrum (min(p, df)) for which step 1 computes the exact null distribution of
+# its statistic (largest_ratio_threshold, whose cost grows like p^2); wider ones use the
+# known-variance Tracy-Widom threshold, above it by under 1% there (docs/selection.md)
+_EXACT_RATIO_WIDTH = 64
+
+
+@functools.lru_cache(maxsize=4096)
+def _spike_threshold(p, df, j, alpha):
+    """Level-``alpha`` threshold for the ``j``-th eigenvalue (from 0) of a modality's
+    sample covariance over its noise variance fitted with ``j`` spikes
+    (:func:`hcl_stats._estimation.rmt.spike_noise`), when there are exactly ``j`` factors.
+
+    For ``j = 0`` the fitted noise variance is ``trace / p``, so the statistic is
+    ``lambda_1 / mean(lambda)``, whose null distribution
+    (:func:`~hcl_stats._estimation.rmt.largest_ratio_threshold`) holds at any ``p`` with
+    the noise variance unknown. Beyond ``j`` factors well above the noise, the other
+    eigenvalues are close to those of ``p - j`` white features with ``df - j`` degrees of freedom
+    (each factor takes one), and the fitted noise variance is their sum over
+    ``p - j (1 + p / df)`` (each sample spike also absorbs ``1 + p / df`` noise
+    variances), so the statistic is that of ``p - j`` features times ``1 - j p / (df (p -
+    j))``. Spectra wider than ``_EXACT_RATIO_WIDTH`` take the known-variance
+    Tracy-Widom threshold (:func:`~hcl_stats._estimation.rmt.wishart_edge_threshold`) for
+    ``p - j`` features and ``df - j`` degrees of freedom instead.
+    """
+    q, dof = p - j, df - j
+    if min(q, dof) <= _EXACT_RATIO_WIDTH:
+        base = largest_ratio_threshold(q, dof, alpha)
+    else:
+        base = wishart_edge_threshold(q, dof, alpha)
+    return base * (1.0 - j * p / (df * q))
+
+
 def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     """Noise variance and number of eigenvalues above the white-noise edge.
 
@@ -81,9 +115,11 @@ def _modality_rank(evals, p, df, alpha, kmax, memo=None):
     minus the signal variance of the detected spikes, each spike's population size
     ``ell_j`` recovered from its biased sample eigenvalue), started from ``trace / p``
     (no spike); for each count of spikes it is the equation's root
-    (:func:`hcl_stats._estimation.rmt.spike_noise`). The ``j``-th eigenvalue is signal
-    while it exceeds the level-``alpha`` Tracy-Widom threshold for ``p - j`` white
-    features; noise variance and count are iterated to a fixed point. ``memo``: a dict
+    (:func:`hcl_stats._estimation.rmt.spike_noise`). The ``j``-th eigenvalue (from 0) is
+    signal while its ratio to the noise variance exceeds the level-``alpha`` threshold of
+    that ratio with exactly ``j`` factors (:func:`_spike_threshold`: the noise variance is
+    fitted to the same eigenvalues, the tested one included); noise variance and count
+    are iterated to a fixed point. ``memo``: a dict
     shared by the calls on the same ``evals``, ``p`` and ``df`` (only ``kmax`` differing),
     which then solve for no count of spikes twice.
     """
@@ -107,7 +143,7 @@ def _modality_rank(evals, p, df, alpha, kmax, memo=None):
         k_new = 0
         thresholds = []
         while k_new < min(kmax, nz - 1):
-            t = sigma2 * wishart_edge_threshold(p - k_new, df, alpha)
+            t = sigma2 * _spike_threshold(p, df, k_new, alpha)
             thresholds.append(t)
             if spikes[k_new] <= t:
                 break
