@@ -285,3 +285,21 @@ def test_matched_jive_converges_with_its_defaults_on_nutrimouse():
     reference = matched_estimator("JIVE", structure, max_iter=100_000).fit(X)
     assert jive.converged_ and jive.n_iter_ == reference.n_iter_ > 1000
     np.testing.assert_array_equal(jive.loadings_, reference.loadings_)
+
+
+def test_stability_fits_the_structure_as_hcl_does_on_raw_breast_cancer():
+    # modalities of different scales (the standard errors are ten times smaller): the
+    # loadings of the stability report are fitted with HCL()'s weighting, not with one
+    # noise variance in the data's units (which warned that it did not fit them)
+    from hcl_stats.selection import structure_stability
+
+    raw = load_breast_cancer().data
+    X = [raw[:, :10], raw[:, 10:20], raw[:, 20:]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        res = structure_stability(X, n_resamples=3, random_state=0)
+    full = HCL(res.structure, scale="modality").fit(X)
+    assert res.structure == HCL().fit(X).structure_
+    # the report's reference blocks are those of that fit: a subsample fit is close to it
+    assert (res.blocks.angle_max < 5).all()
+    assert full.converged_

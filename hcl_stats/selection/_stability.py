@@ -62,10 +62,13 @@ def _select(blocks, n_features, names, max_rank, alpha):
 
 
 def _block_loadings(blocks, names, structure):
-    """``B_{m,S}`` of an HCL fit with ``structure``, keyed by ``(m, S)``."""
+    """``B_{m,S}`` of an HCL fit with ``structure``, keyed by ``(m, S)``, weighted as
+    ``HCL()`` fits the structure it selects (``scale="modality"``; in the data's units, one
+    noise variance for modalities of different scales would not fit them)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = HCL(structure).fit(dict(zip(names, blocks)) if names else blocks)
+        model = HCL(structure, scale="modality").fit(dict(zip(names, blocks)) if names
+                                                     else blocks)
     rows = row_slices([b.shape[1] for b in blocks])
     return {(m, s): model.loadings_[rows[m], structure.columns(s)]
             for s in structure.subsets for m in s}
@@ -112,8 +115,9 @@ def structure_stability(X, *, n_resamples=50, fraction=0.8, max_rank=None, alpha
     (subsampling rather than the bootstrap: repeated rows would widen the noise spectrum
     beyond the Marchenko-Pastur edge the tests use and create spurious factors). On each,
     :func:`select_structure` is run, and, when ``loadings``, :class:`hcl_stats.HCL` is fitted
-    with the structure selected on the full data, so every block can be compared with its
-    full-data estimate by principal angles.
+    with the structure selected on the full data (weighted as ``HCL()`` fits it,
+    ``scale="modality"``), so every block can be compared with its full-data estimate by
+    principal angles.
 
     Parameters
     ----------
