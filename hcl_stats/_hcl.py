@@ -6,6 +6,7 @@ import numpy as np
 
 from hcl_stats._estimation.noise import check_denoise
 from hcl_stats._estimation.pipeline import (
+    compresses,
     plan_fit,
     plan_from_covariance,
     resolve_denoise,
@@ -272,9 +273,11 @@ class HCL(CovarianceFactorModel):
     }
     #: (conflict on the checked parameters, message)
     _parameter_combinations = (
-        (lambda p: p["path"] == "reduced" and isinstance(p["structure"], str),
-         "path='reduced' needs a given structure (structure='auto' selects it from the "
-         "covariance)"),
+        (lambda p: p["path"] == "reduced" and isinstance(p["structure"], str)
+         and not compresses(p),
+         "path='reduced' with structure='auto' compresses the data to their row spaces, "
+         "which holds the solution for per-modality noise only: use denoise='modality', "
+         "'isotropic' or numbers, or path='covariance' for denoise='diagonal'"),
         (lambda p: not isinstance(p["structure"], str) and (
             p["strength"] != 1.0 or p["max_components"] is not None),
          "strength and max_components control the structure selection: they need "
