@@ -217,3 +217,14 @@ def test_infinite_values_are_named_as_on_the_covariance_path(wide):
         messages.append(str(info.value))
     assert "modality 2" in messages[0]
     assert messages[0] == messages[1]
+
+
+@pytest.mark.slow  # (the covariance path's fit of d = 4000 features)
+def test_bench_wide_times_the_default_and_the_covariance_path(monkeypatch):
+    from simulations import bench_wide
+
+    monkeypatch.setitem(bench_wide.DESIGNS, "tiny", (60, 2000, 2))  # d = 4000 > 4 n
+    row = bench_wide.bench_design("tiny", repeats=1, covariance_repeats=1)
+    assert row["path"] == "reduced" and row["same_as_cov"]
+    assert row["cov_over_fit"] == row["cov_fit_s"] / row["fit_s"]
+    assert all(row[stage] >= 0 for stage in bench_wide.STAGES if stage != "other")

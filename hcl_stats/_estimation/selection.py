@@ -42,6 +42,9 @@ on entry; the many small decompositions go straight to LAPACK
 A modality much wider than the samples (``S_mm`` of rank at most ``n - 1``) is decomposed
 from the range of ``S_mm`` (:func:`~hcl_stats._numerics.linalg.range_eigh`: its non-zero
 eigenpairs, exact to rounding, and zeros), and its step-5 spectrum from those eigenpairs.
+``S`` may also be the covariance in exact bases of the modalities' ranges
+(``n_coordinates``, :mod:`hcl_stats._estimation.compressed`): the rows of ``S`` then number
+``q_m`` per modality while every count, threshold and floor takes the ``p_m`` features.
 """
 
 from __future__ import annotations
