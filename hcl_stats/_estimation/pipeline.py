@@ -41,8 +41,8 @@ from hcl_stats._statistics.missing import pair_covariances
 from hcl_stats._statistics.scaling import ScaledBlock, feature_scales
 from hcl_stats._structure import modality_description, row_slices
 
-__all__ = ["FitPlan", "auto_path", "compresses", "plan_fit", "plan_from_covariance", "resolve_denoise",
-           "resolve_scale", "run_covariance", "run_fit"]
+__all__ = ["FitPlan", "auto_path", "compresses", "plan_fit", "plan_from_covariance",
+           "resolve_denoise", "resolve_scale", "run_covariance", "run_fit"]
 
 # path="auto" avoids a float64 covariance above this size (bytes) when it exceeds the data
 _COVARIANCE_BYTES = 2 ** 28
@@ -93,9 +93,9 @@ def auto_path(blocks):
 
 
 def compresses(params):
-    """Whether the parameters allow the exact compression of a selected structure's fit
-    (:mod:`hcl_stats._estimation.compressed`): per-modality noise (per-feature noise
-    moves the solution out of the data's row spaces) and the least-squares objective."""
+    """Whether the noise rule allows the exact compression of a selected structure's fit
+    (:mod:`hcl_stats._estimation.compressed`): per-modality noise; per-feature noise
+    (``"diagonal"``) moves the solution out of the data's row spaces."""
     denoise = resolve_denoise(params)
     return not (isinstance(denoise, str) and denoise == "diagonal")
 
