@@ -6,6 +6,7 @@ import numpy as np
 
 from hcl_stats._estimation.noise import check_denoise
 from hcl_stats._estimation.pipeline import (
+    compresses,
     plan_fit,
     plan_from_covariance,
     resolve_denoise,
@@ -153,9 +154,16 @@ class HCL(CovarianceFactorModel):
         outnumber the samples clearly (``d >= 4000`` and ``d > 4 n``) or when the
         float64 covariance would need more than 256 MiB and more memory than the data
         themselves (``d > 5800`` and ``d > n`` for float64 data, ``d > n / 2`` for
-        float32); ``"covariance"`` otherwise (always for Dask input, for arrays that run in
-        another namespace and for ``structure="auto"``). ``"reduced"`` with
-        ``structure="auto"``, Dask input or a non-NumPy namespace raises a ValueError.
+        float32); with ``structure="auto"``, ``"reduced"`` for wide in-memory NumPy input
+        (the same ``d >= 4000`` and ``d > 4 n``) with ``objective="least_squares"`` and a
+        noise rule other than ``"diagonal"``: each modality is compressed exactly to the
+        row space of its centred data (thin SVD), the structure is selected from the
+        compressed covariance with the true widths and fitted with these exact bases, so
+        the result is the covariance path's without the ``d x d`` matrix;
+        ``"covariance"`` otherwise (always for Dask input, missing values and arrays that
+        run in another namespace). ``"reduced"`` with Dask input or a non-NumPy namespace,
+        and with ``structure="auto"`` on memmaps or with ``denoise="diagonal"``, raises a
+        ValueError.
         :meth:`fit_from_covariance` is the covariance path (``"reduced"`` raises there).
     n_oversamples : int, default=20
         Reduced path: basis columns per modality beyond the number ``r_m`` of factors
@@ -218,7 +226,8 @@ class HCL(CovarianceFactorModel):
         Reduced path: the final basis sizes ``q_m``. On that path ``gradient_norm_`` and
         ``converged_`` refer to the full problem, while ``objective_`` is that of the last
         reduced problem (the full objective differs by ``1/2 (||S_W||_F^2 -
-        ||T_W||_F^2)``, a constant that needs ``S``).
+        ||T_W||_F^2)``, a constant that needs ``S``), except with ``structure="auto"``,
+        whose exact bases give that constant and the full objective.
     modality_names_in_ : tuple of str or None
         Names when fitted on a dict.
     denoise_ : str, ndarray or None
@@ -272,9 +281,11 @@ class HCL(CovarianceFactorModel):
     }
     #: (conflict on the checked parameters, message)
     _parameter_combinations = (
-        (lambda p: p["path"] == "reduced" and isinstance(p["structure"], str),
-         "path='reduced' needs a given structure (structure='auto' selects it from the "
-         "covariance)"),
+        (lambda p: p["path"] == "reduced" and isinstance(p["structure"], str)
+         and not compresses(p),
+         "path='reduced' with structure='auto' compresses the data to their row spaces, "
+         "which holds the solution for per-modality noise only: use denoise='modality', "
+         "'isotropic' or numbers, or path='covariance' for denoise='diagonal'"),
         (lambda p: not isinstance(p["structure"], str) and (
             p["strength"] != 1.0 or p["max_components"] is not None),
          "strength and max_components control the structure selection: they need "

@@ -85,6 +85,7 @@ def timed_stages(totals, clock=time.perf_counter):
         (hcl_module, "read_blocks", "validation"),
         (hcl_module, "plan_fit", "validation"),
         (pipeline_module, "_statistics", "covariance"),
+        (pipeline_module, "row_spaces", "covariance"),  # (its compression, on wide data)
         (pipeline_module, "select_structure", "selection"),
         (fit_module, "denoised_eigenpairs", "noise"),
         (fit_module, "spectral_init", "init"),

@@ -102,7 +102,8 @@ def test_bad_denoise_raises_before_any_read(counting):
     ({"max_rank": 0}, ValueError, "max_rank"),
     ({"backend": "tpu"}, ValueError, "backend must be one of"),
     ({"structure": 3}, TypeError, "structure must be"),
-    ({"structure": "auto", "path": "reduced"}, ValueError, "given structure"),
+    ({"structure": "auto", "path": "reduced", "denoise": "diagonal"}, ValueError,
+     "per-modality noise"),
 ])
 def test_invalid_parameters_raise_before_any_read(counting, params, error, match):
     kwargs = {"structure": ST, **params}

@@ -327,8 +327,12 @@ def test_path_parameters_validated(data):
         HCL(STRUCTURE, n_oversamples=-1).fit(data)
     with pytest.raises(ValueError, match="Dask"):
         HCL(STRUCTURE, path="reduced").fit([da.from_array(x) for x in data])
-    with pytest.raises(ValueError, match="given structure"):
-        HCL("auto", path="reduced").fit(data)
+    # a selected structure on the reduced path: the exact compression, which needs
+    # per-modality noise and in-memory arrays
+    with pytest.raises(ValueError, match="per-modality noise"):
+        HCL("auto", path="reduced", denoise="diagonal").fit(data)
+    with pytest.raises(ValueError, match="in-memory arrays"):
+        HCL("auto", path="reduced").fit([da.from_array(x) for x in data])
     with pytest.raises(TypeError, match="modality 1.*complex"):
         HCL(STRUCTURE).fit([data[0], da.from_array(data[1] + 0j), data[2]])
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hcl_stats._estimation.compressed import row_spaces
 from hcl_stats._estimation.fit import fit_hcl
 from hcl_stats._estimation.reduced import fit_hcl_reduced
 from hcl_stats._estimation.selection import select_structure
@@ -40,8 +41,8 @@ from hcl_stats._statistics.missing import pair_covariances
 from hcl_stats._statistics.scaling import ScaledBlock, feature_scales
 from hcl_stats._structure import modality_description, row_slices
 
-__all__ = ["FitPlan", "auto_path", "plan_fit", "plan_from_covariance", "resolve_denoise",
-           "resolve_scale", "run_covariance", "run_fit"]
+__all__ = ["FitPlan", "auto_path", "compresses", "plan_fit", "plan_from_covariance",
+           "resolve_denoise", "resolve_scale", "run_covariance", "run_fit"]
 
 # path="auto" avoids a float64 covariance above this size (bytes) when it exceeds the data
 _COVARIANCE_BYTES = 2 ** 28
@@ -77,14 +78,35 @@ def _itemsize(block):
     return 4 if block.dtype == get_namespace(block).float32 else 8
 
 
+def _wide(blocks):
+    """Whether the features clearly outnumber the samples (the "wide" rule of ``auto``)."""
+    n, d = blocks[0].shape[0], sum(b.shape[1] for b in blocks)
+    return d >= _WIDE_FEATURES and d > _WIDE_RATIO * n
+
+
 def auto_path(blocks):
     """``path="auto"`` on NumPy input: ``"reduced"`` for wide data or a too large covariance."""
-    n = blocks[0].shape[0]
     d = sum(b.shape[1] for b in blocks)
     data_bytes = sum(b.shape[0] * b.shape[1] * _itemsize(b) for b in blocks)
-    wide = d >= _WIDE_FEATURES and d > _WIDE_RATIO * n
     too_large = 8 * d * d > max(_COVARIANCE_BYTES, data_bytes)
-    return "reduced" if wide or too_large else "covariance"
+    return "reduced" if _wide(blocks) or too_large else "covariance"
+
+
+def compresses(params):
+    """Whether the noise rule allows the exact compression of a selected structure's fit
+    (:mod:`hcl_stats._estimation.compressed`): per-modality noise; per-feature noise
+    (``"diagonal"``) moves the solution out of the data's row spaces."""
+    denoise = resolve_denoise(params)
+    return not (isinstance(denoise, str) and denoise == "diagonal")
+
+
+def _auto_selected_path(params, blocks):
+    """``path="auto"`` with ``structure="auto"`` on complete in-memory NumPy blocks:
+    ``"reduced"`` (the compressed selection and fit) where the wide rule holds and the
+    options allow it, ``"covariance"`` otherwise."""
+    in_memory = all(type(b) is np.ndarray for b in blocks)
+    ok = in_memory and compresses(params) and params["objective"] == "least_squares"
+    return "reduced" if ok and _wide(blocks) else "covariance"
 
 
 _NUMPY_ONLY = {"subspace": "scipy's trust-region Newton",
@@ -127,7 +149,11 @@ def plan_fit(params, blocks, complete=True, checked=False):
     xp = namespace_for(params["backend"], *([np.empty(0)] if lazy else blocks))
     _check_solver(params, xp)
     path = params["path"]
+    selecting = isinstance(params["structure"], str)
     if path == "reduced":
+        if selecting and (lazy or not all(type(b) is np.ndarray for b in blocks)):
+            raise ValueError("path='reduced' with structure='auto' compresses in-memory "
+                             "arrays; memmaps and Dask input go through path='covariance'")
         if dask:
             raise ValueError("path='reduced' takes NumPy arrays or memmaps; Dask input "
                              "goes through path='covariance'")
@@ -136,9 +162,9 @@ def plan_fit(params, blocks, complete=True, checked=False):
                              f"{xp.__name__}: pass backend='numpy' to copy it to the host, "
                              "or use path='covariance'")
     elif path == "auto":
-        auto = isinstance(params["structure"], str) or dask or not is_numpy(xp) \
-            or not complete
-        path = "covariance" if auto else auto_path(blocks)
+        covariance = dask or not is_numpy(xp) or not complete
+        path = "covariance" if covariance else \
+            _auto_selected_path(params, blocks) if selecting else auto_path(blocks)
     if not complete:
         _check_missing(params, xp, path)
     return FitPlan(path=path, xp=xp, on_host=lazy or is_numpy(xp),
@@ -420,6 +446,8 @@ def run_fit(params, plan, blocks, names):
     """Run ``plan`` on the blocks; returns ``(result, structure, selection,
     joint_counts)`` (``joint_counts``: see :func:`run_covariance`)."""
     n_features = [b.shape[1] for b in blocks]
+    if plan.path == "reduced" and isinstance(params["structure"], str):
+        return _run_compressed(params, blocks, names)
     # a given structure is bound before any value is read; "auto" needs the covariance
     bound = None if isinstance(params["structure"], str) else \
         _bind_structure(params, n_features, names, n_samples=blocks[0].shape[0])
@@ -439,22 +467,67 @@ def run_fit(params, plan, blocks, names):
                                   joint_counts, pairs, own=True)
     structure, selection = bound
     blocks = [to_numpy(b) if _is_device(b) else b for b in blocks]
-    factors = None
-    if resolve_scale(params) is not None:
-        # the data are read through column-scaled views (no copy of the data)
-        means, variances = column_moments(blocks, names)
-        factors = feature_scales(np.concatenate(variances), n_features,
-                                 resolve_scale(params))
-        r = 1.0 / np.sqrt(factors)
-        blocks = [ScaledBlock(b, r[rows]) for b, rows in zip(blocks, row_slices(n_features))]
+    return _run_reduced(params, blocks, names, structure, selection)
+
+
+def _scaled_views(params, blocks, names):
+    """The blocks read through column-scaled views (no copy of the data) by the ``scale``
+    rule, and ``(factors, means, variances)`` of the unscaled data (None without a
+    rescaling)."""
+    if resolve_scale(params) is None:
+        return blocks, None
+    n_features = [b.shape[1] for b in blocks]
+    means, variances = column_moments(blocks, names)
+    factors = feature_scales(np.concatenate(variances), n_features, resolve_scale(params))
+    r = 1.0 / np.sqrt(factors)
+    views = [ScaledBlock(b, r[rows]) for b, rows in zip(blocks, row_slices(n_features))]
+    return views, (factors, means, variances)
+
+
+def _run_reduced(params, blocks, names, structure, selection, bases=None, scaled=None):
+    """The reduced-path fit of ``structure`` (on the scaled views ``scaled`` when given,
+    from :func:`_scaled_views`), in the data's units."""
+    n_features = [b.shape[1] for b in blocks]
+    views, moments = _scaled_views(params, blocks, names) if scaled is None else scaled
     result = fit_hcl_reduced(
-        blocks, structure, names=names, denoise=resolve_denoise(params), solver=params["solver"],
+        views, structure, names=names, denoise=resolve_denoise(params), solver=params["solver"],
         max_iter=params["max_iter"], tol=params["tol"],
         n_oversamples=params["n_oversamples"], n_power_iter=params["n_power_iter"],
         max_expansions=params["max_expansions"], random_state=params["random_state"],
-        objective=params["objective"])
-    if factors is not None:
+        objective=params["objective"], bases=bases)
+    if moments is not None:
+        factors, means, variances = moments
         result = _in_data_units(result, factors, n_features, means,
                                 [v.sum() for v in variances], params["objective"],
                                 blocks[0].shape[0])
+    return result, structure, selection, None
+
+
+def _run_compressed(params, blocks, names):
+    """``structure="auto"`` on the reduced path: the data compressed exactly to their row
+    spaces (:func:`hcl_stats._estimation.compressed.row_spaces`), the structure selected
+    from the small covariance ``T`` with the nominal widths, then the reduced-path fit
+    with the same bases. Never forms the ``d x d`` covariance."""
+    n, n_features = blocks[0].shape[0], [b.shape[1] for b in blocks]
+    # all on one BLAS thread, so that T, and the decisions the selection takes on it, do
+    # not depend on the thread count (O(n^2 d) work: thin products)
+    with serial_blas():
+        means, variances = column_moments(blocks, names)
+        factors = feature_scales(np.concatenate(variances), n_features,
+                                 resolve_scale(params))
+        rows = row_slices(n_features)
+        weights = None if factors is None else [1.0 / np.sqrt(factors[r]) for r in rows]
+        spaces = row_spaces(blocks, means, weights)
+        selection = select_structure(
+            spaces.T, n_features, n_samples=n, max_rank=params["max_rank"], names=names,
+            strength=params["strength"], max_components=params["max_components"],
+            check_input=False, n_coordinates=spaces.sizes)
+        structure = check_structure(selection.structure, n_features, names, n)
+        scaled = (blocks, None) if factors is None else (
+            [ScaledBlock(b, w) for b, w in zip(blocks, weights)], (factors, means, variances))
+        result, structure, selection, _ = _run_reduced(params, blocks, names, structure,
+                                                       selection, spaces.bases, scaled)
+    if params["objective"] == "least_squares" and isinstance(resolve_denoise(params), str) \
+            and resolve_denoise(params) == "modality":
+        result = _noise_only_modalities(result, structure, n_features)
     return result, structure, selection, None

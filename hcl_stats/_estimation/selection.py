@@ -42,6 +42,9 @@ on entry; the many small decompositions go straight to LAPACK
 A modality much wider than the samples (``S_mm`` of rank at most ``n - 1``) is decomposed
 from the range of ``S_mm`` (:func:`~hcl_stats._numerics.linalg.range_eigh`: its non-zero
 eigenpairs, exact to rounding, and zeros), and its step-5 spectrum from those eigenpairs.
+``S`` may also be the covariance in exact bases of the modalities' ranges
+(``n_coordinates``, :mod:`hcl_stats._estimation.compressed`): the rows of ``S`` then number
+``q_m`` per modality while every count, threshold and floor takes the ``p_m`` features.
 """
 
 from __future__ import annotations
@@ -305,7 +308,7 @@ def _extra_directions(n_features, df, alpha, m, others, base, spectra, record, p
     """
     p = n_features[m]
     Um = base[m]
-    none = np.zeros((p, 0))
+    none = np.zeros((Um.shape[0], 0))
     others = [a for a in others if base[a].shape[1] > 0]
     if not others or p >= df - sum(base[a].shape[1] for a in others) - 1:
         return none
@@ -532,8 +535,14 @@ class _Evidence:
 
 
 def _check_selection_params(S, n_features, n_samples, max_rank, names, alpha,
-                            check_input=True):
+                            check_input=True, n_coordinates=None):
     n_features = [check_positive_int(p, "n_features entries") for p in n_features]
+    if n_coordinates is not None:
+        n_coordinates = [check_positive_int(q, "n_coordinates entries") for q in n_coordinates]
+        if len(n_coordinates) != len(n_features) or any(
+                q > p for q, p in zip(n_coordinates, n_features)):
+            raise ValueError(f"n_coordinates must give at most p_m coordinates for each of "
+                             f"the {len(n_features)} modalities, got {n_coordinates}")
     n = check_positive_int(n_samples, "n_samples", minimum=3)
     if isinstance(alpha, bool) or not (0 < float(alpha) < 0.5):
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
@@ -545,8 +554,8 @@ def _check_selection_params(S, n_features, n_samples, max_rank, names, alpha,
         if len(names) != len(n_features):
             raise ValueError(f"{len(names)} names given for {len(n_features)} modalities")
     if check_input:
-        S = check_covariance(S, sum(n_features))
-    return S, n_features, n, float(alpha), names
+        S = check_covariance(S, sum(n_coordinates or n_features))
+    return S, n_features, n, float(alpha), names, n_coordinates
 
 
 class _Dof:
@@ -630,6 +639,8 @@ def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
     for m in range(M):
         p, df = n_features[m], dof(m)
         evals, evecs = range_eigh(S[rows[m], rows[m]], df)  # (dense unless p >> df)
+        if evals.shape[0] < p:  # compressed coordinates: the other eigenvalues are zeros
+            evals = np.concatenate([np.zeros(p - evals.shape[0]), evals])
         evals, evecs = evals[::-1], evecs[:, ::-1]
         kmax = _max_factors(p, df, None if max_rank is None else max_rank * 2 ** (M - 1))
         memo = {}  # the two counts below share their noise iterations
@@ -856,11 +867,12 @@ def _factor_strengths(S, rows, n_features, dof, blocks, noise, spectra):
     """
     structure = Structure(blocks, modalities=len(rows))
     K, d = structure.n_components, S.shape[0]
-    S_W = S - np.diag(np.repeat(noise, n_features))
+    sizes = [r.stop - r.start for r in rows]  # the rows of S (n_features but compressed)
+    S_W = S - np.diag(np.repeat(noise, sizes))
     values, vectors = small_eigh(S_W, subset_by_index=[d - K, d - 1])
-    W = spectral_init(values[::-1], vectors[:, ::-1], structure, n_features)
+    W = spectral_init(values[::-1], vectors[:, ::-1], structure, sizes)
     weight = np.repeat([1.0 / np.sqrt(_strength_floor(spectra[m][0], n_features[m], dof(m), 1.0))
-                        for m in range(len(rows))], n_features)
+                        for m in range(len(rows))], sizes)
     strengths = {}
     for subset in blocks:
         inside = np.concatenate([np.arange(rows[m].start, rows[m].stop) for m in subset])
@@ -917,7 +929,7 @@ def _budget(S, rows, n_features, dof, blocks, noise, spectra, max_components, re
 def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
                      random_state=None, alpha=0.01, augment=True, strength=1.0,
                      max_components=None, joint_counts=None, pair_covariances=None,
-                     check_input=True):
+                     check_input=True, n_coordinates=None):
     """Select the structure (shared subsets and their ranks) from a sample covariance.
 
     See the module docstring and ``docs/selection.md`` for the method, its assumptions
@@ -984,6 +996,14 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
         symmetrised). False takes ``S`` as given: for a caller that computed it as a
         finite, exactly symmetric float64 NumPy array (the fit's own covariance); do not
         use it otherwise.
+    n_coordinates : sequence of int or None, default=None
+        The rows of ``S`` per modality when ``S`` is the covariance in orthonormal bases
+        ``V_m`` of the ranges of the modalities' covariance blocks,
+        ``blockdiag(V)^T S blockdiag(V)`` (``q_m <= p_m`` rows each; the covariance of the
+        scores ``X_m V_m``): every test then sees the spectrum of ``S_mm`` as that of the
+        ``q_m x q_m`` block padded with ``p_m - q_m`` zeros and every threshold takes
+        the modality's ``p_m`` features, so the selected structure is that of the full
+        covariance. None: ``S`` has ``p_m`` rows per modality.
 
     Returns
     -------
@@ -1005,9 +1025,8 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
     True
     """
     del random_state
-    S, n_features, n, alpha, names = _check_selection_params(S, n_features, n_samples,
-                                                             max_rank, names, alpha,
-                                                             check_input)
+    S, n_features, n, alpha, names, n_coordinates = _check_selection_params(
+        S, n_features, n_samples, max_rank, names, alpha, check_input, n_coordinates)
     if isinstance(strength, bool) or not np.isfinite(float(strength)) or float(strength) < 0:
         raise ValueError(f"strength must be a non-negative number, got {strength!r}")
     if max_components is not None:
@@ -1015,7 +1034,7 @@ def select_structure(S, n_features, *, n_samples, max_rank=None, names=None,
     with serial_blas():
         return _select(S, n_features, n, max_rank, names, alpha, augment, float(strength),
                        max_components, _check_joint_counts(joint_counts, len(n_features), n),
-                       pair_covariances or {})
+                       pair_covariances or {}, n_coordinates)
 
 
 def _single_feature_note(modalities, n_features, record):
@@ -1030,13 +1049,13 @@ def _single_feature_note(modalities, n_features, record):
 
 
 def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_components,
-            joint_counts=None, pairs=None):
+            joint_counts=None, pairs=None, n_coordinates=None):
     M = len(n_features)
     dof = _Dof(n, joint_counts)
     # Bonferroni within each family of decisions (see the module docstring)
     a_pair = alpha / max(M * (M - 1) // 2, 1)
     a_mod = alpha / M
-    rows = row_slices(n_features)
+    rows = row_slices(n_coordinates or n_features)  # (the rows of S; n_features: the p_m)
     record = _Evidence(names)
     noise, U, lam, sig, spectra, floors = _reduced_bases(S, rows, n_features, dof, alpha,
                                                          max_rank, strength, record)
