@@ -83,6 +83,18 @@ def test_user_arrays_are_not_modified(cls, data):
         assert np.array_equal(np.asarray(f), b)
 
 
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_scipy_sparse_modalities_fit_as_their_dense_values(cls, data):
+    import scipy.sparse
+
+    sparse = [scipy.sparse.csr_matrix(data[0]), data[1], scipy.sparse.csc_array(data[2])]
+    dense = build(cls, STRUCTURE).fit(data)
+    model = build(cls, STRUCTURE).fit(sparse)
+    np.testing.assert_array_equal(model.loadings_, dense.loadings_)
+    np.testing.assert_array_equal(model.transform(sparse), dense.transform(data))
+    assert scipy.sparse.issparse(sparse[0]) and sparse[0].nnz == np.count_nonzero(data[0])
+
+
 def test_structure_must_match_data(data):
     from hcl_stats import HCL
 

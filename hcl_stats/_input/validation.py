@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 from pandas.api.types import (
     is_bool_dtype,
     is_complex_dtype,
@@ -102,6 +103,8 @@ def _read_modality(block, where):
                 _feature_names(block.columns, where))
     if isinstance(block, pd.Series):
         return _series_to_array(block, where), block.index, None
+    if scipy.sparse.issparse(block):  # the model needs dense second moments (as AnnData's X)
+        return block.toarray(order="C"), None, None
     return block, None, None
 
 
