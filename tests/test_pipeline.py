@@ -164,6 +164,22 @@ def test_noise_rules_against_numpy_eigenvalues(data, path):
     np.testing.assert_allclose(mod.noise_variance_, expected, rtol=1e-10)
 
 
+@pytest.mark.parametrize("n", [300, 12])
+def test_selected_fit_noise_against_numpy_eigenvalues(n):
+    # structure="auto": the modality rule reads the eigenvalues the selection computed for
+    # each block (of the rescaled S); in the data's units the noise is still the mean of the
+    # trailing eigenvalues of each S_mm (n = 12: the widest modality has more features than
+    # samples, where the selection takes its blocks' eigenvalues from their range)
+    X = make_hierarchical(n, WIDTHS, ST, noise_variance=[0.2, 0.4, 0.6], random_state=1)
+    model = HCL().fit(X)
+    assert model.selection_ is not None
+    S = np.cov(np.hstack(X), rowvar=False)
+    edges = np.cumsum([0] + WIDTHS)
+    expected = [_trailing_mean(S[a:b, a:b], model.structure_.modality_rank(m))
+                for m, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    np.testing.assert_allclose(model.noise_variance_, expected, rtol=1e-9)
+
+
 def test_too_many_factors_raises_the_same_error_on_both_paths(data):
     st = Structure({(0, 1, 2): 1, (0,): 9, (1,): 1, (2,): 1})  # r_0 = p_0 = 10
     for path in ("covariance", "reduced"):

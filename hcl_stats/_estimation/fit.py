@@ -182,7 +182,8 @@ def _split_moments(S, means, n_features):
 
 def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="auto",
             max_iter=2000, tol=1e-5, random_state=None, means=None,
-            objective="least_squares", n_samples=None, block_weights=None):
+            objective="least_squares", n_samples=None, block_weights=None,
+            modality_eigenvalues=None):
     """Fit HCL to a covariance matrix: the functional core behind :class:`hcl_stats.HCL`.
 
     Parameters
@@ -215,6 +216,10 @@ def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="auto",
         ``objective="least_squares"``; ``denoise="diagonal"`` alternates the noise with the
         weighted fit. ``objective`` and ``gradient_norm`` of the result are those of the
         weighted objective.
+    modality_eigenvalues : sequence of array-like, default=None
+        Per modality, the eigenvalues of its diagonal block ``S_mm``, decreasing (those the
+        structure selection computed from the same ``S``): the noise rules read their
+        leading ones instead of decomposing the blocks again. None: computed here.
 
     Returns
     -------
@@ -228,7 +233,8 @@ def fit_hcl(S, n_features, structure, *, denoise="isotropic", solver="auto",
         return _fit_hcl(S, n_features, structure, denoise=denoise, solver=solver,
                         max_iter=max_iter, tol=tol, random_state=random_state, means=means,
                         objective=objective, n_samples=n_samples,
-                        block_weights=block_weights)
+                        block_weights=block_weights,
+                        modality_eigenvalues=modality_eigenvalues)
 
 
 def _weights_for(block_weights, n_modalities, solver, objective):
@@ -250,7 +256,7 @@ def _weights_for(block_weights, n_modalities, solver, objective):
 
 
 def _fit_hcl(S, n_features, structure, *, denoise, solver, max_iter, tol, random_state,
-             means, objective, n_samples, block_weights):
+             means, objective, n_samples, block_weights, modality_eigenvalues=None):
     n_features = [int(p) for p in n_features]
     denoise = check_denoise(denoise)
     weights, factor = _weights_for(block_weights, len(n_features), solver, objective)
@@ -260,7 +266,7 @@ def _fit_hcl(S, n_features, structure, *, denoise, solver, max_iter, tol, random
     extra = int(solver == "auto" and is_numpy(xp) and weights is None)
     noise, S_W, values, vectors = denoised_eigenpairs(
         S, n_features, structure, denoise, random_state=random_state,
-        n_extra=extra, approximate=True)
+        n_extra=extra, approximate=True, modality_values=modality_eigenvalues)
     solver = resolve_solver(solver, xp, S.shape[0], values, K, block_weights=weights)
     values, vectors = values[:K], vectors[:, :K]
     mask = structure.mask(n_features)

@@ -192,9 +192,10 @@ class _CovarianceEigen:
     second one.
     """
 
-    def __init__(self, S, random_state, approximate=False, wanted=0):
+    def __init__(self, S, random_state, approximate=False, wanted=0, modality_values=None):
         self.S, self.random_state, self.pairs = S, random_state, None
         self.approximate, self.wanted = approximate, wanted
+        self.modality_values = modality_values
 
     def top(self, k):
         if self.pairs is None or self.pairs[0].size < k:
@@ -204,6 +205,9 @@ class _CovarianceEigen:
         return self.pairs[0][:k]
 
     def top_modality(self, m, k, n_features):
+        known = self.modality_values
+        if known is not None and len(known[m]) >= k:  # decomposed before (the selection)
+            return np.asarray(known[m][:k], dtype=np.float64)
         rows = row_slices(n_features)[m]
         S_mm = self.S[rows, rows]
         if is_numpy(get_namespace(S_mm)) and dense_eigh(S_mm.shape[0], k):
@@ -214,12 +218,13 @@ class _CovarianceEigen:
 
 
 def covariance_spectrum(S, n_features, structure, *, random_state=None, approximate=False,
-                        wanted=0):
+                        wanted=0, modality_values=None):
     """The :class:`Spectrum` of a covariance ``S`` (any namespace) and its eigenpair cache
     (``approximate``: see :func:`top_eigenpairs`; ``wanted``: the fewest pairs its first
-    decomposition computes)."""
+    decomposition computes; ``modality_values``: per modality, the decreasing eigenvalues
+    of ``S_mm`` where already known, which ``top_modality`` then returns)."""
     n_features = tuple(int(p) for p in n_features)
-    eigen = _CovarianceEigen(S, random_state, approximate, wanted)
+    eigen = _CovarianceEigen(S, random_state, approximate, wanted, modality_values)
     traces = tuple(_trace(S[rows, rows]) for rows in row_slices(n_features))
     spectrum = Spectrum(n_features, structure, _trace(S), traces, eigen.top,
                         lambda m, k: eigen.top_modality(m, k, n_features))
@@ -252,13 +257,14 @@ def shifted_eigenpairs(S, noise, n_features, k, eigen, *, random_state=None):
 
 
 def denoised_eigenpairs(S, n_features, structure, denoise, *, random_state=None, n_extra=0,
-                        approximate=False):
+                        approximate=False, modality_values=None):
     """Noise by the checked ``denoise`` value, ``S_W = S - Psi`` and its top eigenpairs.
 
     ``K + n_extra`` eigenpairs are returned (``K`` the number of factors). With
     ``n_extra`` and one noise variance for all modalities they are those of ``S``, shifted,
     from the decomposition the rule reads when it reads one; otherwise those of ``S_W``
-    (``approximate``: see :func:`top_eigenpairs`).
+    (``approximate``: see :func:`top_eigenpairs`). ``modality_values``: see
+    :func:`covariance_spectrum`.
 
     Returns
     -------
@@ -270,7 +276,8 @@ def denoised_eigenpairs(S, n_features, structure, denoise, *, random_state=None,
     k = min(structure.n_components + int(n_extra), S.shape[0])
     # a rule that reads the spectrum of S computes the extra pairs with it
     spectrum, eigen = covariance_spectrum(S, n_features, structure, random_state=random_state,
-                                          approximate=approximate, wanted=k)
+                                          approximate=approximate, wanted=k,
+                                          modality_values=modality_values)
     noise = estimate_noise(denoise, spectrum)
     if n_extra and np.ptp(noise) == 0:
         eigen.top(k)  # one variance: the pairs of S, shifted, whatever the rule read

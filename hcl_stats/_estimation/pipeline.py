@@ -401,11 +401,14 @@ def run_covariance(params, plan, S, means, n_samples, n_features, names, bound=N
                                 checked=S_select is not None)
     del S_select
     structure, selection = bound
+    # the selection decomposed each modality's block of (a symmetrised copy of) S_fit
+    known = selection.modality_eigenvalues or None if selection is not None else None
     result = fit_hcl(S_fit, n_features, structure,
                      denoise=resolve_denoise(params), solver=params["solver"],
                      max_iter=params["max_iter"], tol=params["tol"],
                      random_state=params["random_state"], means=to_numpy(means),
-                     objective=params["objective"], n_samples=n_samples, **fit_kwargs)
+                     objective=params["objective"], n_samples=n_samples,
+                     modality_eigenvalues=known, **fit_kwargs)
     rows = row_slices(n_features)
     means = np.asarray(to_numpy(means), dtype=np.float64).reshape(-1)
     result = _in_data_units(result, factors, n_features, [means[r] for r in rows],

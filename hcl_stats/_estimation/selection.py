@@ -465,6 +465,10 @@ class SelectionResult:
         The family-wise level used.
     n_samples : int
         Number of samples behind the covariance.
+    modality_eigenvalues : tuple of ndarray
+        Per modality, the eigenvalues of its diagonal block ``S_mm``, decreasing (the
+        ``min(p_m, n - 1)`` non-zero ones where ``p_m`` exceeds them); the fit's noise rule
+        reads them instead of decomposing the blocks again.
     """
 
     structure: Structure
@@ -477,6 +481,7 @@ class SelectionResult:
     no_factor: list
     alpha: float
     n_samples: int
+    modality_eigenvalues: tuple = field(default=(), repr=False)
 
     @functools.cached_property
     def evidence(self):
@@ -1096,4 +1101,5 @@ def _select(S, n_features, n, max_rank, names, alpha, augment, strength, max_com
             "loadings)" + _single_feature_note(no_factor, n_features, record),
             UserWarning, stacklevel=3)
     return SelectionResult(Structure(blocks, modalities=names or M), record, noise,
-                           k, pair_rank, specific, no_factor, alpha, n)
+                           k, pair_rank, specific, no_factor, alpha, n,
+                           tuple(evals for evals, _ in spectra))
