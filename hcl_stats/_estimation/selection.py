@@ -259,7 +259,7 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     wide = V.shape[1] < p  # the spectrum of the range of S_mm and its zeros (range_eigh)
     if c > 0 and others:
         Y = products.cross_whitened(m, others)
-        c = min(c, Y.shape[1], p - 1)
+        c = min(c, Y.shape[1], p - 1, df - 2)
         # signal share 1 - sigma^2 / ev, zero where ev <= sigma^2 (constant features: ev = 0)
         ratio = np.divide(sigma2, ev, out=np.ones_like(ev), where=ev > sigma2)
         w = 1.0 - ratio
@@ -274,9 +274,11 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
         c = 0
         evals = spectrum[0] if wide else small_eigh(Smm, eigvals_only=True)[::-1]
     strong = int(np.sum(evals > floor))
-    sigma2, r, thresholds = _modality_rank(evals, p - c, df, alpha,
+    # the compressed spectrum is that of S_mm beyond c sample spikes (step 1's null for
+    # ``j = c``): p - c features with df - c degrees of freedom, in units of divisor df
+    sigma2, r, thresholds = _modality_rank(evals, p - c, df - c, alpha,
                                            min(kmax, p - c, strong))
-    return sigma2, min(r, max(p - 1 - c, 0)), evals, thresholds
+    return sigma2 * df / (df - c), min(r, max(p - 1 - c, 0)), evals, thresholds
 
 
 def _compressed_eigvals(ev, V, Q, p):
