@@ -312,7 +312,7 @@ def _extra_directions(n_features, df, alpha, m, others, base, spectra, record, p
     if not others or p >= df - sum(base[a].shape[1] for a in others) - 1:
         return none
     evals, evecs = spectra[m]
-    if evals[-1] <= 0:
+    if not _nonsingular(evals):
         return none
     Y = products.cross_whitened(m, others)
     Ko = Y.shape[1]
@@ -657,10 +657,20 @@ def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
     return noise, U, lam, sig, spectra, floors
 
 
+def _nonsingular(evals):
+    """Whether a covariance of eigenvalues ``evals`` is nonsingular to working precision:
+    its smallest eigenvalue above ``len(evals)`` machine epsilons times its largest (the
+    tolerance of ``numpy.linalg.matrix_rank``). A constant feature has the eigenvalue 0,
+    which the eigensolver returns as a rounding error of either sign; the tests that
+    whiten all of a modality's features need the tolerance, or whether they run would
+    depend on that sign."""
+    return float(evals.min()) > len(evals) * np.finfo(float).eps * float(evals.max())
+
+
 def _whitened(B, Smm, evals, evecs, p, df, gram=None):
     """The reduced basis ``B`` whitened (:func:`_whiten`) and all ``p`` features whitened
     by the eigenpairs of ``S_mm`` (``None`` where ``S_mm`` is singular or ``p >= df - 1``)."""
-    full = evecs / np.sqrt(evals) if p < df - 1 and evals.min() > 0 else None
+    full = evecs / np.sqrt(evals) if p < df - 1 and _nonsingular(evals) else None
     return _whiten(B, Smm, gram), full
 
 
