@@ -25,7 +25,8 @@ Nothing is enumerated over candidate structures; one function per step
 4. :func:`_shared_blocks`: each shared subset's rank is its mean count over its
    modalities, rounded to best reproduce the tested pair ranks (:func:`_consensus`).
 5. :func:`_specific_blocks`: each modality's specific rank, from the spectrum of ``S_mm``
-   compressed to the complement of its estimated shared directions.
+   compressed to the complement of its estimated shared directions (``c`` of them, tested
+   with ``n - 1 - c`` degrees of freedom: they are ``c`` sample spikes removed).
 5b. :func:`_fewer_than_features`: a modality that the consensus ranks give as many factors
    as features loses its weakest (:func:`_factor_strengths`) until it has fewer.
 6. :func:`_budget` (only with ``max_components``): at most that many factors, the
@@ -245,9 +246,13 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     eigenvalues then come, :func:`_compressed_eigvals`), which damps the
     isotropic noise of the cross-covariance in the directions where ``S_mm`` shows no
     signal. ``S_mm`` is compressed to the orthogonal complement of the shared directions
-    (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 (noise variance
-    and Tracy-Widom edge for ``p_m - c`` features). Returns ``(sigma2, r, eigenvalues,
-    thresholds)``. At most as many eigenvalues as exceed ``floor`` are counted, and the
+    (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 for ``p_m - c``
+    features and ``df - c`` degrees of freedom: the shared directions lie in the span of
+    the leading sample eigenvectors, so the compressed spectrum is that of ``S_mm`` beyond
+    ``c`` sample spikes (:func:`_spike_threshold`; for ``p_m >= df`` it has exactly
+    ``df - c`` non-zero eigenvalues). Its noise variance, fitted in those units, is
+    multiplied by ``df / (df - c)`` (each removed spike carried ``1 + p_m / df`` noise
+    variances). Returns ``(sigma2, r, eigenvalues, thresholds)``. At most as many eigenvalues as exceed ``floor`` are counted, and the
     modality keeps fewer factors than features (``c + r < p_m``). ``products``: a
     :class:`_CrossProducts` of bases equal to ``U``.
     """
