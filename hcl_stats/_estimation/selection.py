@@ -283,7 +283,9 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     # ``j = c``): p - c features with df - c degrees of freedom, in units of divisor df
     sigma2, r, thresholds = _modality_rank(evals, p - c, df - c, alpha,
                                            min(kmax, p - c, strong))
-    return sigma2 * df / (df - c), min(r, max(p - 1 - c, 0)), evals, thresholds
+    if c:
+        sigma2 *= df / (df - c)
+    return sigma2, min(r, max(p - 1 - c, 0)), evals, thresholds
 
 
 def _compressed_eigvals(ev, V, Q, p):
