@@ -744,3 +744,72 @@ def test_a_modality_keeps_fewer_factors_than_features():
     # nothing to cap: the blocks are returned as they are
     assert sel._fewer_than_features(S, rows, [4, 12], sel._Dof(4000), dict(truth.blocks),
                                     noise, spectra, record) == dict(truth.blocks)
+
+
+def _wide_shared_only(n, p, reps, alpha=0.05):
+    """Draws (of ``reps``) with an invented specific factor, and the selected noise
+    variances, for two modalities of ``p > n`` white features (variance 1) sharing two
+    strong factors and nothing else."""
+    truth = Structure({(0, 1): 2})
+    invented, noise = 0, []
+    for r in range(reps):
+        X = make_hierarchical(n, [p, p], truth, noise_variance=1.0, singular_values=(20, 30),
+                              random_state=r)
+        S, _, n_s = sample_covariance(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            res = select_structure(S, [p, p], n_samples=n_s, alpha=alpha)
+        invented += any(len(s) == 1 for s in res.structure.subsets)
+        noise.append(res.noise_variance)
+    return invented, np.array(noise)
+
+
+def test_specific_rank_level_and_noise_with_more_features_than_samples():
+    """Step 5 on p > n: removing the c shared directions (which lie in the range of S_mm)
+    leaves n - 1 - c non-zero eigenvalues, so the compressed spectrum is tested as p - c
+    features with n - 1 - c degrees of freedom, and its noise variance is unbiased; with
+    n - 1 degrees of freedom the noise came out low by (n - 1 - c) / (n - 1) = 0.95 here
+    and a specific factor was invented in about 20% of the draws at alpha = 0.05."""
+    import scipy.stats
+
+    reps, alpha = 50, 0.05
+    invented, noise = _wide_shared_only(40, 150, reps, alpha)
+    assert invented <= scipy.stats.binom.ppf(0.999, reps, alpha), invented
+    se = noise.std(axis=0, ddof=1) / np.sqrt(reps)
+    assert np.all(np.abs(noise.mean(axis=0) - 1.0) < 4 * se + 1e-3), (noise.mean(axis=0), se)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n, p", [(40, 150), (60, 400)])  # dense and range_eigh paths
+def test_specific_rank_level_with_more_features_than_samples_full(n, p):
+    import scipy.stats
+
+    reps, alpha = 400, 0.05
+    invented, _ = _wide_shared_only(n, p, reps, alpha)
+    assert invented <= scipy.stats.binom.ppf(0.999, reps, alpha), invented
+
+
+def test_a_constant_feature_does_not_decide_by_a_rounding_sign():
+    """A constant feature has the eigenvalue 0, which an eigensolver returns as a rounding
+    error of either sign. A perturbation of that size (here on the constant feature's
+    variance, either sign) leaves the selection and its evidence unchanged (the same
+    tests, decisions and, to rounding, values): the modality
+    counts as singular either way, so the tests that whiten all its features never run."""
+    truth = Structure({(0, 1, 2): 2, (0, 1): 1, (2,): 1})
+    X = make_hierarchical(400, [8, 8, 8], truth, noise_variance=0.5,
+                          singular_values=(1.5, 2.5), random_state=3)
+    X[2] = np.hstack([X[2], np.zeros((400, 1))])  # a constant ninth feature in modality 2
+    S, _, n = sample_covariance(X)
+    j = S.shape[0] - 1
+    results = []
+    for sign in (1.0, -1.0):
+        Sj = S.copy()
+        Sj[j, j] = sign * 1e-17 * np.abs(S).max()
+        results.append(select_structure(Sj, [8, 8, 9], n_samples=n))
+    one, two = results
+    assert one.structure == truth and two.structure == truth
+    # the same tests and decisions; the values agree to rounding (the matrices differ)
+    pd.testing.assert_frame_equal(one.evidence, two.evidence, check_exact=False, rtol=1e-10)
+    pairs = one.evidence[one.evidence.step == "pair rank"].statistic
+    assert not pairs.str.contains("all features of 2").any()
+    assert pairs.str.contains("all features of 0").any()  # modality 0 is nonsingular

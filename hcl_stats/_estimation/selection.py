@@ -25,7 +25,8 @@ Nothing is enumerated over candidate structures; one function per step
 4. :func:`_shared_blocks`: each shared subset's rank is its mean count over its
    modalities, rounded to best reproduce the tested pair ranks (:func:`_consensus`).
 5. :func:`_specific_blocks`: each modality's specific rank, from the spectrum of ``S_mm``
-   compressed to the complement of its estimated shared directions.
+   compressed to the complement of its estimated shared directions (``c`` of them, tested
+   with ``n - 1 - c`` degrees of freedom: they are ``c`` sample spikes removed).
 5b. :func:`_fewer_than_features`: a modality that the consensus ranks give as many factors
    as features loses its weakest (:func:`_factor_strengths`) until it has fewer.
 6. :func:`_budget` (only with ``max_components``): at most that many factors, the
@@ -248,9 +249,13 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     eigenvalues then come, :func:`_compressed_eigvals`), which damps the
     isotropic noise of the cross-covariance in the directions where ``S_mm`` shows no
     signal. ``S_mm`` is compressed to the orthogonal complement of the shared directions
-    (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 (noise variance
-    and Tracy-Widom edge for ``p_m - c`` features). Returns ``(sigma2, r, eigenvalues,
-    thresholds)``. At most as many eigenvalues as exceed ``floor`` are counted, and the
+    (``p_m - c`` dimensions) and its eigenvalues are tested as in step 1 for ``p_m - c``
+    features and ``df - c`` degrees of freedom: the shared directions lie in the span of
+    the leading sample eigenvectors, so the compressed spectrum is that of ``S_mm`` beyond
+    ``c`` sample spikes (:func:`_spike_threshold`; for ``p_m >= df`` it has exactly
+    ``df - c`` non-zero eigenvalues). Its noise variance, fitted in those units, is
+    multiplied by ``df / (df - c)`` (each removed spike carried ``1 + p_m / df`` noise
+    variances). Returns ``(sigma2, r, eigenvalues, thresholds)``. At most as many eigenvalues as exceed ``floor`` are counted, and the
     modality keeps fewer factors than features (``c + r < p_m``). ``products``: a
     :class:`_CrossProducts` of bases equal to ``U``.
     """
@@ -262,7 +267,7 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
     wide = V.shape[1] < p  # the spectrum of the range of S_mm and its zeros (range_eigh)
     if c > 0 and others:
         Y = products.cross_whitened(m, others)
-        c = min(c, Y.shape[1], p - 1)
+        c = min(c, Y.shape[1], p - 1, df - 2)
         # signal share 1 - sigma^2 / ev, zero where ev <= sigma^2 (constant features: ev = 0)
         ratio = np.divide(sigma2, ev, out=np.ones_like(ev), where=ev > sigma2)
         w = 1.0 - ratio
@@ -277,8 +282,12 @@ def _specific_rank(S, rows, m, c, U, n_features, df, alpha, kmax, spectrum, sigm
         c = 0
         evals = spectrum[0] if wide else small_eigh(Smm, eigvals_only=True)[::-1]
     strong = int(np.sum(evals > floor))
-    sigma2, r, thresholds = _modality_rank(evals, p - c, df, alpha,
+    # the compressed spectrum is that of S_mm beyond c sample spikes (step 1's null for
+    # ``j = c``): p - c features with df - c degrees of freedom, in units of divisor df
+    sigma2, r, thresholds = _modality_rank(evals, p - c, df - c, alpha,
                                            min(kmax, p - c, strong))
+    if c:
+        sigma2 *= df / (df - c)
     return sigma2, min(r, max(p - 1 - c, 0)), evals, thresholds
 
 
@@ -313,7 +322,7 @@ def _extra_directions(n_features, df, alpha, m, others, base, spectra, record, p
     if not others or p >= df - sum(base[a].shape[1] for a in others) - 1:
         return none
     evals, evecs = spectra[m]
-    if evals[-1] <= 0:
+    if not _nonsingular(evals):
         return none
     Y = products.cross_whitened(m, others)
     Ko = Y.shape[1]
@@ -671,10 +680,20 @@ def _reduced_bases(S, rows, n_features, dof, alpha, max_rank, strength, record):
     return noise, U, lam, sig, spectra, floors
 
 
+def _nonsingular(evals):
+    """Whether a covariance of eigenvalues ``evals`` is nonsingular to working precision:
+    its smallest eigenvalue above ``len(evals)`` machine epsilons times its largest (the
+    tolerance of ``numpy.linalg.matrix_rank``). A constant feature has the eigenvalue 0,
+    which the eigensolver returns as a rounding error of either sign; the tests that
+    whiten all of a modality's features need the tolerance, or whether they run would
+    depend on that sign."""
+    return float(evals.min()) > len(evals) * np.finfo(float).eps * float(evals.max())
+
+
 def _whitened(B, Smm, evals, evecs, p, df, gram=None):
     """The reduced basis ``B`` whitened (:func:`_whiten`) and all ``p`` features whitened
     by the eigenpairs of ``S_mm`` (``None`` where ``S_mm`` is singular or ``p >= df - 1``)."""
-    full = evecs / np.sqrt(evals) if p < df - 1 and evals.min() > 0 else None
+    full = evecs / np.sqrt(evals) if p < df - 1 and _nonsingular(evals) else None
     return _whiten(B, Smm, gram), full
 
 
