@@ -154,8 +154,9 @@ class HCL(CovarianceFactorModel):
         outnumber the samples clearly (``d >= 4000`` and ``d > 4 n``) or when the
         float64 covariance would need more than 256 MiB and more memory than the data
         themselves (``d > 5800`` and ``d > n`` for float64 data, ``d > n / 2`` for
-        float32); with ``structure="auto"``, ``"reduced"`` for wide in-memory NumPy input
-        (the same ``d >= 4000`` and ``d > 4 n``) with ``objective="least_squares"`` and a
+        float32); with ``structure="auto"``, ``"reduced"`` for in-memory NumPy input whose
+        modalities are wide enough that the compression at least halves the problem
+        (``sum_m min(p_m, n - 1) <= d / 2``), with ``objective="least_squares"`` and a
         noise rule other than ``"diagonal"``: each modality is compressed exactly to the
         row space of its centred data (thin SVD), the structure is selected from the
         compressed covariance with the true widths and fitted with these exact bases, so

@@ -185,12 +185,17 @@ def _plan(X, **params):
     return plan_fit(model._validate_params(), X).path
 
 
-def test_auto_takes_the_compression_for_wide_data_only():
+def test_auto_takes_the_compression_where_it_halves_the_problem():
     rng = np.random.default_rng(0)
     wide = [rng.standard_normal((100, 2500)) for _ in range(2)]  # d = 5000 > 4 n
     narrow = [rng.standard_normal((2000, 100)) for _ in range(2)]
     assert _plan(wide) == "reduced"
     assert _plan(narrow) == "covariance"
+    # nutrimouse's shape: 40 samples, 120 + 21 features -> 39 + 21 = 60 <= 141 / 2
+    assert _plan([rng.standard_normal((40, 120)), rng.standard_normal((40, 21))]) == "reduced"
+    # 100 samples, 150 + 50 features -> 99 + 50 = 149 > 200 / 2
+    assert _plan([rng.standard_normal((100, 150)), rng.standard_normal((100, 50))]) \
+        == "covariance"
     # options the compression does not honour exactly keep the covariance path
     assert _plan(wide, denoise="diagonal") == "covariance"
     assert _plan(wide, objective="likelihood") == "covariance"

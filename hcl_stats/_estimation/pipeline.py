@@ -100,13 +100,21 @@ def compresses(params):
     return not (isinstance(denoise, str) and denoise == "diagonal")
 
 
+def _compression_halves(blocks):
+    """Whether the exact compression to the row spaces at least halves the problem:
+    ``sum_m min(p_m, n - 1) <= d / 2`` (modalities with more features than samples)."""
+    n = blocks[0].shape[0]
+    widths = [b.shape[1] for b in blocks]
+    return 2 * sum(min(p, n - 1) for p in widths) <= sum(widths)
+
+
 def _auto_selected_path(params, blocks):
     """``path="auto"`` with ``structure="auto"`` on complete in-memory NumPy blocks:
-    ``"reduced"`` (the compressed selection and fit) where the wide rule holds and the
-    options allow it, ``"covariance"`` otherwise."""
+    ``"reduced"`` (the compressed selection and fit, exact) where the compression at least
+    halves the problem and the options allow it, ``"covariance"`` otherwise."""
     in_memory = all(type(b) is np.ndarray for b in blocks)
     ok = in_memory and compresses(params) and params["objective"] == "least_squares"
-    return "reduced" if ok and _wide(blocks) else "covariance"
+    return "reduced" if ok and _compression_halves(blocks) else "covariance"
 
 
 _NUMPY_ONLY = {"subspace": "scipy's trust-region Newton",
