@@ -37,6 +37,8 @@ class RowSpaces:
     Attributes
     ----------
     bases : list of ndarray of shape (p_m, r_m) or None
+    scores : list of ndarray of shape (n_samples, r_m)
+        ``Y_m = U_m D_m`` (the centred, weighted data where the basis is None).
     sizes : list of int
         ``r_m`` (``p_m`` where the basis is None).
     T : ndarray of shape (sum r_m, sum r_m)
@@ -44,7 +46,7 @@ class RowSpaces:
     """
 
     def __init__(self, bases, scores):
-        self.bases = bases
+        self.bases, self.scores = bases, scores
         self.sizes = [int(Y.shape[1]) for Y in scores]
         Y = np.hstack(scores)
         T = Y.T @ Y

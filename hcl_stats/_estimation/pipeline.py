@@ -495,9 +495,10 @@ def _scaled_views(params, blocks, names):
     return views, (factors, means, variances)
 
 
-def _run_reduced(params, blocks, names, structure, selection, bases=None, scaled=None):
+def _run_reduced(params, blocks, names, structure, selection, spaces=None, scaled=None):
     """The reduced-path fit of ``structure`` (on the scaled views ``scaled`` when given,
-    from :func:`_scaled_views`), in the data's units."""
+    from :func:`_scaled_views`; with the exact row spaces ``spaces`` of those views when
+    given), in the data's units."""
     n_features = [b.shape[1] for b in blocks]
     views, moments = _scaled_views(params, blocks, names) if scaled is None else scaled
     result = fit_hcl_reduced(
@@ -505,7 +506,7 @@ def _run_reduced(params, blocks, names, structure, selection, bases=None, scaled
         max_iter=params["max_iter"], tol=params["tol"],
         n_oversamples=params["n_oversamples"], n_power_iter=params["n_power_iter"],
         max_expansions=params["max_expansions"], random_state=params["random_state"],
-        objective=params["objective"], bases=bases)
+        objective=params["objective"], row_spaces=spaces)
     if moments is not None:
         factors, means, variances = moments
         result = _in_data_units(result, factors, n_features, means,
@@ -523,21 +524,22 @@ def _run_compressed(params, blocks, names):
     # all on one BLAS thread, so that T, and the decisions the selection takes on it, do
     # not depend on the thread count (O(n^2 d) work: thin products)
     with serial_blas():
-        means, variances = column_moments(blocks, names)
-        factors = feature_scales(np.concatenate(variances), n_features,
-                                 resolve_scale(params))
-        rows = row_slices(n_features)
-        weights = None if factors is None else [1.0 / np.sqrt(factors[r]) for r in rows]
+        scaled = _scaled_views(params, blocks, names)
+        moments = scaled[1]
+        if moments is None:
+            means, weights = column_moments(blocks, names)[0], None
+        else:
+            factors, means, _ = moments
+            r = 1.0 / np.sqrt(factors)  # (the weights of the views)
+            weights = [r[rows] for rows in row_slices(n_features)]
         spaces = row_spaces(blocks, means, weights)
         selection = select_structure(
             spaces.T, n_features, n_samples=n, max_rank=params["max_rank"], names=names,
             strength=params["strength"], max_components=params["max_components"],
             check_input=False, n_coordinates=spaces.sizes)
         structure = check_structure(selection.structure, n_features, names, n)
-        scaled = (blocks, None) if factors is None else (
-            [ScaledBlock(b, w) for b, w in zip(blocks, weights)], (factors, means, variances))
         result, structure, selection, _ = _run_reduced(params, blocks, names, structure,
-                                                       selection, spaces.bases, scaled)
+                                                       selection, spaces, scaled)
     if params["objective"] == "least_squares" and isinstance(resolve_denoise(params), str) \
             and resolve_denoise(params) == "modality":
         result = _noise_only_modalities(result, structure, n_features)

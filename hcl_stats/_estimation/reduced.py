@@ -140,19 +140,20 @@ def reduced_spectrum(T, q, variances, n_features, structure):
 class _Bases:
     """Per-modality bases ``Q_m`` (``None``: all coordinates) and the scores ``X_m Q_m``.
 
-    ``given``: the bases themselves (orthonormal, or None), instead of range finding
-    with ``q_m`` columns."""
+    ``given``: the exact row spaces of the blocks
+    (:class:`hcl_stats._estimation.compressed.RowSpaces`), whose bases, scores and ``T``
+    are taken as they are instead of range finding with ``q_m`` columns."""
 
     def __init__(self, blocks, means, q, *, n_power_iter, rng, given=None):
         self.blocks, self.means = blocks, means
         self.n_features = [b.shape[1] for b in blocks]
+        self.given = given
+        if given is not None:
+            self.bases, self.scores = list(given.bases), list(given.scores)
+            return
         self.bases, self.scores = [], []
         for m, X in enumerate(blocks):
-            if given is not None and given[m] is not None:
-                self.bases.append(given[m])
-                self.scores.append(_times(X, means[m], given[m]).astype(np.float64))
-                continue
-            if given is not None or q[m] >= self.n_features[m]:
+            if q[m] >= self.n_features[m]:
                 # the modality is small: keep all its coordinates
                 self.bases.append(None)
                 self.scores.append(_times(X, means[m], np.eye(self.n_features[m]))
@@ -164,14 +165,17 @@ class _Bases:
 
     @property
     def exact(self):
-        """Whether every basis spans its whole modality (the reduced problem is the full one)."""
-        return all(Q is None for Q in self.bases)
+        """Whether the reduced problem is the full one: every basis spans its whole
+        modality, or the whole row space of its centred data (``given``)."""
+        return self.given is not None or all(Q is None for Q in self.bases)
 
     def sizes(self):
         return np.array([s.shape[1] for s in self.scores], dtype=int)
 
     def reduced_covariance(self):
         """``T = (X Q)^T (X Q) / (n - 1)``, symmetrised."""
+        if self.given is not None:  # (the bases of the row spaces never grow)
+            return self.given.T
         Z = np.hstack(self.scores)
         T = Z.T @ Z
         T /= Z.shape[0] - 1
@@ -304,7 +308,7 @@ def _reduced_solve(bases, T, noise, structure, variances, *, diagonal, solver, m
 def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solver="auto",
                     max_iter=2000, tol=1e-5, n_oversamples=20, n_power_iter=3,
                     max_expansions=10, random_state=None, objective="least_squares",
-                    bases=None):
+                    row_spaces=None):
     """Fit HCL from the data through per-modality subspaces, never forming ``S``.
 
     1. Per-modality bases ``Q_m`` by randomized range finding (``q_m`` columns).
@@ -335,10 +339,10 @@ def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solve
         Subspace (power) iterations of the range finder.
     max_expansions : int, default=10
         Rounds of basis growth by the full gradient (0: solve the reduced problem once).
-    bases : list of ndarray of shape (p_m, r_m) or None, default=None
-        Orthonormal bases of the whole row spaces of the centred blocks (None in a list:
-        the modality's own coordinates), e.g.
-        :func:`hcl_stats._estimation.compressed.row_spaces`, used instead of step 1. The
+    row_spaces : RowSpaces, default=None
+        The exact row spaces of the centred blocks
+        (:func:`hcl_stats._estimation.compressed.row_spaces` of the same blocks): their
+        bases, scores and ``T`` are used instead of step 1, and step 3 is not needed. The
         reduced problem is then the full one: ``S = Q T Q^T``, the noise comes from the
         exact non-zero eigenvalues, and ``objective`` is the full problem's (the reduced
         one plus ``1/2 sum_m (p_m - r_m) sigma_m^4``, the noise on the ``p_m - r_m``
@@ -352,9 +356,9 @@ def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solve
     n = blocks[0].shape[0]
     n_features = [b.shape[1] for b in blocks]
     means, variances = column_moments(blocks, names)
-    exact_bases = bases is not None
     bases = _Bases(blocks, means, reduced_ranks(n, n_features, structure, n_oversamples),
-                   n_power_iter=n_power_iter, rng=as_generator(random_state), given=bases)
+                   n_power_iter=n_power_iter, rng=as_generator(random_state),
+                   given=row_spaces)
     mask = structure.mask(n_features)
     diagonal = isinstance(denoise, str) and denoise == "diagonal"
     n_iter = 0
@@ -380,7 +384,7 @@ def fit_hcl_reduced(blocks, structure, *, names=None, denoise="isotropic", solve
             f"{rel:.2e} > tol={tol:g} after {expansion} basis expansions; increase "
             "max_expansions or n_oversamples, or loosen tol")
     noise = psi if diagonal else noise
-    if exact_bases and not diagonal:  # the noise on the null directions of the data
+    if row_spaces is not None and not diagonal:  # the noise on the null directions
         f = float(f) + 0.5 * float(np.sum((np.asarray(n_features) - q)
                                           * np.asarray(noise, dtype=np.float64) ** 2))
     if objective == "likelihood":  # warns itself when it does not converge
